@@ -1,0 +1,2 @@
+"""Log-mel kernel (filled by the log-mel work)."""
+__all__: list = []

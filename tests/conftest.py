@@ -1,0 +1,22 @@
+import os
+import pathlib
+
+import pytest
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+SHARED = pathlib.Path(os.environ.get("EMOEDGE_SHARED", REPO.parent / "shared"))
+DATA = SHARED / "data"
+
+
+def pytest_report_header(config):
+    import emoedge
+    from emoedge._native_loader import backend_name
+    return f"emoedge {emoedge.__version__} from {pathlib.Path(emoedge.__file__).parent}; kernels: {backend_name()}"
+
+
+@pytest.fixture(scope="session")
+def shared_data():
+    """Path to ../shared/data; tests that need it skip with a reason when it is absent."""
+    if not DATA.is_dir():
+        pytest.skip(f"shared data not found at {DATA} (set EMOEDGE_SHARED)")
+    return DATA
