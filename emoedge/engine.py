@@ -133,13 +133,12 @@ class Engine:
         return d
 
     # ------------------------------------------------------------------ evidence adapters
-    def _face_evidence(self, faces, t, fusion_state, shape):
-        """(FaceResults, ModalityEvidence list for fusion, stage latencies) for one frame's faces.
-        The fused face evidence is the primary face (largest box x detector score); every face gets its own
-        per-track smoothed probabilities."""
+    def _face_evidence(self, faces, t, shape):
+        """(pending FaceResults, ModalityEvidence per face, stage latencies) for one frame's faces. Fusion
+        pools the most reliable face track (largest, most confidently detected) and smooths every track."""
         from . import fusion as F
-        out, lat = [], {}
-        best, best_key = None, -1.0
+        out, evs, lat = [], [], {}
+        temp = self._temperature(self._face)
         for f in faces:
             for k, v in (getattr(f, "ms", None) or getattr(f, "latency_ms", None) or {}).items():
                 lat[k] = lat.get(k, 0.0) + float(v)
@@ -148,28 +147,33 @@ class Engine:
             box = tuple(float(v) for v in f.box)
             score = float(getattr(f, "score", 1.0))
             tid = getattr(f, "track_id", None)
-            rel = F.face_reliability(box=box, score=score, frame_shape=shape) if hasattr(F, "face_reliability") else score
-            ev = F.ModalityEvidence(modality="face", t=t, probs=probs, labels=labels,
-                                    temperature=float(getattr(f, "temperature", 1.0) or 1.0),
-                                    reliability=float(rel), track_id=tid)
-            cp = fusion_state.face_probs(tid, t, ev) if hasattr(fusion_state, "face_probs") else _canon(probs, labels)
-            cp = np.asarray(cp, dtype=np.float64)
-            out.append(FaceResult(box=box, score=score, track_id=tid, label=_CANON[int(np.argmax(cp))],
-                                  probs=probs_dict(cp), raw_probs=probs_dict(probs, labels),
-                                  keypoints=_kps(getattr(f, "keypoints", None)), reliability=float(rel)))
-            key = box[2] * box[3] * score
-            if key > best_key:
-                best, best_key = ev, key
-        return out, ([best] if best is not None else []), lat
+            tid = None if tid is None else int(tid)
+            rel = F.face_reliability(box[2], score)
+            evs.append(F.ModalityEvidence(modality="face", t=t, probs=probs, labels=labels,
+                                          temperature=float(getattr(f, "temperature", None) or temp),
+                                          reliability=float(rel), track_id=tid))
+            out.append(FaceResult(box=box, score=score, track_id=tid, label="", probs={},
+                                  raw_probs=probs_dict(probs, labels), keypoints=_kps(getattr(f, "keypoints", None)),
+                                  reliability=float(rel)))
+        return out, evs, lat
+
+    @staticmethod
+    def _temperature(comp) -> float:
+        from .fusion import manifest_temperature
+        t = getattr(comp, "temperature", None)
+        if t is not None:
+            return float(t)
+        entry = getattr(comp, "entry", None)
+        return manifest_temperature(entry) if isinstance(entry, dict) else 1.0
 
     def _voice_evidence(self, ve):
         from . import fusion as F
         vad = float(getattr(ve, "vad_prob", 1.0))
-        rel = F.voice_reliability(vad) if hasattr(F, "voice_reliability") else vad
+        rel = F.voice_reliability(vad)
         t = float(getattr(ve, "t_end", getattr(ve, "t", 0.0)))
         ev = F.ModalityEvidence(modality="voice", t=t, probs=np.asarray(ve.probs, dtype=np.float64), labels=list(ve.labels),
-                                temperature=float(getattr(ve, "temperature", 1.0) or 1.0), reliability=float(rel),
-                                track_id=None)
+                                temperature=float(getattr(ve, "temperature", None) or self._temperature(self._voice)),
+                                reliability=float(rel), track_id=None)
         lat = {}
         if getattr(ve, "latency_ms", None) is not None:
             lat["voice"] = float(ve.latency_ms)
@@ -181,28 +185,36 @@ class Engine:
         pred = self._text.predict(text)
         ms = (time.perf_counter_ns() - t0) / 1e6
         n_tok = int(getattr(pred, "n_tokens", len(text.split())))
-        rel = F.text_reliability(n_tok) if hasattr(F, "text_reliability") else 1.0
+        rel = F.text_reliability(n_tok)
         ev = F.ModalityEvidence(modality="text", t=t, probs=np.asarray(pred.probs, dtype=np.float64),
-                                labels=list(pred.labels), temperature=float(getattr(pred, "temperature", 1.0) or 1.0),
+                                labels=list(pred.labels),
+                                temperature=float(getattr(pred, "temperature", None) or self._temperature(self._text)),
                                 reliability=float(rel), track_id=None)
         return [ev], {"text": ms}
 
     def _event_from_estimate(self, est, *, t, trigger, faces, latency, drops, frame_index, stream_id) -> EmotionEvent:
-        p = getattr(est, "probs", None)
+        """EmotionEvent from a fusion.FusedEstimate; ``faces`` (FaceResults of this frame) get their per-track
+        smoothed probabilities from the estimate."""
         evidence = {}
-        for m, c in (getattr(est, "contributions", None) or {}).items():
-            cp = np.asarray(_get(c, "probs"), dtype=np.float64)
+        for m, c in est.contributions.items():
+            cp = np.asarray(c.probs, dtype=np.float64)
+            detail = {} if c.track_id is None else {"track_id": int(c.track_id)}
             evidence[m] = ModalityResult(modality=m, label=_CANON[int(np.argmax(cp))], probs=probs_dict(cp),
-                                         weight=float(_get(c, "weight")), age=float(_get(c, "age")),
-                                         t=float(_get(c, "t", t)), reliability=_opt(_get(c, "reliability", None)))
-        if p is None or not evidence:
+                                         weight=round(float(c.weight), 6), age=round(float(c.age_s), 6), t=float(c.t),
+                                         reliability=round(float(c.reliability), 6), detail=detail)
+        for f in faces:
+            fp = est.faces.get(f.track_id) if f.track_id is not None else None
+            if fp is None:  # untracked face: its own calibrated output
+                from .fusion import calibrate
+                fp = calibrate(list(f.raw_probs.values()), list(f.raw_probs), self._temperature(self._face))
+            fp = np.asarray(fp, dtype=np.float64)
+            f.probs, f.label = probs_dict(fp), _CANON[int(np.argmax(fp))]
+        if not evidence:
             probs = probs_dict(np.full(len(CANONICAL), 1.0 / len(CANONICAL)))
             label, conf = None, 0.0
         else:
-            p = np.asarray(p, dtype=np.float64)
-            probs = probs_dict(p)
-            label = getattr(est, "label", None) or _CANON[int(np.argmax(p))]
-            conf = float(getattr(est, "confidence", float(p.max())))
+            p = np.asarray(est.probs, dtype=np.float64)
+            probs, label, conf = probs_dict(p), est.label, round(float(est.confidence), 6)
         return EmotionEvent(t=float(t), label=label, probs=probs, confidence=conf, evidence=evidence, faces=faces,
                             latency_ms={k: round(float(v), 4) for k, v in latency.items()}, drops=dict(drops),
                             trigger=trigger, frame_index=frame_index, stream_id=stream_id)

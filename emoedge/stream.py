@@ -165,6 +165,7 @@ class Stream:
         self._audio_rate = None
         self._fuse_t = -math.inf
         self._frame_shape = None
+        self._seen_tracks = set()
         self._closed = False
         self._frame_index = 0
         self._lock = threading.Lock()
@@ -216,15 +217,18 @@ class Stream:
                 # documented handling: a new geometry restarts tracking and per-face smoothing
                 self.stats.size_changes += 1
                 self._tracker = self.engine._new_tracker() if self.engine.has_face else None
-                self._fusion.reset_faces() if hasattr(self._fusion, "reset_faces") else None
+                for tid in set(self._fusion.tracks) | self._seen_tracks:
+                    self._fusion.drop_track(tid)
+                self._seen_tracks = set()
             self._frame_shape = image.shape[:2]
             lat: Dict[str, float] = {}
             faces_out: List[FaceResult] = []
             evidence = []
             if self.engine.has_face:
                 faces = self.engine._face.analyze(image, t=t, tracker=self._tracker)
-                faces_out, evidence, flat = self.engine._face_evidence(faces, t, self._fusion, image.shape)
+                faces_out, evidence, flat = self.engine._face_evidence(faces, t, image.shape)
                 lat.update(flat)
+                self._seen_tracks.update(f.track_id for f in faces_out if f.track_id is not None)
                 self.stats.faces += len(faces)
                 self.stats.frames_with_faces += bool(faces)
             self.stats.frames_processed += 1

@@ -144,7 +144,7 @@ def test_push_frame_returns_one_event_with_faces():
         assert ev.label in CANONICAL and ev.label == max(ev.probs, key=ev.probs.get)
         assert len(ev.faces) == 1 and ev.faces[0].track_id == 0
         assert set(ev.faces[0].raw_probs) == set(FACE_LABELS)
-        assert "face" in ev.evidence and ev.evidence["face"].weight == pytest.approx(1.0)
+        assert "face" in ev.evidence and 0 < ev.evidence["face"].weight <= 1.0
         for k in ("detect", "align", "classify", "fuse", "total"):
             assert k in ev.latency_ms
         # dark frame: no face, but still an event carrying the older face evidence, aged
