@@ -1,0 +1,23 @@
+"""`emoedge eval MODALITY --data FILE [--json]`: accuracy, macro-F1, per-class recall, confusion matrix.
+Each modality lives in emoedge/evaluation/<modality>.py."""
+from __future__ import annotations
+
+import importlib
+
+MODALITIES = ("face", "voice", "text")
+
+
+def register(sub) -> None:
+    p = sub.add_parser("eval", help="evaluate a bundled model on a labelled data file")
+    msub = p.add_subparsers(dest="modality", metavar="MODALITY")
+    for name in MODALITIES:
+        try:
+            mod = importlib.import_module(f"emoedge.evaluation.{name}")
+        except ModuleNotFoundError as e:
+            if e.name == f"emoedge.evaluation.{name}":
+                continue
+            raise
+        mp = msub.add_parser(name, help=(mod.__doc__ or "").strip().splitlines()[0] if mod.__doc__ else None)
+        mod.add_arguments(mp)
+        mp.set_defaults(func=mod.main)
+    p.set_defaults(func=lambda args: (p.print_help(), 2)[1])

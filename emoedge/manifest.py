@@ -1,0 +1,147 @@
+"""The model manifest (emoedge/models/manifest.json, a *contract*): every bundled model with its
+file, sha256, task, precision, labels (in model output order), input spec, preprocessing
+parameters, calibration temperature and measured metrics with the split they were measured on.
+
+Layout::
+
+    {"schema": 1,
+     "canonical_labels": [...],
+     "defaults": {"face_expression": "face-expr-int8", ...},   # task -> entry name
+     "models": {"face-expr-int8": {"file": "...onnx", "sha256": "...", "task": "face_expression",
+                                   "family": "face-expr", "precision": "int8", "labels": [...], ...}}}
+"""
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import os
+import pathlib
+import tempfile
+import threading
+from typing import Optional
+
+from .errors import InvalidInputError, ModelError, ModelNotFoundError
+
+MODELS_DIR = pathlib.Path(__file__).resolve().parent / "models"
+MANIFEST_PATH = MODELS_DIR / "manifest.json"
+
+#: Canonical label set used by fusion; each model maps its own labels onto these by name.
+CANONICAL_LABELS = ("neutral", "happy", "sad", "angry", "fearful", "disgusted", "surprised")
+
+_verified: dict = {}
+_lock = threading.Lock()
+
+
+def sha256_file(path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+class Manifest:
+    """Read-only view of a manifest file; model paths are resolved next to it."""
+
+    def __init__(self, data: dict, path: pathlib.Path):
+        self.data = data
+        self.path = pathlib.Path(path)
+        self.root = self.path.parent
+
+    @property
+    def models(self) -> dict:
+        return self.data.get("models", {})
+
+    def names(self) -> list:
+        return sorted(self.models)
+
+    def entry(self, name: str) -> dict:
+        """The manifest entry named ``name`` (a deep copy)."""
+        try:
+            return copy.deepcopy(self.models[name])
+        except KeyError:
+            raise ModelNotFoundError(f"no model named {name!r} in {self.path}; available: {', '.join(self.names()) or 'none'}") from None
+
+    def find(self, task: str, precision: Optional[str] = None, name: Optional[str] = None) -> str:
+        """Entry name for ``task``: the named one, else the task default, switched to ``precision``
+        (another entry of the same family) when given."""
+        if name is None:
+            name = self.data.get("defaults", {}).get(task)
+            if name is None:
+                cands = sorted(n for n, e in self.models.items() if e.get("task") == task)
+                if not cands:
+                    raise ModelNotFoundError(f"no model for task {task!r} in {self.path}; "
+                                             f"reinstall emoedge or pass a model name (available: {', '.join(self.names()) or 'none'})")
+                name = cands[0]
+        e = self.entry(name)
+        if precision is None or e.get("precision") == precision:
+            return name
+        fam = e.get("family", name)
+        for n, other in sorted(self.models.items()):
+            if other.get("family", n) == fam and other.get("precision") == precision:
+                return n
+        have = sorted({o.get("precision") for n, o in self.models.items() if o.get("family", n) == fam})
+        raise InvalidInputError(f"model family {fam!r} has no {precision!r} variant; choose one of {have}")
+
+    def model_path(self, name: str, verify: bool = True) -> pathlib.Path:
+        """Path to the entry's file; checks it exists and (once per process) its sha256."""
+        e = self.entry(name)
+        if "file" not in e:
+            raise ModelError(f"manifest entry {name!r} in {self.path} has no 'file'")
+        p = self.root / e["file"]
+        if not p.is_file():
+            raise ModelNotFoundError(f"model file {p} (manifest entry {name!r}) is missing; reinstall emoedge "
+                                     "(`pip install --force-reinstall emoedge`) or restore the file")
+        if verify and e.get("sha256"):
+            key = (str(p), p.stat().st_mtime_ns, p.stat().st_size)
+            with _lock:
+                ok = _verified.get(key)
+            if ok is None:
+                ok = sha256_file(p) == e["sha256"]
+                with _lock:
+                    _verified[key] = ok
+            if not ok:
+                raise ModelError(f"model file {p} does not match its manifest sha256 ({e['sha256'][:12]}...): "
+                                 "the file is corrupt or was replaced; reinstall emoedge or re-run the export step "
+                                 f"({e.get('made_by', 'see export/')})")
+        return p
+
+
+def load_manifest(path=None) -> Manifest:
+    """Load a manifest (default: the bundled one). Errors name the file and the fix."""
+    p = pathlib.Path(path) if path is not None else MANIFEST_PATH
+    if p.is_dir():
+        p = p / "manifest.json"
+    if not p.is_file():
+        raise ModelNotFoundError(f"model manifest {p} not found; reinstall emoedge or pass the path of a manifest.json")
+    try:
+        data = json.loads(p.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as e:
+        raise ModelError(f"model manifest {p} is not valid JSON ({e}); reinstall emoedge") from None
+    if not isinstance(data, dict) or not isinstance(data.get("models", {}), dict):
+        raise ModelError(f"model manifest {p} has an unexpected layout (need an object with 'models')")
+    return Manifest(data, p)
+
+
+def update_entry(name: str, entry: dict, path=None, default_for: Optional[str] = None) -> None:
+    """Add or replace one entry (used by export/ scripts); computes sha256 of the entry's file.
+    Writes atomically with sorted keys so concurrent editors merge cleanly."""
+    p = pathlib.Path(path) if path is not None else MANIFEST_PATH
+    data = json.loads(p.read_text()) if p.is_file() else {}
+    data.setdefault("schema", 1)
+    data["canonical_labels"] = list(CANONICAL_LABELS)
+    data.setdefault("defaults", {})
+    data.setdefault("models", {})
+    entry = dict(entry)
+    if "file" in entry:
+        entry["sha256"] = sha256_file(p.parent / entry["file"])
+        entry["bytes"] = (p.parent / entry["file"]).stat().st_size
+    data["models"][name] = entry
+    if default_for:
+        data["defaults"][default_for] = name
+    fd, tmp = tempfile.mkstemp(dir=str(p.parent), prefix=".manifest.")
+    with os.fdopen(fd, "w") as f:
+        json.dump(data, f, indent=2, sort_keys=True)
+        f.write("\n")
+    os.replace(tmp, p)
