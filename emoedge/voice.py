@@ -329,13 +329,14 @@ class VoiceStream:
             raise InvalidInputError("push() after flush(); call reset() to start a new utterance, or make a new stream")
         sr = _check_rate(sample_rate)
         x = check_pcm(pcm)
-        if self._sr is None:
-            self._sr = sr
-            self._resampler = Resampler(sr, self.model.sample_rate)
-        elif sr != self._sr:
-            raise InvalidInputError(f"sample rate changed mid-stream from {self._sr} Hz to {sr} Hz; call "
-                                    "stream.flush() and stream.reset() before pushing audio at the new rate, "
-                                    "or resample it to the first rate yourself")
+        if x.shape[0] == 0:         # nothing to do; does not fix the rate or move the clock
+            return []
+        # NaN/Inf check up front so nothing is consumed from a bad chunk (a float64 sum: no big temporary)
+        if x.dtype != np.int16 and not np.isfinite(np.sum(x, dtype=np.float64)):
+            bad = ~np.isfinite(x)
+            if bad.any():
+                raise InvalidInputError(f"audio contains {int(bad.sum())} NaN/Inf sample(s); replace them first "
+                                        "(e.g. np.nan_to_num(pcm, nan=0.0, posinf=1.0, neginf=-1.0))")
         if t is not None:
             if not isinstance(t, (int, float, np.floating, np.integer)) or not math.isfinite(float(t)):
                 raise InvalidInputError(f"t must be a finite time in seconds, got {t!r}")
@@ -345,14 +346,14 @@ class VoiceStream:
                                         f"{self._t_next:.4f} s); timestamps must increase")
         else:
             t = self._t_next
+        if self._sr is None:           # the first non-empty chunk fixes the rate
+            self._sr = sr
+            self._resampler = Resampler(sr, self.model.sample_rate)
+        elif sr != self._sr:
+            raise InvalidInputError(f"sample rate changed mid-stream from {self._sr} Hz to {sr} Hz; call "
+                                    "stream.flush() and stream.reset() before pushing audio at the new rate, "
+                                    "or resample it to the first rate yourself")
         n = x.shape[0]
-        if n == 0:
-            return []
-        if x.dtype != np.int16:   # NaN/Inf check up front so nothing is consumed from a bad chunk
-            bad = ~np.isfinite(x)
-            if bad.any():
-                raise InvalidInputError(f"audio contains {int(bad.sum())} NaN/Inf sample(s); replace them first "
-                                        "(e.g. np.nan_to_num(pcm, nan=0.0, posinf=1.0, neginf=-1.0))")
         pos16 = self._n_in * self.model.sample_rate / self._sr
         self._anchors.append((pos16, t))
         self._n_in += n

@@ -76,7 +76,8 @@ def load_clips(opts, cache_dir="/work/cache", log=print, limit=None):
     clips, skipped = [], {}
     cached = None
     if cache.is_file() and limit is None:
-        cached = np.load(cache)
+        with np.load(cache) as z:   # read each array once (NpzFile re-reads a key on every access)
+            cached = {"feats": z["feats"], "offsets": z["offsets"]}
         log(f"features from cache {cache}")
     feats_all, offs_all = [], [0]
     for corpus in ("ravdess", "emodb"):

@@ -104,7 +104,8 @@ def main(argv=None) -> int:
     from voice_model import VoiceCNN, count_params
     torch.set_num_threads(1)
     ck = torch.load(args.ckpt, map_location="cpu", weights_only=False)
-    model = VoiceCNN(n_mels=ck["n_mels"], n_classes=len(ck["labels"]), widths=tuple(ck["widths"]))
+    model = VoiceCNN(n_mels=ck["n_mels"], n_classes=len(ck["labels"]), widths=tuple(ck["widths"]),
+                     cmn=bool(ck.get("cmn", False)), pad_value=ck["pad_value"])
     model.load_state_dict(ck["state_dict"])
     model.eval()
     W, H, min_fill, pad = ck["window_frames"], ck["hop_frames"], ck["min_fill_frames"], ck["pad_value"]

@@ -19,13 +19,16 @@ class VoiceCNN(nn.Module):
     """Seven 3x3 conv+BN+ReLU layers (four stride-2), frequency mean, time mean+max pooling, linear head.
     widths=(16, 24, 48, 96): ~0.17 M parameters, ~20 M multiply-adds for a 200x64 window."""
 
-    def __init__(self, n_mels: int = 64, n_classes: int = 8, widths=(16, 24, 48, 96), dropout: float = 0.3):
+    def __init__(self, n_mels: int = 64, n_classes: int = 8, widths=(16, 24, 48, 96), dropout: float = 0.3,
+                 cmn: bool = False, pad_value: float = -100.0):
         super().__init__()
         w0, w1, w2, w3 = widths
+        self.cmn = cmn
+        self.pad_value = float(pad_value)
         self.register_buffer("mean", torch.zeros(n_mels))
         self.register_buffer("inv_std", torch.ones(n_mels))
         self.features = nn.Sequential(
-            conv_bn(1, w0, 2),
+            conv_bn(2 if cmn else 1, w0, 2),
             conv_bn(w0, w1, 2), conv_bn(w1, w1, 1),
             conv_bn(w1, w2, 2), conv_bn(w2, w2, 1),
             conv_bn(w2, w3, 2), conv_bn(w3, w3, 1),
@@ -38,9 +41,18 @@ class VoiceCNN(nn.Module):
         self.inv_std.copy_(1.0 / torch.as_tensor(std, dtype=torch.float32).clamp_min(1e-3))
 
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
-        """[B, T, M] dB -> [B, 1, M, T] normalised."""
-        x = (x - self.mean) * self.inv_std
-        return x.transpose(1, 2).unsqueeze(1)
+        """[B, T, M] dB -> [B, C, M, T] normalised. With ``cmn``: per-window mean normalisation of each
+        band over the real (non-padding) frames, padding frames set to 0, plus a 0/1 channel marking the
+        real frames (C = 2); otherwise global per-band normalisation only (C = 1)."""
+        if not self.cmn:
+            x = (x - self.mean) * self.inv_std
+            return x.transpose(1, 2).unsqueeze(1)
+        real = (x.amax(dim=2, keepdim=True) > self.pad_value + 1.0).to(x.dtype)      # [B, T, 1]
+        cnt = real.sum(dim=1, keepdim=True).clamp_min(1.0)
+        mu = (x * real).sum(dim=1, keepdim=True) / cnt                                # [B, 1, M]
+        z = (x - mu) * self.inv_std * real
+        mask = real.expand_as(z)
+        return torch.stack([z, mask], dim=1).transpose(2, 3)                          # [B, 2, M, T]
 
     def forward_normalized(self, z: torch.Tensor) -> torch.Tensor:
         h = self.features(z)              # [B, C, F', T']

@@ -153,7 +153,7 @@ def test_heldout_actor_accuracy_floor(shared_data):
     rep = evaluate_file(shared_data / "speech" / "ravdess_speech_actors01-20_16k.npz", speakers=HELDOUT_ACTORS)
     assert rep["n"] == 240
     # floor well below the measured held-out accuracy (see manifest metrics), far above chance (12.5%)
-    assert rep["accuracy"] >= 0.55, rep["accuracy"]
+    assert rep["accuracy"] >= 0.50, rep["accuracy"]
 
 
 def test_eval_cli_json(shared_data):
