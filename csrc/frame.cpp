@@ -53,7 +53,9 @@ void validate(const Image& img, const Options& opt, const Output& out, int n) {
   for (int c = 0; c < cout; ++c)
     if (!std::isfinite(opt.scale[c]) || !std::isfinite(opt.offset[c]))
       fail("normalization scale/offset of channel ", c, " is not finite; check mean/std (std must be non-zero)");
-  if (!std::isfinite(opt.border_value) || !std::isfinite(opt.pad_value)) fail("border_value/pad_value must be finite");
+  if (!(opt.border_value >= 0.f && opt.border_value <= 255.f))
+    fail("border_value=", opt.border_value, " must be a pixel value in 0..255");
+  if (!std::isfinite(opt.pad_value)) fail("pad_value must be finite");
 }
 
 namespace {
@@ -156,7 +158,8 @@ struct Scratch {
   std::vector<int> x0;   // two-tap form: first index per output x
   std::vector<float> xf; // two-tap form: weight of the second tap (at x0 + ct)
   std::vector<int> yr;   // per y tap: frame row, or -1 for a constant-border row
-  std::vector<float> tmp;
+  std::vector<float> acc, w8;
+  std::vector<int16_t> tmp;  // Q7 fixed point (pixel * 128)
 };
 
 Scratch& scratch() {
@@ -222,13 +225,28 @@ void run_box(const Image& img, const Plan& p, const Options& opt, const Output& 
     S.yr[i] = (y >= 0 && y < H) ? y : -1;
   }
   const int L = ncols * cin;  // interleaved input values per blended row
-  S.tmp.assign(static_cast<size_t>(ncols + 2) * ct + 8, 0.f);
-  for (int j = 0; j < ct; ++j) { S.tmp[j] = opt.border_value; S.tmp[right_slot + j] = opt.border_value; }
+  S.tmp.assign(static_cast<size_t>(ncols + 2) * ct + 8, 0);
+  const int16_t bq = static_cast<int16_t>(std::lround(opt.border_value * kQ));
+  for (int j = 0; j < ct; ++j) { S.tmp[j] = bq; S.tmp[right_slot + j] = bq; }
+  S.acc.resize(static_cast<size_t>(L) + 8);
+  float qa[4], qb[4];  // output normalization applied to Q7 tmp values
+  for (int k = 0; k < 4; ++k) { qa[k] = p.a[k] / kQ; qb[k] = p.b[k]; }
+  if (two && p.gray_mix && out.x_stride == 1) {  // per-pixel weights over t[x0 .. x0+7]
+    S.w8.assign(static_cast<size_t>(r.w) * 8, 0.f);
+    for (int d = 0; d < r.w; ++d) {
+      float* w = S.w8.data() + 8 * d;
+      const float f = S.xf[d];
+      for (int c = 0; c < 3; ++c) {
+        w[c] += (1.f - f) * p.mix[c] * qa[0];
+        w[ct + c] += f * p.mix[c] * qa[0];
+      }
+    }
+  }
   const bool contiguous = img.chan_stride == 1 && img.col_stride == cin;
   float* obase = out.data + static_cast<std::ptrdiff_t>(bi) * out.n_stride;
   float* orow[4] = {nullptr, nullptr, nullptr, nullptr};
-  float* tcols = S.tmp.data() + ct;  // first in-frame column
-  const float* tmp = S.tmp.data();
+  int16_t* tcols = S.tmp.data() + ct;  // first in-frame column
+  const int16_t* tmp = S.tmp.data();
 
   for (int oy = 0; oy < out.height; ++oy) {
     for (int k = 0; k < p.cout; ++k) orow[k] = obase + k * out.c_stride + static_cast<std::ptrdiff_t>(oy) * out.y_stride;
@@ -244,9 +262,11 @@ void run_box(const Image& img, const Plan& p, const Options& opt, const Output& 
       if (contiguous && t1 - t0 == 2 && S.yr[t0] >= 0 && S.yr[t0 + 1] >= 0) {
         const uint8_t* r0 = img.data + S.yr[t0] * img.row_stride + static_cast<std::ptrdiff_t>(cx0) * cin;
         const uint8_t* r1 = img.data + S.yr[t0 + 1] * img.row_stride + static_cast<std::ptrdiff_t>(cx0) * cin;
-        blend2(r0, r1, S.ty.w[t0], S.ty.w[t0 + 1], tcols, L);
+        int w0q, w1q;
+        q15_weights(S.ty.w[t0], S.ty.w[t0 + 1], &w0q, &w1q);
+        blend2_q7(r0, r1, w0q, w1q, tcols, L);
       } else {
-        float* acc = tcols;
+        float* acc = S.acc.data();
         float const_w = 0.f;
         bool first = true;
         for (int t = t0; t < t1; ++t) {
@@ -272,6 +292,7 @@ void run_box(const Image& img, const Plan& p, const Options& opt, const Output& 
         }
         if (first) { for (int i = 0; i < L; ++i) acc[i] = 0.f; }
         if (const_w != 0.f) { const float cv = const_w * opt.border_value; for (int i = 0; i < L; ++i) acc[i] += cv; }
+        for (int i = 0; i < L; ++i) tcols[i] = static_cast<int16_t>(std::lround(std::min(acc[i], 255.f) * kQ));
       }
     }
     // (2) horizontal taps + normalization into the output planes.
@@ -281,17 +302,17 @@ void run_box(const Image& img, const Plan& p, const Options& opt, const Output& 
       for (int ox = r.x + r.w; ox < out.width; ++ox) orow[k][ox * xs] = p.pad_out[k];
     }
     if (two && xs == 1 && p.gray_mix) {
-      hlerp_gray3(tmp, S.x0.data(), S.xf.data(), r.w, ct, p.mix, p.a[0], p.b[0], orow[0] + r.x);
+      hdot8(tmp, S.x0.data(), S.w8.data(), r.w, qb[0], orow[0] + r.x);
       continue;
     }
     if (two && xs == 1 && ct >= 3 && p.cout == 3) {
       float* od[3] = {orow[0] + r.x, orow[1] + r.x, orow[2] + r.x};
-      hlerp_planar3(tmp, S.x0.data(), S.xf.data(), r.w, ct, p.out_src, p.a, p.b, od);
+      hlerp_planar3(tmp, S.x0.data(), S.xf.data(), r.w, ct, p.out_src, qa, qb, od);
       continue;
     }
     if (two && !p.gray_mix) {
       for (int k = 0; k < p.cout; ++k)
-        hlerp1(tmp + p.out_src[k], S.x0.data(), S.xf.data(), r.w, ct, p.a[k], p.b[k],
+        hlerp1(tmp + p.out_src[k], S.x0.data(), S.xf.data(), r.w, ct, qa[k], qb[k],
                orow[k] + static_cast<std::ptrdiff_t>(r.x) * xs, xs);
       continue;
     }
@@ -299,15 +320,15 @@ void run_box(const Image& img, const Plan& p, const Options& opt, const Output& 
     for (int d = 0; d < r.w; ++d) {
       float v[4] = {0.f, 0.f, 0.f, 0.f};
       for (int t = S.tx.ofs[d]; t < S.tx.ofs[d + 1]; ++t) {
-        const float* px = tmp + S.xi[t];
+        const int16_t* px = tmp + S.xi[t];
         const float w = S.tx.w[t];
-        for (int c = 0; c < ct; ++c) v[c] += w * px[c];
+        for (int c = 0; c < ct; ++c) v[c] += w * static_cast<float>(px[c]);
       }
       const std::ptrdiff_t o = static_cast<std::ptrdiff_t>(r.x + d) * xs;
       if (p.gray_mix) {
-        orow[0][o] = (p.mix[0] * v[0] + p.mix[1] * v[1] + p.mix[2] * v[2]) * p.a[0] + p.b[0];
+        orow[0][o] = (p.mix[0] * v[0] + p.mix[1] * v[1] + p.mix[2] * v[2]) * qa[0] + qb[0];
       } else {
-        for (int k = 0; k < p.cout; ++k) orow[k][o] = v[p.out_src[k]] * p.a[k] + p.b[k];
+        for (int k = 0; k < p.cout; ++k) orow[k][o] = v[p.out_src[k]] * qa[k] + qb[k];
       }
     }
   }
@@ -376,10 +397,14 @@ void preprocess_boxes(const Image& img, const double* boxes, int n, const Option
   if (n > 0 && !boxes) fail("boxes pointer is null");
   for (int i = 0; i < n; ++i) {
     const double* b = boxes + 4 * i;
-    for (int j = 0; j < 4; ++j)
-      if (!std::isfinite(b[j]) || std::fabs(b[j]) > kMaxCoord)
-        fail("box ", i, " = (", b[0], ", ", b[1], ", ", b[2], ", ", b[3], ") has a non-finite or huge value; coordinates must be finite and within +-", kMaxCoord, " pixels");
-    if (!(b[2] > 0) || !(b[3] > 0)) fail("box ", i, " has width ", b[2], " and height ", b[3], "; both must be > 0 (boxes are x, y, w, h)");
+    for (int j = 0; j < 4; ++j) {
+      if (!std::isfinite(b[j]))
+        fail("box ", i, " = (", b[0], ", ", b[1], ", ", b[2], ", ", b[3], ") contains NaN or Inf; pass finite (x, y, w, h) pixel coordinates");
+      if (std::fabs(b[j]) > kMaxCoord)
+        fail("box ", i, " = (", b[0], ", ", b[1], ", ", b[2], ", ", b[3], ") has coordinates beyond +-", kMaxCoord, " pixels; check the box units (pixels, x, y, w, h)");
+    }
+    if (!(b[2] > 0) || !(b[3] > 0))
+      fail("box ", i, " = (", b[0], ", ", b[1], ", ", b[2], ", ", b[3], ") has a non-positive width or height; boxes are (x, y, w, h) with w, h > 0");
   }
   const Plan p = make_plan(img, opt);
   Scratch& S = scratch();
