@@ -107,19 +107,28 @@ struct Taps {
 
 // Bilinear taps (cv2.resize INTER_LINEAR on the crop [b0, b0+len)), in frame coordinates.
 void linear_taps(Taps& t, double b0, double len, int dn) {
-  t.clear();
+  t.src.resize(2 * static_cast<size_t>(dn));
+  t.w.resize(2 * static_cast<size_t>(dn));
+  t.ofs.resize(static_cast<size_t>(dn) + 1);
+  t.two = true;
   const double scale = len / dn;
   const double lo = b0, hi = std::max(b0, b0 + len - 1.0);
+  int* src = t.src.data();
+  float* w = t.w.data();
+  int* ofs = t.ofs.data();
   for (int d = 0; d < dn; ++d) {
     double f = b0 + (d + 0.5) * scale - 0.5;
-    f = std::min(std::max(f, lo), hi);
+    f = f < lo ? lo : (f > hi ? hi : f);
     const double x0 = std::floor(f);
-    const double fr = f - x0;
+    const float fr = static_cast<float>(f - x0);
     const int i0 = static_cast<int>(x0);
-    t.add(i0, 1.0 - fr);
-    t.add(fr > 0 ? i0 + 1 : i0, fr);
-    t.end();
+    src[2 * d] = i0;
+    src[2 * d + 1] = fr > 0.f ? i0 + 1 : i0;
+    w[2 * d] = 1.f - fr;
+    w[2 * d + 1] = fr;
+    ofs[d] = 2 * d;
   }
+  ofs[dn] = 2 * dn;
 }
 
 // cv2 INTER_AREA taps for a crop starting at integer b0 of integer length ssize, output dn.

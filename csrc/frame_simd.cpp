@@ -73,12 +73,14 @@ __attribute__((target("avx2,fma"))) void blend2_q7_avx2(const uint8_t* __restric
     return;
   }
   const __m256i W0 = _mm256_set1_epi16(static_cast<int16_t>(w0q)), W1 = _mm256_set1_epi16(static_cast<int16_t>(w1q));
-  for (; i + 16 <= n; i += 16) {
-    const __m256i a = _mm256_slli_epi16(_mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(r0 + i))), 7);
-    const __m256i b = _mm256_slli_epi16(_mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(r1 + i))), 7);
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + i),
+  auto step = [&](int j) __attribute__((target("avx2,fma"))) {
+    const __m256i a = _mm256_slli_epi16(_mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(r0 + j))), 7);
+    const __m256i b = _mm256_slli_epi16(_mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(r1 + j))), 7);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + j),
                         _mm256_add_epi16(_mm256_mulhrs_epi16(a, W0), _mm256_mulhrs_epi16(b, W1)));
-  }
+  };
+  for (; i + 16 <= n; i += 16) step(i);
+  if (i < n && n >= 16) { step(n - 16); return; }  // overlapping last block instead of a scalar tail
   for (; i < n; ++i) dst[i] = static_cast<int16_t>(mulhrs(r0[i] << 7, w0q) + mulhrs(r1[i] << 7, w1q));
 }
 #endif
@@ -242,8 +244,11 @@ EMOEDGE_FRAME_KERNELS(avx2, __attribute__((target("avx2,fma"))))
 }  // namespace
 
 #ifdef EMOEDGE_HAVE_AVX2_PATH
-#define EMOEDGE_PICK(NAME) (cpu_has_avx2_fma() ? NAME##_avx2 : NAME##_base)
-#define EMOEDGE_PICK_T(NAME, T) (cpu_has_avx2_fma() ? NAME##_avx2<T> : NAME##_base<T>)
+namespace {
+const bool kAvx2 = cpu_has_avx2_fma();  // decided once, at load time
+}  // namespace
+#define EMOEDGE_PICK(NAME) (kAvx2 ? NAME##_avx2 : NAME##_base)
+#define EMOEDGE_PICK_T(NAME, T) (kAvx2 ? NAME##_avx2<T> : NAME##_base<T>)
 #else
 #define EMOEDGE_PICK(NAME) NAME##_base
 #define EMOEDGE_PICK_T(NAME, T) NAME##_base<T>
@@ -265,7 +270,7 @@ void blend2_q7(const uint8_t* r0, const uint8_t* r1, int w0q, int w1q, int16_t* 
 void hlerp_planar3(const int16_t* tmp, const int* x0, const float* xf, int n, int ct, const int* src, const float* a,
                    const float* b, float* const* od) {
 #ifdef EMOEDGE_HAVE_AVX2_PATH
-  if (cpu_has_avx2_fma()) {
+  if (kAvx2) {
     if (src[0] == 2) hlerp_planar3_avx2x<true>(tmp, x0, xf, n, ct, a, b, od);
     else hlerp_planar3_avx2x<false>(tmp, x0, xf, n, ct, a, b, od);
     return;
