@@ -305,3 +305,109 @@ def test_batch_validation(impl):
         kernels.preprocess_batch(img, [(0, 0, 5)], (8, 8))
     with pytest.raises(ValueError, match="boxes"):
         kernels.preprocess_batch(img, None, (8, 8))
+
+
+# ---------------------------------------------------------------- property tests (hypothesis)
+
+hyp = pytest.importorskip("hypothesis")
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+PROP = settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow],
+                derandomize=True)
+
+
+@st.composite
+def strided_images(draw):
+    """uint8 images with 0 (HxW), 1, 3 or 4 channels, viewed with random positive strides."""
+    h, w = draw(st.integers(1, 40)), draw(st.integers(1, 40))
+    c = draw(st.sampled_from([0, 1, 3, 4]))
+    sy, sx = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    oy, ox = draw(st.integers(0, 2)), draw(st.integers(0, 2))
+    seed = draw(st.integers(0, 2**16))
+    big = noise(h * sy + oy, w * sx + ox, c=c if c else 0, seed=seed)
+    extra = draw(st.booleans()) and c == 3  # channels taken from a 4-channel frame
+    if extra:
+        big = noise(h * sy + oy, w * sx + ox, c=4, seed=seed)[..., :3]
+    return big[oy::sy, ox::sx][:h, :w]
+
+
+def _cv_ref(img, box, size, interp, color, border, bv):
+    flag = cv2.BORDER_CONSTANT if border == "constant" else cv2.BORDER_REPLICATE
+    f = img.astype(np.float32)
+    if f.ndim == 3 and f.shape[2] == 1:
+        f = f[..., 0]
+    crop = padded_crop(f, box, flag, bv) if box is not None else f
+    iflag = cv2.INTER_LINEAR if interp == "linear" else cv2.INTER_AREA
+    r = cv2.resize(np.ascontiguousarray(crop), size, interpolation=iflag)
+    if r.ndim == 3:
+        if color == "gray":
+            r = cv2.cvtColor(r, cv2.COLOR_BGR2GRAY if r.shape[2] == 3 else cv2.COLOR_BGRA2GRAY)
+        else:
+            r = r[..., :3]
+            if color == "swap_rb":
+                r = r[..., ::-1]
+    return r
+
+
+@PROP
+@given(img=strided_images(), data=st.data())
+def test_property_boxes_match_opencv_and_numba(img, data):
+    h, w = img.shape[:2]
+    box = data.draw(st.one_of(st.none(), st.tuples(st.integers(-50, w + 10), st.integers(-50, h + 10),
+                                                   st.integers(1, 60), st.integers(1, 60))))
+    size = (data.draw(st.integers(1, 40)), data.draw(st.integers(1, 40)))
+    interp = data.draw(st.sampled_from(["linear", "area"]))
+    gray_ok = img.ndim == 3 and img.shape[2] >= 3
+    color = data.draw(st.sampled_from(["keep", "swap_rb", "gray"] if gray_ok else ["keep"]))
+    border = data.draw(st.sampled_from(["constant", "replicate"]))
+    bv = data.draw(st.integers(0, 255))
+    kw = dict(box=box, interpolation=interp, color=color, border=border, border_value=bv)
+    ours = to_hwc255(kernels.preprocess(img, size, **kw))
+    ref = _cv_ref(img, box, size, interp, color, border, bv)
+    assert_close(ours, ref, TIGHT_MAX, TIGHT_MEAN)
+    pytest.importorskip("numba")
+    from emoedge.kernels import _numba_frame
+    orig = frame_mod._impl
+    frame_mod._impl = lambda: _numba_frame
+    try:
+        other = to_hwc255(kernels.preprocess(img, size, **kw))
+    finally:
+        frame_mod._impl = orig
+    assert_close(other, ours, TIGHT_MAX, TIGHT_MEAN)
+
+
+@pytest.mark.skipif(CV2_MAJOR < 5, reason="OpenCV < 5 rounds warpAffine coordinates to 1/32 pixel")
+@PROP
+@given(img=strided_images(), data=st.data())
+def test_property_affine_matches_warpaffine(img, data):
+    size = (data.draw(st.integers(1, 40)), data.draw(st.integers(1, 40)))
+    angle = data.draw(st.floats(-180, 180))
+    scale = data.draw(st.floats(0.2, 4.0))
+    cx, cy = data.draw(st.floats(-10, 50)), data.draw(st.floats(-10, 50))
+    M = cv2.getRotationMatrix2D((cx, cy), angle, scale)
+    M[:, 2] += [data.draw(st.floats(-30, 30)), data.draw(st.floats(-30, 30))]
+    border = data.draw(st.sampled_from(["constant", "replicate"]))
+    flag = cv2.BORDER_CONSTANT if border == "constant" else cv2.BORDER_REPLICATE
+    ours = to_hwc255(kernels.preprocess(img, size, affine=M, border=border, border_value=30))
+    f = img.astype(np.float32)
+    if f.ndim == 3 and f.shape[2] == 1:
+        f = f[..., 0]
+    ref = cv2.warpAffine(np.ascontiguousarray(f), M, size, flags=cv2.INTER_LINEAR, borderMode=flag,
+                         borderValue=(30, 30, 30, 30))
+    if ref.ndim == 3:
+        ref = ref[..., :3]
+    assert_close(ours, ref, TIGHT_MAX, TIGHT_MEAN)
+
+
+@PROP
+@given(img=strided_images(), data=st.data())
+def test_property_letterbox_transform_roundtrip(img, data):
+    h, w = img.shape[:2]
+    size = (data.draw(st.integers(1, 64)), data.draw(st.integers(1, 64)))
+    out, t = kernels.preprocess(img, size, letterbox=True, pad_value=0, scale=1.0, offset=0.0, return_transform=True)
+    px, py = t.pad
+    cw, ch = t.scale[0] * w, t.scale[1] * h
+    assert 0 <= px and 0 <= py and px + cw <= size[0] + 1e-9 and py + ch <= size[1] + 1e-9
+    assert abs(t.scale[0] - t.scale[1]) <= max(t.scale) / min(cw, ch) + 1e-9  # aspect kept up to rounding
+    np.testing.assert_allclose(t.boxes_to_frame([[px, py, px + cw, py + ch]]), [[0, 0, w, h]], atol=1e-6)
