@@ -1,6 +1,7 @@
 // Thin bindings for csrc/detect.h: arrays are checked with the GIL held, decoding runs without it.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
 
 #include <cstring>
 #include <stdexcept>
