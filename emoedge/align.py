@@ -95,9 +95,10 @@ def crop_affine(box, keypoints=None, size=(64, 64), spec: Optional[CropSpec] = N
 def crop_affines(boxes, keypoints=None, size=(64, 64), spec: Optional[CropSpec] = None) -> np.ndarray:
     """float64 [N, 2, 3] forward matrices for N faces (see crop_affine)."""
     b = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    if not len(b):
+        return np.zeros((0, 2, 3))
     kps = None if keypoints is None else np.asarray(keypoints, dtype=np.float64).reshape(len(b), -1, 2)
-    return np.stack([crop_affine(b[i], None if kps is None else kps[i], size, spec) for i in range(len(b))]) \
-        if len(b) else np.zeros((0, 2, 3))
+    return np.stack([crop_affine(b[i], None if kps is None else kps[i], size, spec) for i in range(len(b))])
 
 
 def align_faces(frame: np.ndarray, boxes, keypoints=None, *, size=(64, 64), spec: Optional[CropSpec] = None,

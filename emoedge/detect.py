@@ -276,7 +276,6 @@ class FaceDetector:
         else:
             self.anchors = blazeface_anchors(self.size, a["strides"], a["per_cell"])
         self.box_scale = float(e.get("decode", {}).get("box_scale", self.size))
-        self.last_timing: dict = {}
 
     def preprocess(self, frame: np.ndarray):
         """BGR uint8 frame -> (float32 [1, 3, S, S] RGB in [-1, 1], letterboxed; (sx, sy, tx, ty) mapping
@@ -287,9 +286,9 @@ class FaceDetector:
         (a, _, c), (_, e, f) = tr.matrix  # frame pixel -> model-input pixel: out = a*x + c, out_y = e*y + f
         return x.reshape(1, 3, self.size, self.size), (self.size / a, self.size / e, -c / a, -f / e)
 
-    def detect_array(self, frame: np.ndarray) -> np.ndarray:
+    def detect_array(self, frame: np.ndarray, timing: Optional[dict] = None) -> np.ndarray:
         """float32 [K, 17] rows (x, y, w, h, score, keypoints) in frame pixels, best first.
-        Timing per stage (ms) is left in ``self.last_timing`` (preprocess, infer, decode)."""
+        ``timing``: optional dict that receives ms per stage (preprocess_ms, infer_ms, decode_ms)."""
         frame = check_frame(frame)
         o = self.options
         t0 = time.perf_counter_ns()
@@ -304,7 +303,8 @@ class FaceDetector:
             if o.max_faces:
                 rows = rows[: o.max_faces]
         t3 = time.perf_counter_ns()
-        self.last_timing = {"preprocess_ms": (t1 - t0) / 1e6, "infer_ms": (t2 - t1) / 1e6, "decode_ms": (t3 - t2) / 1e6}
+        if timing is not None:
+            timing.update(preprocess_ms=(t1 - t0) / 1e6, infer_ms=(t2 - t1) / 1e6, decode_ms=(t3 - t2) / 1e6)
         return rows
 
     def detect(self, frame: np.ndarray) -> List[Detection]:

