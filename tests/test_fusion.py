@@ -363,3 +363,18 @@ def test_fusion_state_same_result_on_numba_fallback(monkeypatch):
     st = F.FusionState()
     b = [st.update(t, e).probs for t, e in seq]
     np.testing.assert_allclose(np.array(a), np.array(b), atol=TOL)
+
+
+def test_public_reference_matches_kernels():
+    rng = np.random.default_rng(6)
+    seq = []
+    for i in range(30):
+        t = i * 0.07
+        seq.append((t, [ev("face", t, rng.dirichlet(np.ones(7)), FER_LABELS, track_id=i % 2, reliability=0.6),
+                        ev("voice", t, rng.dirichlet(np.ones(8)), RAVDESS_LABELS)]))
+    st_a, st_b = F.FusionState(), F.FusionState(kernel=F.fusion_step_reference)
+    for t, e in seq:
+        a, b = st_a.update(t, e), st_b.update(t, e)
+        np.testing.assert_allclose(a.probs, b.probs, atol=TOL)
+        for tid in a.faces:
+            np.testing.assert_allclose(a.faces[tid], b.faces[tid], atol=TOL)
