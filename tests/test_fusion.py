@@ -404,3 +404,21 @@ def test_property_random_evidence_gives_proper_distribution():
             assert all(np.isfinite(v).all() and abs(float(v.sum()) - 1) < 1e-5 for v in e.faces.values())
 
     check()
+
+
+def test_bad_item_leaves_state_untouched():
+    st = F.FusionState(F.FusionOptions(tau_s=0))
+    good = ev("face", 0.0, [0.1, 0.6, 0.1, 0.05, 0.05, 0.05, 0.05])
+    with pytest.raises(InvalidInputError):
+        st.update(0.0, [good, ev("voice", 0.0, np.ones(3), RAVDESS_LABELS)])
+    assert st.last_t is None
+    e = st.update(0.0)
+    assert e.contributions == {}  # the good item of the failed update was not kept
+
+
+def test_older_evidence_for_same_key_is_ignored():
+    st = F.FusionState(F.FusionOptions(tau_s=0))
+    newer = [0.1, 0.6, 0.1, 0.05, 0.05, 0.05, 0.05]
+    st.update(1.0, [ev("voice", 1.0, newer)])
+    e = st.update(1.0, [ev("voice", 0.5, [0.6, 0.1, 0.1, 0.05, 0.05, 0.05, 0.05])])
+    assert e.contributions["voice"].t == 1.0 and e.label == "happy"
