@@ -29,7 +29,7 @@ from .errors import InvalidInputError, ModelNotFoundError
 __all__ = ["FaceAnalyzerOptions", "Face", "FaceAnalyzer", "BASELINE_MODEL"]
 
 BASELINE_MODEL = "fer-minixception"
-_PREPROCESS_KEYS = ("color", "mean", "std", "scale", "offset", "interpolation")
+_PREPROCESS_KEYS = ("color", "mean", "std", "scale", "offset", "interpolation", "border")
 
 
 @dataclass
@@ -124,13 +124,17 @@ class FaceAnalyzer:
         pre = e.get("preprocess", {})
         self.input_size = tuple(int(v) for v in pre.get("size", e["input"]["shape"][-1:] * 2))
         self.preprocess_kwargs = {k: (tuple(v) if isinstance(v, list) else v) for k, v in pre.items() if k in _PREPROCESS_KEYS}
-        self.layout = e.get("input", {}).get("layout", "nchw")
+        self.layout = pre.get("layout") or e.get("input", {}).get("layout", "nchw")
         self.input_name = e.get("input", {}).get("name") or self.session.get_inputs()[0].name
         self.output_kind = e.get("output", "logits")
         self.temperature = float(e.get("temperature", 1.0))
         if not (self.temperature > 0):
             raise InvalidInputError(f"manifest entry {self.model_name!r} has temperature {self.temperature}; must be > 0")
-        crop = e.get("crop") or self.detector.entry.get("expression_crop")
+        # the model's own calibrated crop if it has one (written by export/face_crop_calibrate.py), else
+        # the detector's calibration for FER2013 framing
+        crop = e.get("crop")
+        if not (isinstance(crop, dict) and "reference" in crop and "size" in crop):
+            crop = self.detector.entry.get("expression_crop")
         self.crop = CropSpec.from_dict(crop)
 
     def _pick_expression_model(self) -> str:
