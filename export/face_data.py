@@ -24,7 +24,7 @@ FERPLUS_TO_FER = (4, 5, 6, 1, 3, 2, 0)
 
 SIZE = 48
 #: kwargs of emoedge.kernels.preprocess used for training and inference (written into the manifest).
-PREPROCESS = {"size": [SIZE, SIZE], "color": "gray", "mean": [127.5], "std": [63.75],
+PREPROCESS = {"size": [SIZE, SIZE], "color": "gray", "mean": [0.5], "std": [0.25], "border": "replicate",
               "interpolation": "linear", "layout": "nchw"}
 
 def _shared() -> pathlib.Path:
@@ -75,18 +75,7 @@ def soft_targets(labels: np.ndarray, votes: np.ndarray, ferplus_weight: float) -
     return ((1.0 - ferplus_weight) * onehot + ferplus_weight * dist).astype(np.float32)
 
 
-def _standin(img, size, affine=None, color="gray", mean=(0.0,), std=(1.0,), interpolation="linear", layout="nchw"):
-    """TEMPORARY cv2 stand-in used only while emoedge.kernels.preprocess is not yet available
-    (EMOEDGE_FACE_STANDIN=1); never used for the shipped model."""
-    import cv2
-    m = np.eye(2, 3) if affine is None else np.asarray(affine, np.float64)
-    out = cv2.warpAffine(img, m, tuple(size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-    return ((out.astype(np.float32) - mean[0]) / std[0])[None]
-
-
 def _kernel():
-    if os.environ.get("EMOEDGE_FACE_STANDIN") == "1":
-        return _standin
     from emoedge import kernels
     if not hasattr(kernels, "preprocess"):
         raise RuntimeError("emoedge.kernels.preprocess is not available: build the native module "
