@@ -22,6 +22,10 @@ import pathlib
 import sys
 import time
 
+# Waiting OpenMP threads must sleep, not spin: on shared cores spinning burned ~3.5x the CPU time per
+# step (measured: 2.4 vs 0.68 CPU-s per batch of 128). Must be set before torch is imported.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 import numpy as np
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
