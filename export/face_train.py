@@ -42,6 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch", type=int, default=128)
     p.add_argument("--lr", type=float, default=0.1, help="peak learning rate of the one-cycle schedule (SGD, Nesterov)")
     p.add_argument("--wd", type=float, default=5e-4)
+    p.add_argument("--opt", choices=("sgd", "adamw"), default="sgd")
     p.add_argument("--ferplus-weight", type=float, default=0.3, help="weight of the FER+ vote distribution in the target")
     p.add_argument("--dropout", type=float, default=0.3)
     p.add_argument("--patience", type=int, default=12, help="stop after this many epochs without a better val accuracy")
@@ -139,8 +140,11 @@ def main(argv=None) -> int:
     decay, no_decay = [], []
     for n_, p_ in model.named_parameters():
         (no_decay if p_.ndim <= 1 else decay).append(p_)
-    opt = torch.optim.SGD([{"params": decay, "weight_decay": args.wd}, {"params": no_decay, "weight_decay": 0.0}],
-                          lr=args.lr, momentum=0.9, nesterov=True)
+    groups = [{"params": decay, "weight_decay": args.wd}, {"params": no_decay, "weight_decay": 0.0}]
+    if args.opt == "sgd":
+        opt = torch.optim.SGD(groups, lr=args.lr, momentum=0.9, nesterov=True)
+    else:
+        opt = torch.optim.AdamW(groups, lr=args.lr)
     steps_per_epoch = len(x_img) // args.batch
     if args.max_steps:
         steps_per_epoch = min(steps_per_epoch, args.max_steps)
