@@ -132,6 +132,7 @@ def main(argv=None) -> int:
         raise SystemExit(f"checkpoint was trained with preprocess {meta['preprocess']}, export/face_data.py now has "
                          f"{face_data.PREPROCESS}: retrain or restore the parameters")
     mdir = pathlib.Path(args.models_dir)
+    mdir.mkdir(parents=True, exist_ok=True)
     manifest = pathlib.Path(args.manifest) if args.manifest else mdir / "manifest.json"
     f32, i8 = mdir / "face-expr-fp32.onnx", mdir / "face-expr-int8.onnx"
     model = export_onnx(ckpt, f32)
@@ -154,6 +155,13 @@ def main(argv=None) -> int:
     quantize(f32, i8, calib)
     s8 = make_session(i8, SessionOptions(intra_threads=1))
 
+    # Same training framing (FER2013 48x48 crops) as the fer baseline, whose crop the detector work
+    # calibrated; reuse it when present, else a placeholder for that calibration.
+    crop = {"margin": 0.0, "note": "placeholder: FER2013 framing; to be calibrated by export/face_crop_calibrate.py"}
+    if manifest.is_file():
+        base = json.loads(manifest.read_text()).get("models", {}).get("fer-minixception", {})
+        if base.get("crop"):
+            crop = dict(base["crop"], source="copied from fer-minixception (same FER2013 framing)")
     sessions = {"fp32": s32, "int8": s8}
     lat = latency(sessions, x)
     entries = {}
@@ -163,7 +171,7 @@ def main(argv=None) -> int:
              "labels": list(face_data.LABELS), "output": "logits",
              "input": {"name": "input", "shape": [None, 1, face_data.SIZE, face_data.SIZE], "layout": "nchw"},
              "preprocess": {k: v for k, v in face_data.PREPROCESS.items()},
-             "crop": {"margin": 0.0, "note": "placeholder: FER2013 crops are tight brow-to-chin; calibrated by the detector work"}}
+             "crop": crop}
         rep = evaluate(e, path, imgs, y, [str(c) for c in va["class_names"]], batch=64, threads=1, session=s)
         logits = np.concatenate([s.run(None, {"input": x[i:i + 256]})[0] for i in range(0, len(x), 256)])
         T = fit_temperature(logits, y)
