@@ -30,10 +30,10 @@ __all__ = ["CropSpec", "crop_affine", "crop_affines", "align_faces", "eye_angle"
 @dataclass
 class CropSpec:
     """How to cut the expression model's input out of a detection (see module docstring).
-    Default: the calibrated value for BlazeFace short range on FER2013 framing."""
+    Default: the calibrated value for BlazeFace short range on FER2013 framing (face_crop_calibrate.py)."""
     reference: str = "box"
-    center: tuple = (0.0, -0.06)
-    size: float = 1.18
+    center: tuple = (-0.007, -0.092)
+    size: float = 1.107
     level_eyes: bool = True
 
     def validate(self) -> "CropSpec":
@@ -102,9 +102,11 @@ def crop_affines(boxes, keypoints=None, size=(64, 64), spec: Optional[CropSpec] 
 
 
 def align_faces(frame: np.ndarray, boxes, keypoints=None, *, size=(64, 64), spec: Optional[CropSpec] = None,
-                color: str = "gray", mean=None, std=None, layout: str = "nchw", border: str = "replicate") -> np.ndarray:
+                color: str = "gray", mean=None, std=None, layout: str = "nchw", border: str = "replicate",
+                **kernel_kwargs) -> np.ndarray:
     """Aligned crops of N faces of one frame in one native call: float32 [N, C, H, W] (or NHWC),
-    normalised as ``(pixel/255 - mean) / std`` (the expression model's manifest "preprocess")."""
+    normalised as ``(pixel/255 - mean) / std`` (the expression model's manifest "preprocess");
+    other keyword arguments (scale, offset, border_value, ...) go to kernels.preprocess_batch."""
     from . import kernels
     aff = crop_affines(boxes, keypoints, size, spec)
     c = 1 if color == "gray" else 3
@@ -112,4 +114,4 @@ def align_faces(frame: np.ndarray, boxes, keypoints=None, *, size=(64, 64), spec
         shape = (0, c, int(size[1]), int(size[0])) if layout == "nchw" else (0, int(size[1]), int(size[0]), c)
         return np.zeros(shape, np.float32)
     return kernels.preprocess_batch(frame, size=(int(size[0]), int(size[1])), affines=aff, color=color, mean=mean,
-                                    std=std, layout=layout, border=border)
+                                    std=std, layout=layout, border=border, **kernel_kwargs)

@@ -159,3 +159,39 @@ def test_model_file_errors_name_the_file(tmp_path, damage):
         warnings.simplefilter("ignore", RuntimeWarning)
         with pytest.raises(err, match=name.replace(".", r"\.")):
             FaceAnalyzer(FaceAnalyzerOptions(manifest=str(mpath), expression_model=BASELINE_MODEL))
+
+
+def test_expression_entry_fields_are_honoured(tmp_path, fer):
+    """A face_expression entry like the trained model's (logits, NCHW 48x48, mean/std, border, a
+    placeholder crop) is read from the manifest: placeholder crops fall back to the detector's calibration."""
+    ims, _, _ = fer
+    mpath = temp_manifest(tmp_path)
+    data = json.loads(mpath.read_text())
+    e = dict(data["models"][BASELINE_MODEL])
+    e.update(task="face_expression", family="test-expr", crop={"margin": 0.0, "note": "placeholder"},
+             preprocess={"size": [64, 64], "color": "gray", "mean": [0.5], "std": [0.5], "border": "replicate",
+                         "interpolation": "linear", "layout": "nchw"})
+    data["models"]["test-expr"] = e
+    data["defaults"]["face_expression"] = "test-expr"
+    mpath.write_text(json.dumps(data))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # a face_expression default exists: no fallback warning
+        fa = FaceAnalyzer(FaceAnalyzerOptions(manifest=str(mpath)))
+    assert fa.model_name == "test-expr" and fa.input_size == (64, 64)
+    assert fa.crop.to_dict() == {k: v for k, v in data["models"]["blazeface-short"]["expression_crop"].items()
+                                 if k in ("reference", "center", "size", "level_eyes")}
+    faces = fa.analyze(two_face_frame(ims, 1006, 1007))
+    assert len(faces) == 2 and all(abs(f.probs.sum() - 1) < 1e-5 for f in faces)
+
+
+def test_baseline_fallback_ignores_precision_and_new_tracker(tmp_path):
+    mpath = temp_manifest(tmp_path)
+    data = json.loads(mpath.read_text())
+    data["models"] = {k: v for k, v in data["models"].items() if v.get("task") != "face_expression"}
+    data["defaults"].pop("face_expression", None)
+    mpath.write_text(json.dumps(data))
+    with pytest.warns(RuntimeWarning, match="fp32 only"):
+        fa = FaceAnalyzer(FaceAnalyzerOptions(manifest=str(mpath), precision="int8", detect_every=4))
+    assert fa.model_name == BASELINE_MODEL and fa.new_tracker().options.detect_every == 4
+    with pytest.raises(ValueError, match="detect_every"):
+        FaceAnalyzerOptions(detect_every=0).validate()
