@@ -440,8 +440,9 @@ class FusionState:
         if self.last_t is not None and t < self.last_t:
             raise InvalidInputError(f"fusion timestamps must not go backwards: t={t} s after t={self.last_t} s; "
                                     "pass increasing source-clock times (or reset() the state)")
-        evidence = list(evidence)
-        stored = [self._ingest(ev, t) for ev in evidence]
+        # validate and calibrate everything first, so a bad item leaves the state untouched
+        prepared = [self._prepare(ev, t) for ev in evidence]
+        stored = [self._commit(s) for s in prepared]
         self.last_t = t
         self._expire(t)
         # per-face smoothing for face tracks with evidence in this update
@@ -508,7 +509,7 @@ class FusionState:
         self._face_seen[track_id] = t
         return sm.step(t, logp[None, :], _ONE, self.options.face_tau_s)
 
-    def _ingest(self, ev: ModalityEvidence, t: float) -> Optional[_Stored]:
+    def _prepare(self, ev: ModalityEvidence, t: float) -> _Stored:
         if not isinstance(ev, ModalityEvidence):
             raise InvalidInputError(f"evidence must be ModalityEvidence objects, got {type(ev).__name__}")
         if not isinstance(ev.modality, str) or not ev.modality:
@@ -521,13 +522,15 @@ class FusionState:
         if not (math.isfinite(r) and 0.0 <= r <= 1.0):
             raise InvalidInputError(f"{ev.modality} reliability={ev.reliability!r} must be in [0, 1]")
         c = calibrate(ev.probs, ev.labels, ev.temperature, logits=ev.logits, canonical=self.labels, eps=self.options.eps)
-        key = (ev.modality, ev.track_id)
-        old = self._latest.get(key)
-        if old is not None and old.ev.t > et:
-            return None  # older than what we hold: ignored
         if ev.track_id is not None and ev.modality == "face":
             self._check_track_time(ev.track_id, t)
-        s = _Stored(ev=ev, probs=c, logp=np.log(c).astype(np.float32))
+        return _Stored(ev=ev, probs=c, logp=np.log(c).astype(np.float32))
+
+    def _commit(self, s: _Stored) -> Optional[_Stored]:
+        key = (s.ev.modality, s.ev.track_id)
+        old = self._latest.get(key)
+        if old is not None and float(old.ev.t) > float(s.ev.t):
+            return None  # older than what we hold: ignored
         self._latest[key] = s
         return s
 

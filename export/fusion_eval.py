@@ -204,7 +204,8 @@ def _canon_idx(labels):
 def simulate(face_p, face_labels, face_T, face_y, voice_p, voice_labels, voice_T, voice_y, emotions, n_frames,
              n_streams, seed, voice_at="start", opts=None):
     """Run n_streams label-paired streams; returns per-stream correctness arrays and targets."""
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(seed)            # targets and voice clips: the same for every n_frames
+    rng_face = np.random.default_rng(seed + 1)   # face images
     by_e_face = {e: np.flatnonzero(face_y == e) for e in emotions}
     by_e_voice = {e: np.flatnonzero(voice_y == e) for e in emotions}
     res = {k: np.zeros(n_streams, bool) for k in ("face_last", "face_smoothed", "voice", "fused")}
@@ -214,8 +215,8 @@ def simulate(face_p, face_labels, face_T, face_y, voice_p, voice_labels, voice_T
     for s in range(n_streams):
         e = emotions[rng.integers(len(emotions))]
         targets[s] = e
-        fi = rng.choice(by_e_face[e], size=n_frames, replace=len(by_e_face[e]) < n_frames)
         vi = by_e_voice[e][rng.integers(len(by_e_voice[e]))]
+        fi = rng_face.choice(by_e_face[e], size=n_frames, replace=len(by_e_face[e]) < n_frames)
         used_faces.update(fi.tolist())
         used_voice.add(int(vi))
         j_voice = 0 if voice_at == "start" else n_frames - 1
@@ -237,7 +238,8 @@ def simulate(face_p, face_labels, face_T, face_y, voice_p, voice_labels, voice_T
 
 def bootstrap_ci(a: np.ndarray, b: np.ndarray, seed=0, n=2000):
     """95% CI of mean(a) - mean(b), paired bootstrap over streams."""
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(seed)            # targets and voice clips: the same for every n_frames
+    rng_face = np.random.default_rng(seed + 1)   # face images
     idx = rng.integers(0, len(a), size=(n, len(a)))
     diffs = a[idx].mean(1) - b[idx].mean(1)
     return float(np.percentile(diffs, 2.5)), float(np.percentile(diffs, 97.5))
