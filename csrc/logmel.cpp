@@ -8,6 +8,7 @@
 #include <type_traits>
 
 #include "common.h"
+#include "cpu.h"
 
 namespace emoedge {
 
@@ -38,6 +39,120 @@ inline std::int64_t complete_frames(std::int64_t padded_len, int n_fft, int hop)
   return padded_len >= n_fft ? (padded_len - n_fft) / hop + 1 : 0;
 }
 
+// Natural log for normal positive doubles, written with integer/bit operations that vectorize
+// (no libm call): x = 2^k * m with m in [sqrt(1/2), sqrt(2)), ln m = 2 atanh(s), s = (m-1)/(m+1),
+// series to s^15 (|error| < 2e-14).
+EMOEDGE_INLINE double fast_ln(double x) {
+  std::uint64_t bits;
+  std::memcpy(&bits, &x, sizeof bits);
+  const std::uint64_t off = 0x3FE6A09E667F3BCDull;  // bits of sqrt(1/2)
+  const std::uint64_t t = bits - off;
+  const std::uint64_t mb = bits - (t & 0xFFF0000000000000ull);  // mantissa scaled into [sqrt(1/2), sqrt(2))
+  double m;
+  std::memcpy(&m, &mb, sizeof m);
+  // k = (signed) t >> 52 in [-1023, 1024]; double(k) via the 2^52 trick (integer ops only).
+  const std::uint64_t kbits = 0x4330000000000000ull | (((t >> 52) + 2048u) & 0xFFFull);
+  double kd;
+  std::memcpy(&kd, &kbits, sizeof kd);
+  kd -= 4503599627370496.0 + 2048.0;
+  const double s = (m - 1.0) / (m + 1.0), s2 = s * s;
+  const double p = 1.0 + s2 * (1.0 / 3 + s2 * (1.0 / 5 + s2 * (1.0 / 7 + s2 * (1.0 / 9 + s2 * (1.0 / 11 +
+                   s2 * (1.0 / 13 + s2 * (1.0 / 15)))))));
+  return kd * 0.6931471805599453094 + 2.0 * s * p;
+}
+
+// One batch of kB frames (compile-time, so the batch lanes live in registers): window + split, FFT
+// power, sparse mel, log. Always inlined into the portable and the AVX2+FMA instances below.
+template <int kLanes, int kB, typename T>
+EMOEDGE_INLINE void frames_body(const LogMel::Tables& t, const T* const* ptrs, float* out, LogMel::Work& w) {
+  const int M = t.n_fft / 2, nm = t.n_mels;
+  const double* __restrict win = std::is_same<T, std::int16_t>::value ? t.window_i16.data() : t.window.data();
+  double* __restrict zr = w.zr.data();
+  double* __restrict zi = w.zi.data();
+  // k outer, frames inner: contiguous stores of kB lanes (the loads gather from kB frames).
+  for (int k = 0; k < M; ++k) {
+    const double w0 = win[2 * k], w1 = win[2 * k + 1];
+    double* __restrict r = zr + std::size_t(k) * kB;
+    double* __restrict i = zi + std::size_t(k) * kB;
+    for (int b = 0; b < kB; ++b) {
+      r[b] = double(ptrs[b][2 * k]) * w0;
+      i[b] = double(ptrs[b][2 * k + 1]) * w1;
+    }
+  }
+  double* __restrict pw = w.pw.data();
+  fft_detail::power_split<kLanes>(*t.fft, zr, zi, kB, pw, w.scratch.data());
+  double* __restrict acc = w.acc.data();
+  for (int m = 0; m < nm; ++m) {
+    const double* __restrict wt = t.fw.data() + t.foff[m];
+    const double* __restrict base = pw + std::size_t(t.fstart[m]) * kB;
+    const int len = t.flen[m];
+    if (kB == 1) {  // one frame: four partial sums break the add latency chain
+      double s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+      int j = 0;
+      for (; j + 4 <= len; j += 4) {
+        s0 += wt[j] * base[j];
+        s1 += wt[j + 1] * base[j + 1];
+        s2 += wt[j + 2] * base[j + 2];
+        s3 += wt[j + 3] * base[j + 3];
+      }
+      for (; j < len; ++j) s0 += wt[j] * base[j];
+      acc[m] = (s0 + s1) + (s2 + s3);
+    } else {
+      double a[kB], c[kB];  // even / odd j: two chains of multiply-adds
+      for (int b = 0; b < kB; ++b) a[b] = c[b] = 0.0;
+      int j = 0;
+      for (; j + 2 <= len; j += 2) {
+        const double w0 = wt[j], w1 = wt[j + 1];
+        const double* __restrict p0 = base + std::size_t(j) * kB;
+        const double* __restrict p1 = p0 + kB;
+        for (int b = 0; b < kB; ++b) {
+          a[b] += w0 * p0[b];
+          c[b] += w1 * p1[b];
+        }
+      }
+      if (j < len) {
+        const double* __restrict p0 = base + std::size_t(j) * kB;
+        for (int b = 0; b < kB; ++b) a[b] += wt[j] * p0[b];
+      }
+      for (int b = 0; b < kB; ++b) acc[std::size_t(m) * kB + b] = a[b] + c[b];
+    }
+  }
+  const std::size_t total = std::size_t(nm) * kB;
+  const double amin = t.amin;
+  const double scale = t.log_db ? 4.342944819032518277 : 1.0;  // 10 / ln(10)
+  for (std::size_t i = 0; i < total; ++i) acc[i] = scale * fast_ln(acc[i] > amin ? acc[i] : amin);
+  for (int b = 0; b < kB; ++b)
+    for (int m = 0; m < nm; ++m) out[std::size_t(b) * nm + m] = float(acc[std::size_t(m) * kB + b]);
+}
+
+// Full batches use the kBatch-wide body; partial batches run frame by frame.
+template <int kLanes, typename T>
+EMOEDGE_INLINE void frames_dispatch(const LogMel::Tables& t, const T* const* ptrs, int B, float* out, LogMel::Work& w) {
+  if (B == LogMel::kBatch) {
+    frames_body<kLanes, LogMel::kBatch>(t, ptrs, out, w);
+    return;
+  }
+  for (int b = 0; b < B; ++b) frames_body<kLanes, 1>(t, ptrs + b, out + std::size_t(b) * t.n_mels, w);
+}
+
+template <typename T>
+void frames_generic(const LogMel::Tables& t, const T* const* ptrs, int B, float* out, LogMel::Work& w) {
+  frames_dispatch<2>(t, ptrs, B, out, w);
+}
+
+#if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))
+#define EMOEDGE_AVX2_PATH 1
+constexpr bool kHaveAvx2Path = true;
+template <typename T>
+__attribute__((target("avx2,fma"))) void frames_avx2(const LogMel::Tables& t, const T* const* ptrs, int B, float* out,
+                                                      LogMel::Work& w) {
+  frames_dispatch<4>(t, ptrs, B, out, w);
+}
+#else
+#define EMOEDGE_AVX2_PATH 0
+constexpr bool kHaveAvx2Path = false;
+#endif
+
 }  // namespace
 
 void LogMelConfig::validate() const {
@@ -59,8 +174,8 @@ void LogMelConfig::validate() const {
     fail("fmax=", fmx, " is invalid: it must be <= sample_rate / 2 = ", sample_rate / 2.0, " Hz (or None)");
   if (!(fmin < fmx))
     fail("fmin=", fmin, " must be below fmax=", fmx, " Hz: lower fmin or raise fmax");
-  if (!(amin > 0.0) || !std::isfinite(amin))
-    fail("amin=", amin, " is invalid: use a small positive floor, e.g. 1e-10");
+  if (!(amin >= 1e-300) || !std::isfinite(amin))
+    fail("amin=", amin, " is invalid: use a small positive floor >= 1e-300, e.g. 1e-10");
   if (!std::isfinite(top_db) || top_db < 0)
     fail("top_db=", top_db, " is invalid: use a positive number of dB, or None for no clipping");
   if (top_db > 0 && !log_db)
@@ -71,14 +186,19 @@ LogMel::LogMel(const LogMelConfig& cfg) : cfg_(cfg) {
   cfg_.validate();
   fft_ = RealFFTPlan::get(cfg_.n_fft);
   const int n_fft = cfg_.n_fft, wl = cfg_.win_length;
+  t_.n_fft = n_fft;
+  t_.n_mels = cfg_.n_mels;
+  t_.log_db = cfg_.log_db;
+  t_.amin = cfg_.amin;
+  t_.fft = fft_.get();
   // Periodic Hann of win_length, centered in n_fft (librosa: get_window(fftbins=True) + pad_center).
-  window_.assign(n_fft, 0.0f);
-  window_i16_.assign(n_fft, 0.0f);
+  t_.window.assign(n_fft, 0.0);
+  t_.window_i16.assign(n_fft, 0.0);
   const int lpad = (n_fft - wl) / 2;
   for (int i = 0; i < wl; ++i) {
     const double w = 0.5 - 0.5 * std::cos(2.0 * kPi * double(i) / double(wl));
-    window_[lpad + i] = w;
-    window_i16_[lpad + i] = w / 32768.0;
+    t_.window[lpad + i] = w;
+    t_.window_i16[lpad + i] = w / 32768.0;
   }
   // Mel filterbank, replicating librosa.filters.mel (float32 weights, float64 construction).
   const int n_bins = n_fft / 2 + 1, nm = cfg_.n_mels;
@@ -93,10 +213,10 @@ LogMel::LogMel(const LogMelConfig& cfg) : cfg_(cfg) {
     const double mel = (i == n_pts - 1) ? max_mel : double(i) * step + min_mel;
     mel_f[i] = mel_to_hz(mel, cfg_.htk);
   }
-  fstart_.assign(nm, 0);
-  flen_.assign(nm, 0);
-  foff_.assign(nm, 0);
-  fw_.clear();
+  t_.fstart.assign(nm, 0);
+  t_.flen.assign(nm, 0);
+  t_.foff.assign(nm, 0);
+  t_.fw.clear();
   std::vector<double> row(n_bins);
   for (int i = 0; i < nm; ++i) {
     const double fd0 = mel_f[i + 1] - mel_f[i], fd1 = mel_f[i + 2] - mel_f[i + 1];
@@ -113,20 +233,21 @@ LogMel::LogMel(const LogMelConfig& cfg) : cfg_(cfg) {
         last = k;
       }
     }
-    foff_[i] = fw_.size();
+    t_.foff[i] = t_.fw.size();
     if (first >= 0) {
-      fstart_[i] = first;
-      flen_[i] = last - first + 1;
-      fw_.insert(fw_.end(), row.begin() + first, row.begin() + last + 1);
+      t_.fstart[i] = first;
+      t_.flen[i] = last - first + 1;
+      t_.fw.insert(t_.fw.end(), row.begin() + first, row.begin() + last + 1);
     }
   }
+  simd_ = cfg_.allow_simd && kHaveAvx2Path && cpu_has_avx2_fma();
 }
 
 std::vector<float> LogMel::dense_filterbank() const {
   const int nb = n_bins();
   std::vector<float> d(std::size_t(cfg_.n_mels) * nb, 0.0f);
   for (int m = 0; m < cfg_.n_mels; ++m)
-    for (int j = 0; j < flen_[m]; ++j) d[std::size_t(m) * nb + fstart_[m] + j] = float(fw_[foff_[m] + j]);
+    for (int j = 0; j < t_.flen[m]; ++j) d[std::size_t(m) * nb + t_.fstart[m] + j] = float(t_.fw[t_.foff[m] + j]);
   return d;
 }
 
@@ -138,58 +259,31 @@ std::int64_t LogMel::num_frames(std::int64_t n) const {
 
 void LogMel::init_work(Work& w) const {
   const std::size_t m = std::size_t(cfg_.n_fft / 2), B = kBatch;
-  w.zr.assign(m * B, 0.0);
-  w.zi.assign(m * B, 0.0);
-  w.scratch.assign(2 * m * B, 0.0);
-  w.pw.assign((m + 1) * B, 0.0);
-  w.acc.assign(std::size_t(cfg_.n_mels) * B, 0.0);
-  w.batch = kBatch;
+  // Odd extra lengths keep the buffers from sharing address bits 0-11 (4K aliasing stalls loads
+  // that follow stores to another buffer at the same offset modulo 4096).
+  w.zr.assign(m * B + 40, 0.0);
+  w.zi.assign(m * B + 88, 0.0);
+  w.scratch.assign(t_.fft->scratch_size(B) + 136, 0.0);
+  w.pw.assign((m + 1) * B + 184, 0.0);
+  w.acc.assign(std::size_t(cfg_.n_mels) * B + 8, 0.0);
+}
+
+void LogMel::frames(const float* const* ptrs, int B, float* out, Work& w) const {
+#if EMOEDGE_AVX2_PATH
+  if (simd_) return frames_avx2(t_, ptrs, B, out, w);
+#endif
+  frames_generic(t_, ptrs, B, out, w);
+}
+
+void LogMel::frames(const std::int16_t* const* ptrs, int B, float* out, Work& w) const {
+#if EMOEDGE_AVX2_PATH
+  if (simd_) return frames_avx2(t_, ptrs, B, out, w);
+#endif
+  frames_generic(t_, ptrs, B, out, w);
 }
 
 template <typename T>
-void LogMel::frames(const T* const* ptrs, int B, float /*scale*/, float* out, Work& w) const {
-  const int M = cfg_.n_fft / 2, nm = cfg_.n_mels;
-  const double* win = std::is_same<T, std::int16_t>::value ? window_i16_.data() : window_.data();
-  double* __restrict zr = w.zr.data();
-  double* __restrict zi = w.zi.data();
-  for (int b = 0; b < B; ++b) {
-    const T* __restrict p = ptrs[b];
-    for (int k = 0; k < M; ++k) {
-      zr[std::size_t(k) * B + b] = double(p[2 * k]) * win[2 * k];
-      zi[std::size_t(k) * B + b] = double(p[2 * k + 1]) * win[2 * k + 1];
-    }
-  }
-  double* __restrict pw = w.pw.data();
-  fft_->power_split(zr, zi, B, pw, w.scratch.data());
-  double* __restrict acc = w.acc.data();
-  for (int m = 0; m < nm; ++m) {
-    double* __restrict a = acc + std::size_t(m) * B;
-    for (int b = 0; b < B; ++b) a[b] = 0.0;
-    const double* wt = fw_.data() + foff_[m];
-    const double* base = pw + std::size_t(fstart_[m]) * B;
-    for (int j = 0; j < flen_[m]; ++j) {
-      const double wj = wt[j];
-      const double* __restrict p = base + std::size_t(j) * B;
-      for (int b = 0; b < B; ++b) a[b] += wj * p[b];
-    }
-  }
-  const double amin = cfg_.amin;
-  if (cfg_.log_db) {
-    for (int b = 0; b < B; ++b)
-      for (int m = 0; m < nm; ++m)
-        out[std::size_t(b) * nm + m] = float(10.0 * std::log10(std::max(acc[std::size_t(m) * B + b], amin)));
-  } else {
-    for (int b = 0; b < B; ++b)
-      for (int m = 0; m < nm; ++m)
-        out[std::size_t(b) * nm + m] = float(std::log(std::max(acc[std::size_t(m) * B + b], amin)));
-  }
-}
-
-template void LogMel::frames<float>(const float* const*, int, float, float*, Work&) const;
-template void LogMel::frames<std::int16_t>(const std::int16_t* const*, int, float, float*, Work&) const;
-
-template <typename T>
-void LogMel::compute_impl(const T* x, std::int64_t n, float scale, float* out) const {
+void LogMel::compute_impl(const T* x, std::int64_t n, float* out) const {
   if (n <= 0) fail("waveform is empty: pass at least one sample");
   const std::int64_t F = num_frames(n);
   if (F == 0) return;
@@ -214,7 +308,7 @@ void LogMel::compute_impl(const T* x, std::int64_t n, float scale, float* out) c
         ptrs[b] = t;
       }
     }
-    frames(ptrs, B, scale, out + f0 * nm, w);
+    frames(ptrs, B, out + f0 * nm, w);
   }
   if (cfg_.log_db && cfg_.top_db > 0) {
     const std::size_t total = std::size_t(F) * nm;
@@ -225,10 +319,8 @@ void LogMel::compute_impl(const T* x, std::int64_t n, float scale, float* out) c
   }
 }
 
-void LogMel::compute(const float* x, std::int64_t n, float* out) const { compute_impl(x, n, 1.0f, out); }
-void LogMel::compute(const std::int16_t* x, std::int64_t n, float* out) const {
-  compute_impl(x, n, 1.0f / 32768.0f, out);
-}
+void LogMel::compute(const float* x, std::int64_t n, float* out) const { compute_impl(x, n, out); }
+void LogMel::compute(const std::int16_t* x, std::int64_t n, float* out) const { compute_impl(x, n, out); }
 
 void check_finite(const float* x, std::int64_t n, const char* what) {
   // Fast path: x - x is 0 for finite x and NaN for NaN/Inf; the sum is NaN iff any is bad.
@@ -317,7 +409,7 @@ std::int64_t LogMelStreamer::emit_ready(std::int64_t last, float* out) {
   while (next_frame_ < last) {
     const int B = int(std::min<std::int64_t>(LogMel::kBatch, last - next_frame_));
     for (int b = 0; b < B; ++b) ptrs[b] = buf_.data() + ((next_frame_ + b) * hop - buf_start_);
-    lm_->frames(ptrs, B, 1.0f, out + cnt * nm, work_);
+    lm_->frames(ptrs, B, out + cnt * nm, work_);
     next_frame_ += B;
     cnt += B;
   }

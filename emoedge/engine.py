@@ -74,20 +74,30 @@ class Engine:
     def has_text(self) -> bool:
         return self._text is not None
 
+    def _session_options(self):
+        from .session import SessionOptions
+        return SessionOptions(backend=self.backend, intra_threads=self.threads)
+
     def _load_face(self, face, options):
         if face is False:
             return None
         if face is not None:
             return face
         try:
-            from .faces import FaceAnalyzer
+            from .faces import FaceAnalyzer, FaceAnalyzerOptions
         except ImportError as e:
             raise ModelNotFoundError(f"the face pipeline (emoedge.faces) is not available in this build ({e}); "
                                      "pass face=False to run without faces") from None
-        return FaceAnalyzer(**_kw(FaceAnalyzer, options, backend=self.backend, precision=self.precision,
-                                  threads=self.threads, manifest=self.manifest, models=self.models))
+        if options is None:
+            import dataclasses
+            names = {f.name for f in dataclasses.fields(FaceAnalyzerOptions)}
+            cand = {"precision": self.precision, "intra_threads": self.threads, "backend": self.backend,
+                    "expression_model": self.models.get("face_expression"), "detector": self.models.get("face_detection")}
+            options = FaceAnalyzerOptions(**{k: v for k, v in cand.items() if k in names and v is not None})
+        return FaceAnalyzer(options, manifest=self.manifest)
 
     def _load_voice(self, voice, options):
+        self._voice_options = options
         if voice is False:
             return None
         if voice is not None:
@@ -97,9 +107,8 @@ class Engine:
         except ImportError as e:
             raise ModelNotFoundError(f"the voice pipeline (emoedge.voice) is not available in this build ({e}); "
                                      "pass voice=False to run without audio") from None
-        loader = getattr(VoiceModel, "load", VoiceModel)
-        return loader(**_kw(loader, options, backend=self.backend, precision=self.precision, threads=self.threads,
-                            manifest=self.manifest, models=self.models))
+        return VoiceModel(name=self.models.get("voice"), precision=self.precision, manifest=self.manifest,
+                          session_options=self._session_options())
 
     def _load_text(self, text):
         if text is False:
@@ -112,15 +121,19 @@ class Engine:
             raise ModelNotFoundError(f"the text pipeline (emoedge.text) is not available in this build ({e}); "
                                      "pass text=False to run without text") from None
         loader = getattr(TextModel, "load", TextModel)
-        return loader(**_kw(loader, None, backend=self.backend, precision=self.precision, threads=self.threads,
-                            manifest=self.manifest, models=self.models))
+        return loader(**_kw(loader, None, name=self.models.get("text"), precision=self.precision,
+                            manifest=self.manifest, session_options=self._session_options()))
 
     def _new_tracker(self):
         f = self._face
         if hasattr(f, "new_tracker"):
             return f.new_tracker()
-        from .tracking import Tracker
-        return Tracker()
+        from .tracking import FaceTracker
+        return FaceTracker()
+
+    def _new_voice_stream(self):
+        v = self._voice
+        return v.stream(self._voice_options) if self._voice_options is not None else v.stream()
 
     def info(self) -> dict:
         """What this engine runs: modalities, model names, backend, precision, threads."""
@@ -134,14 +147,12 @@ class Engine:
 
     # ------------------------------------------------------------------ evidence adapters
     def _face_evidence(self, faces, t, shape):
-        """(pending FaceResults, ModalityEvidence per face, stage latencies) for one frame's faces. Fusion
-        pools the most reliable face track (largest, most confidently detected) and smooths every track."""
+        """(pending FaceResults, ModalityEvidence per face) for one frame's faces. Fusion pools the most
+        reliable face track (largest, most confidently detected) and smooths every track. Component outputs
+        are calibrated probabilities already (temperature applied by the face/voice/text pipelines)."""
         from . import fusion as F
-        out, evs, lat = [], [], {}
-        temp = self._temperature(self._face)
+        out, evs = [], []
         for f in faces:
-            for k, v in (getattr(f, "ms", None) or getattr(f, "latency_ms", None) or {}).items():
-                lat[k] = lat.get(k, 0.0) + float(v)
             labels = list(getattr(f, "labels"))
             probs = np.asarray(getattr(f, "probs"), dtype=np.float64)
             box = tuple(float(v) for v in f.box)
@@ -149,31 +160,33 @@ class Engine:
             tid = getattr(f, "track_id", None)
             tid = None if tid is None else int(tid)
             rel = F.face_reliability(box[2], score)
-            evs.append(F.ModalityEvidence(modality="face", t=t, probs=probs, labels=labels,
-                                          temperature=float(getattr(f, "temperature", None) or temp),
+            evs.append(F.ModalityEvidence(modality="face", t=t, probs=probs, labels=labels, temperature=1.0,
                                           reliability=float(rel), track_id=tid))
             out.append(FaceResult(box=box, score=score, track_id=tid, label="", probs={},
                                   raw_probs=probs_dict(probs, labels), keypoints=_kps(getattr(f, "keypoints", None)),
                                   reliability=float(rel)))
-        return out, evs, lat
+        return out, evs
 
     @staticmethod
-    def _temperature(comp) -> float:
-        from .fusion import manifest_temperature
-        t = getattr(comp, "temperature", None)
-        if t is not None:
-            return float(t)
-        entry = getattr(comp, "entry", None)
-        return manifest_temperature(entry) if isinstance(entry, dict) else 1.0
+    def _face_timing(faces, analyze_ms: float) -> Dict[str, float]:
+        """Per-stage ms of one analyze() call: the pipeline's own timing (detect/align/classify, shared by
+        all faces of the frame) or, for a frame without faces, all of it as detection."""
+        tm = None
+        for f in faces:
+            tm = getattr(f, "timing", None) or getattr(f, "ms", None)
+            if tm:
+                break
+        if not tm:
+            return {"detect": analyze_ms}
+        return {k[:-3] if k.endswith("_ms") else k: float(v) for k, v in tm.items()}
 
     def _voice_evidence(self, ve):
         from . import fusion as F
         vad = float(getattr(ve, "vad_prob", 1.0))
-        rel = F.voice_reliability(vad)
+        rel = F.voice_reliability(vad) if math.isfinite(vad) else 1.0  # NaN: no VAD, window taken as speech
         t = float(getattr(ve, "t_end", getattr(ve, "t", 0.0)))
         ev = F.ModalityEvidence(modality="voice", t=t, probs=np.asarray(ve.probs, dtype=np.float64), labels=list(ve.labels),
-                                temperature=float(getattr(ve, "temperature", None) or self._temperature(self._voice)),
-                                reliability=float(rel), track_id=None)
+                                temperature=1.0, reliability=float(rel), track_id=None)
         lat = {}
         if getattr(ve, "latency_ms", None) is not None:
             lat["voice"] = float(ve.latency_ms)
@@ -187,9 +200,7 @@ class Engine:
         n_tok = int(getattr(pred, "n_tokens", len(text.split())))
         rel = F.text_reliability(n_tok)
         ev = F.ModalityEvidence(modality="text", t=t, probs=np.asarray(pred.probs, dtype=np.float64),
-                                labels=list(pred.labels),
-                                temperature=float(getattr(pred, "temperature", None) or self._temperature(self._text)),
-                                reliability=float(rel), track_id=None)
+                                labels=list(pred.labels), temperature=1.0, reliability=float(rel), track_id=None)
         return [ev], {"text": ms}
 
     def _event_from_estimate(self, est, *, t, trigger, faces, latency, drops, frame_index, stream_id) -> EmotionEvent:
@@ -204,9 +215,9 @@ class Engine:
                                          reliability=round(float(c.reliability), 6), detail=detail)
         for f in faces:
             fp = est.faces.get(f.track_id) if f.track_id is not None else None
-            if fp is None:  # untracked face: its own calibrated output
+            if fp is None:  # untracked face: its own calibrated output, mapped by name
                 from .fusion import calibrate
-                fp = calibrate(list(f.raw_probs.values()), list(f.raw_probs), self._temperature(self._face))
+                fp = calibrate(list(f.raw_probs.values()), list(f.raw_probs), 1.0)
             fp = np.asarray(fp, dtype=np.float64)
             f.probs, f.label = probs_dict(fp), _CANON[int(np.argmax(fp))]
         if not evidence:

@@ -158,7 +158,8 @@ class Stream:
         self.fusion_options = fusion if fusion is not None else _fusion.FusionOptions()
         self._fusion = _fusion.FusionState(self.fusion_options)
         self._tracker = engine._new_tracker() if engine.has_face else None
-        self._voice = engine._voice.stream() if engine.has_voice else None
+        self._voice = engine._new_voice_stream() if engine.has_voice else None
+        self._voice_flushed = False
         self.stats = StreamStats()
         self._last = {"frame": None, "audio": None, "text": None}
         self._audio_end = None
@@ -216,7 +217,10 @@ class Stream:
             if self._frame_shape is not None and image.shape[:2] != self._frame_shape:
                 # documented handling: a new geometry restarts tracking and per-face smoothing
                 self.stats.size_changes += 1
-                self._tracker = self.engine._new_tracker() if self.engine.has_face else None
+                if self._tracker is not None and hasattr(self._tracker, "reset"):
+                    self._tracker.reset()   # ids keep increasing: old ids are never reused
+                elif self.engine.has_face:
+                    self._tracker = self.engine._new_tracker()
                 for tid in set(self._fusion.tracks) | self._seen_tracks:
                     self._fusion.drop_track(tid)
                 self._seen_tracks = set()
@@ -225,9 +229,10 @@ class Stream:
             faces_out: List[FaceResult] = []
             evidence = []
             if self.engine.has_face:
+                t_a = time.perf_counter_ns()
                 faces = self.engine._face.analyze(image, t=t, tracker=self._tracker)
-                faces_out, evidence, flat = self.engine._face_evidence(faces, t, image.shape)
-                lat.update(flat)
+                lat.update(self.engine._face_timing(faces, _ms(time.perf_counter_ns() - t_a)))
+                faces_out, evidence = self.engine._face_evidence(faces, t, image.shape)
                 self._seen_tracks.update(f.track_id for f in faces_out if f.track_id is not None)
                 self.stats.faces += len(faces)
                 self.stats.frames_with_faces += bool(faces)
@@ -262,6 +267,9 @@ class Stream:
             self.stats.audio_seconds += n / sr
             if not self.engine.has_voice:
                 return []
+            if self._voice_flushed:  # audio after flush(): a new utterance
+                self._voice.reset()
+                self._voice_flushed = False
             t0 = time.perf_counter_ns()
             items = self._voice.push(arr, sr, t)
             return self._voice_events(items, _ms(time.perf_counter_ns() - t0))
@@ -314,6 +322,7 @@ class Stream:
                 return []
             t0 = time.perf_counter_ns()
             items = self._voice.flush()
+            self._voice_flushed = True
             return self._voice_events(items, _ms(time.perf_counter_ns() - t0))
 
     def close(self) -> None:

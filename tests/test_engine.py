@@ -95,6 +95,9 @@ class FakeVoiceStream:
     def flush(self):
         return []
 
+    def reset(self):
+        self.__init__()
+
 
 class FakeVoice:
     name = "fake-voice"
