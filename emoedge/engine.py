@@ -250,6 +250,7 @@ class Engine:
         counted in ``stats.frames_dropped``."""
         from . import sources as S
         srcs = []
+        clock = S.LiveClock()  # cameras and microphones share one clock so their times agree
         try:
             if video is not None and camera is not None:
                 raise InvalidInputError("give either video= or camera=, not both")
@@ -258,11 +259,11 @@ class Engine:
             if video is not None:
                 srcs.append(S.open_source(video, kind="video", audio=audio is None and not mic))
             if camera is not None:
-                srcs.append(S.CameraSource(int(camera)) if not isinstance(camera, S.Source) else camera)
+                srcs.append(S.CameraSource(int(camera), clock=clock) if not isinstance(camera, S.Source) else camera)
             if audio is not None:
                 srcs.append(S.open_source(audio, kind="audio"))
             if mic is not None and mic is not False:
-                srcs.append(mic if isinstance(mic, S.Source) else S.MicSource(None if mic is True else mic))
+                srcs.append(mic if isinstance(mic, S.Source) else S.MicSource(None if mic is True else mic, clock=clock))
             if text is not None:
                 srcs.append(S.open_source(text, kind="text"))
             if not srcs:
@@ -538,6 +539,8 @@ class Run:
                 _close_quietly(s)
         for th in self._threads:
             th.join(timeout=5.0)
+        if any(th.is_alive() for th in self._threads):
+            return  # a reader is still inside a decoder: leave its source to the garbage collector
         for s in self.sources:
             if not s.live:
                 _close_quietly(s)
