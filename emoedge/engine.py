@@ -14,7 +14,6 @@ Example::
 """
 from __future__ import annotations
 
-import heapq
 import math
 import queue
 import threading
@@ -25,14 +24,10 @@ import numpy as np
 
 from .errors import EmoEdgeError, InvalidInputError, ModelNotFoundError
 from .events import EmotionEvent, FaceResult, ModalityResult, probs_dict
-from .labels import CANONICAL, to_canonical_probs
+from .labels import CANONICAL
 from .stream import Stream
 
 _CANON = list(CANONICAL)
-
-
-def _canon(probs, labels) -> np.ndarray:
-    return np.asarray(to_canonical_probs(np.asarray(probs, dtype=np.float64), list(labels)), dtype=np.float64)
 
 
 class Engine:
@@ -54,6 +49,7 @@ class Engine:
         self.models = dict(models or {})
         self.backend, self.precision, self.threads = backend, precision, threads
         self.manifest = manifest
+        self.notes: List[str] = []
         self._closed = False
         t0 = time.perf_counter()
         self._face = self._load_face(face, face_options)
@@ -88,13 +84,33 @@ class Engine:
         except ImportError as e:
             raise ModelNotFoundError(f"the face pipeline (emoedge.faces) is not available in this build ({e}); "
                                      "pass face=False to run without faces") from None
-        if options is None:
-            import dataclasses
-            names = {f.name for f in dataclasses.fields(FaceAnalyzerOptions)}
-            cand = {"precision": self.precision, "intra_threads": self.threads, "backend": self.backend,
-                    "expression_model": self.models.get("face_expression"), "detector": self.models.get("face_detection")}
-            options = FaceAnalyzerOptions(**{k: v for k, v in cand.items() if k in names and v is not None})
-        return FaceAnalyzer(options, manifest=self.manifest)
+        if options is not None:
+            return FaceAnalyzer(options, manifest=self.manifest)
+        import dataclasses
+        names = {f.name for f in dataclasses.fields(FaceAnalyzerOptions)}
+
+        def load(precision):
+            cand = {"precision": precision, "intra_threads": self.threads, "backend": self.backend,
+                    "expression_model": self.models.get("face_expression"), "detector": self.models.get("face_detector")}
+            return FaceAnalyzer(FaceAnalyzerOptions(**{k: v for k, v in cand.items() if k in names and v is not None}),
+                                manifest=self.manifest)
+        return self._with_precision("face", load)
+
+    def _with_precision(self, what, load):
+        """Load with the engine's precision; a model family without that precision keeps its default
+        precision, with a warning and a note in ``engine.info()['notes']`` (never silently)."""
+        if self.precision is None:
+            return load(None)
+        try:
+            return load(self.precision)
+        except InvalidInputError as e:
+            if "variant" not in str(e):
+                raise
+            import warnings
+            msg = f"{what}: {e}; using its default precision"
+            warnings.warn(msg, RuntimeWarning, stacklevel=3)
+            self.notes.append(msg)
+            return load(None)
 
     def _load_voice(self, voice, options):
         self._voice_options = options
@@ -107,8 +123,8 @@ class Engine:
         except ImportError as e:
             raise ModelNotFoundError(f"the voice pipeline (emoedge.voice) is not available in this build ({e}); "
                                      "pass voice=False to run without audio") from None
-        return VoiceModel(name=self.models.get("voice"), precision=self.precision, manifest=self.manifest,
-                          session_options=self._session_options())
+        return self._with_precision("voice", lambda prec: VoiceModel(
+            name=self.models.get("voice"), precision=prec, manifest=self.manifest, session_options=self._session_options()))
 
     def _load_text(self, text):
         if text is False:
@@ -120,9 +136,8 @@ class Engine:
         except ImportError as e:
             raise ModelNotFoundError(f"the text pipeline (emoedge.text) is not available in this build ({e}); "
                                      "pass text=False to run without text") from None
-        loader = getattr(TextModel, "load", TextModel)
-        return loader(**_kw(loader, None, name=self.models.get("text"), precision=self.precision,
-                            manifest=self.manifest, session_options=self._session_options()))
+        return self._with_precision("text", lambda prec: TextModel.load(
+            name=self.models.get("text"), precision=prec, manifest=self.manifest, session_options=self._session_options()))
 
     def _new_tracker(self):
         f = self._face
@@ -139,10 +154,10 @@ class Engine:
         """What this engine runs: modalities, model names, backend, precision, threads."""
         d = {"backend": self.backend, "precision": self.precision, "threads": self.threads,
              "modalities": [m for m, on in (("face", self.has_face), ("voice", self.has_voice), ("text", self.has_text)) if on],
-             "load_seconds": self.load_seconds}
+             "load_seconds": self.load_seconds, "notes": list(self.notes)}
         for m, comp in (("face", self._face), ("voice", self._voice), ("text", self._text)):
             if comp is not None:
-                d[f"{m}_model"] = getattr(comp, "name", type(comp).__name__)
+                d[f"{m}_model"] = getattr(comp, "model_name", None) or getattr(comp, "name", None) or type(comp).__name__
         return d
 
     # ------------------------------------------------------------------ evidence adapters
@@ -198,6 +213,8 @@ class Engine:
         pred = self._text.predict(text)
         ms = (time.perf_counter_ns() - t0) / 1e6
         n_tok = int(getattr(pred, "n_tokens", len(text.split())))
+        if n_tok == 0:  # nothing the model could read (e.g. only punctuation): no evidence
+            return [], {"text": ms}
         rel = F.text_reliability(n_tok)
         ev = F.ModalityEvidence(modality="text", t=t, probs=np.asarray(pred.probs, dtype=np.float64),
                                 labels=list(pred.labels), temperature=1.0, reliability=float(rel), track_id=None)
@@ -284,21 +301,6 @@ class Engine:
 
     def __exit__(self, *exc):
         self.close()
-
-
-def _kw(fn, options, **cands):
-    """Keyword arguments from ``cands`` that ``fn`` accepts (plus ``options`` when given)."""
-    import inspect
-    try:
-        sig = inspect.signature(fn)
-    except (TypeError, ValueError):
-        return {}
-    params = sig.parameters
-    has_var = any(p.kind == p.VAR_KEYWORD for p in params.values())
-    out = {k: v for k, v in cands.items() if (k in params or has_var) and v is not None and not (k == "models" and not v)}
-    if options is not None:
-        out["options"] = options
-    return out
 
 
 def _get(c, k, default=None):

@@ -3,7 +3,6 @@ vs serial determinism, and the file driver over a real video with its audio trac
 import importlib
 import threading
 
-import numpy as np
 import pytest
 
 from emoedge.labels import CANONICAL

@@ -4,7 +4,6 @@ prints a readable timeline of the fused emotion with each modality's evidence, t
 from __future__ import annotations
 
 import pathlib
-import sys
 import time
 
 SAMPLES = pathlib.Path(__file__).resolve().parents[1] / "samples"
