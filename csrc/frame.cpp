@@ -53,31 +53,31 @@ void validate(const Image& img, const Options& opt, const Output& out, int n) {
   for (int c = 0; c < cout; ++c)
     if (!std::isfinite(opt.scale[c]) || !std::isfinite(opt.offset[c]))
       fail("normalization scale/offset of channel ", c, " is not finite; check mean/std (std must be non-zero)");
-  if (!std::isfinite(opt.border_value) || !std::isfinite(opt.pad_value)) fail("border_value/pad_value must be finite");
+  if (!(opt.border_value >= 0.f && opt.border_value <= 255.f))
+    fail("border_value=", opt.border_value, " must be a pixel value in 0..255");
+  if (!std::isfinite(opt.pad_value)) fail("pad_value must be finite");
 }
 
 namespace {
 
-// How input channels become the "tmp" channels that are interpolated, and how tmp channels
-// become output channels. Normalization is folded into the tmp stage.
+// How input channels become the "tmp" channels that are interpolated (colour mix happens before
+// interpolation: it is linear), and how tmp channels become normalized output channels.
 struct Plan {
   int cin = 0, ct = 0, cout = 0;
   bool gray_mix = false;
   float mix[3] = {0, 0, 0};
-  float ta[4] = {1, 1, 1, 1}, tb[4] = {0, 0, 0, 0};  // tmp = ta * value + tb
-  int out_src[4] = {0, 1, 2, 3};                        // output channel k <- tmp channel
-  float pad_out[4] = {0, 0, 0, 0};                      // letterbox padding per output channel
-  float border_tmp[4] = {0, 0, 0, 0};                   // constant-border pixel in tmp space
+  int out_src[4] = {0, 1, 2, 3};       // output channel k <- tmp channel
+  float a[4] = {1, 1, 1, 1}, b[4] = {0, 0, 0, 0};  // output k = tmp * a[k] + b[k]
+  float pad_out[4] = {0, 0, 0, 0};     // letterbox padding per output channel
 };
 
 Plan make_plan(const Image& img, const Options& opt) {
   Plan p;
   p.cin = img.channels;
   p.cout = output_channels(img.channels, opt.color);
+  p.ct = p.cin;  // tmp rows keep the input channels; colour is mixed at the output
   if (p.cin == 1) {
-    p.ct = 1;
   } else if (opt.color == Color::Gray) {
-    p.ct = 1;
     p.gray_mix = true;
     // ITU-R BT.601 luma, as cv2.cvtColor(..., COLOR_BGR2GRAY / COLOR_RGB2GRAY).
     const float r = 0.299f, g = 0.587f, b = 0.114f;
@@ -85,16 +85,13 @@ Plan make_plan(const Image& img, const Options& opt) {
     p.mix[1] = g;
     p.mix[2] = opt.input_rgb ? b : r;
   } else {
-    p.ct = p.cin;
     for (int k = 0; k < 3; ++k) p.out_src[k] = opt.color == Color::SwapRB ? 2 - k : k;
   }
-  for (int j = 0; j < 4; ++j) { p.ta[j] = 0.f; p.tb[j] = 0.f; }
   for (int k = 0; k < p.cout; ++k) {
-    p.ta[p.out_src[k]] = opt.scale[k];
-    p.tb[p.out_src[k]] = opt.offset[k];
+    p.a[k] = opt.scale[k];
+    p.b[k] = opt.offset[k];
     p.pad_out[k] = opt.pad_value * opt.scale[k] + opt.offset[k];
   }
-  for (int j = 0; j < p.ct; ++j) p.border_tmp[j] = opt.border_value * p.ta[j] + p.tb[j];
   return p;
 }
 
@@ -110,19 +107,28 @@ struct Taps {
 
 // Bilinear taps (cv2.resize INTER_LINEAR on the crop [b0, b0+len)), in frame coordinates.
 void linear_taps(Taps& t, double b0, double len, int dn) {
-  t.clear();
+  t.src.resize(2 * static_cast<size_t>(dn));
+  t.w.resize(2 * static_cast<size_t>(dn));
+  t.ofs.resize(static_cast<size_t>(dn) + 1);
+  t.two = true;
   const double scale = len / dn;
   const double lo = b0, hi = std::max(b0, b0 + len - 1.0);
+  int* src = t.src.data();
+  float* w = t.w.data();
+  int* ofs = t.ofs.data();
   for (int d = 0; d < dn; ++d) {
     double f = b0 + (d + 0.5) * scale - 0.5;
-    f = std::min(std::max(f, lo), hi);
+    f = f < lo ? lo : (f > hi ? hi : f);
     const double x0 = std::floor(f);
-    const double fr = f - x0;
+    const float fr = static_cast<float>(f - x0);
     const int i0 = static_cast<int>(x0);
-    t.add(i0, 1.0 - fr);
-    t.add(fr > 0 ? i0 + 1 : i0, fr);
-    t.end();
+    src[2 * d] = i0;
+    src[2 * d + 1] = fr > 0.f ? i0 + 1 : i0;
+    w[2 * d] = 1.f - fr;
+    w[2 * d + 1] = fr;
+    ofs[d] = 2 * d;
   }
+  ofs[dn] = 2 * dn;
 }
 
 // cv2 INTER_AREA taps for a crop starting at integer b0 of integer length ssize, output dn.
@@ -157,9 +163,12 @@ inline int clampi(int v, int lo, int hi) { return v < lo ? lo : (v > hi ? hi : v
 
 struct Scratch {
   Taps tx, ty;
-  std::vector<int> xi;        // per x tap: index into tmp (already multiplied by ct)
-  std::vector<int> yr;        // per y tap: frame row, or -1 for a constant-border row
-  std::vector<float> acc, tmp, pat_a, pat_b;
+  std::vector<int> xi;   // per x tap: index into tmp (already multiplied by ct)
+  std::vector<int> x0;   // two-tap form: first index per output x
+  std::vector<float> xf; // two-tap form: weight of the second tap (at x0 + ct)
+  std::vector<int> yr;   // per y tap: frame row, or -1 for a constant-border row
+  std::vector<float> acc, w8;
+  std::vector<int16_t> tmp;  // Q7 fixed point (pixel * 128)
 };
 
 Scratch& scratch() {
@@ -168,6 +177,10 @@ Scratch& scratch() {
 }
 
 // One region (box) into output batch index `bi`.
+//
+// tmp row layout (ct floats per pixel): [left border slot][columns cx0..cx1][right border slot]
+// [8 floats of zero padding], so a two-tap pair is always (i, i + ct) or (i, i) and SIMD loads of
+// 4 floats past any index stay inside the buffer.
 void run_box(const Image& img, const Plan& p, const Options& opt, const Output& out, int bi, const double* box,
              Scratch& S) {
   const int H = img.height, W = img.width;
@@ -187,19 +200,32 @@ void run_box(const Image& img, const Plan& p, const Options& opt, const Output& 
     linear_taps(S.ty, by, bh, r.h);
   }
   const bool constant = opt.border == Border::Constant;
-  // Columns: frame range [cx0, cx1] touched by in-frame taps; constant taps go to slot ncols.
+  const int ct = p.ct, cin = p.cin;
+  // Columns: frame range [cx0, cx1] touched by in-frame taps.
   int cx0 = W, cx1 = -1;
   for (int s : S.tx.src) {
     int c = constant ? s : clampi(s, 0, W - 1);
     if (c >= 0 && c < W) { cx0 = std::min(cx0, c); cx1 = std::max(cx1, c); }
   }
   const int ncols = cx1 >= cx0 ? cx1 - cx0 + 1 : 0;
-  const int ct = p.ct;
+  const int right_slot = (ncols + 1) * ct;
   S.xi.resize(S.tx.src.size());
   for (size_t i = 0; i < S.tx.src.size(); ++i) {
     int c = S.tx.src[i];
     if (!constant) c = clampi(c, 0, W - 1);
-    S.xi[i] = (c >= 0 && c < W) ? (c - cx0) * ct : ncols * ct;
+    S.xi[i] = c < 0 ? 0 : (c >= W ? right_slot : (c - cx0 + 1) * ct);
+  }
+  bool two = S.tx.two;
+  if (two) {  // two-tap form: value = t[x0] + f * (t[x0 + ct] - t[x0])
+    S.x0.resize(r.w);
+    S.xf.resize(r.w);
+    for (int d = 0; d < r.w; ++d) {
+      const int i0 = S.xi[2 * d], i1 = S.xi[2 * d + 1];
+      S.x0[d] = i0;
+      if (i1 == i0) S.xf[d] = 0.f;
+      else if (i1 == i0 + ct) S.xf[d] = S.tx.w[2 * d + 1];
+      else two = false;  // cannot happen with this layout; keep the generic path as a guard
+    }
   }
   S.yr.resize(S.ty.src.size());
   for (size_t i = 0; i < S.ty.src.size(); ++i) {
@@ -207,20 +233,29 @@ void run_box(const Image& img, const Plan& p, const Options& opt, const Output& 
     if (!constant) y = clampi(y, 0, H - 1);
     S.yr[i] = (y >= 0 && y < H) ? y : -1;
   }
-  const int cin = p.cin;
   const int L = ncols * cin;  // interleaved input values per blended row
-  S.acc.resize(static_cast<size_t>(L) + 1);
-  S.tmp.resize(static_cast<size_t>(ncols + 1) * ct);
-  for (int j = 0; j < ct; ++j) S.tmp[static_cast<size_t>(ncols) * ct + j] = p.border_tmp[j];
-  const bool contiguous = img.chan_stride == 1 && img.col_stride == cin;
-  if (!p.gray_mix && ct == cin) {  // per-element normalization pattern over an interleaved row
-    S.pat_a.resize(static_cast<size_t>(L) + 1);
-    S.pat_b.resize(static_cast<size_t>(L) + 1);
-    for (int i = 0; i < L; ++i) { S.pat_a[i] = p.ta[i % cin]; S.pat_b[i] = p.tb[i % cin]; }
+  S.tmp.assign(static_cast<size_t>(ncols + 2) * ct + 8, 0);
+  const int16_t bq = static_cast<int16_t>(std::lround(opt.border_value * kQ));
+  for (int j = 0; j < ct; ++j) { S.tmp[j] = bq; S.tmp[right_slot + j] = bq; }
+  S.acc.resize(static_cast<size_t>(L) + 8);
+  float qa[4], qb[4];  // output normalization applied to Q7 tmp values
+  for (int k = 0; k < 4; ++k) { qa[k] = p.a[k] / kQ; qb[k] = p.b[k]; }
+  if (two && p.gray_mix && out.x_stride == 1) {  // per-pixel weights over t[x0 .. x0+7]
+    S.w8.assign(static_cast<size_t>(r.w) * 8, 0.f);
+    for (int d = 0; d < r.w; ++d) {
+      float* w = S.w8.data() + 8 * d;
+      const float f = S.xf[d];
+      for (int c = 0; c < 3; ++c) {
+        w[c] += (1.f - f) * p.mix[c] * qa[0];
+        w[ct + c] += f * p.mix[c] * qa[0];
+      }
+    }
   }
+  const bool contiguous = img.chan_stride == 1 && img.col_stride == cin;
   float* obase = out.data + static_cast<std::ptrdiff_t>(bi) * out.n_stride;
-  float* orow[4];
-  const float* tmp = S.tmp.data();
+  float* orow[4] = {nullptr, nullptr, nullptr, nullptr};
+  int16_t* tcols = S.tmp.data() + ct;  // first in-frame column
+  const int16_t* tmp = S.tmp.data();
 
   for (int oy = 0; oy < out.height; ++oy) {
     for (int k = 0; k < p.cout; ++k) orow[k] = obase + k * out.c_stride + static_cast<std::ptrdiff_t>(oy) * out.y_stride;
@@ -230,23 +265,19 @@ void run_box(const Image& img, const Plan& p, const Options& opt, const Output& 
         for (int ox = 0; ox < out.width; ++ox) orow[k][ox * out.x_stride] = p.pad_out[k];
       continue;
     }
-    // (1) vertical blend of the touched columns into acc (interleaved input channels).
+    // (1) vertical blend of the touched columns into tmp (pixel units, tmp channels).
     const int t0 = S.ty.ofs[dy], t1 = S.ty.ofs[dy + 1];
     if (ncols > 0) {
-      float const_w = 0.f;
-      bool first = true, fused = false;
-      float* acc = S.acc.data();
       if (contiguous && t1 - t0 == 2 && S.yr[t0] >= 0 && S.yr[t0 + 1] >= 0) {
         const uint8_t* r0 = img.data + S.yr[t0] * img.row_stride + static_cast<std::ptrdiff_t>(cx0) * cin;
         const uint8_t* r1 = img.data + S.yr[t0 + 1] * img.row_stride + static_cast<std::ptrdiff_t>(cx0) * cin;
-        if (!p.gray_mix && ct == cin) {  // fused blend + normalize straight into tmp
-          blend2_affine(r0, r1, S.ty.w[t0], S.ty.w[t0 + 1], S.pat_a.data(), S.pat_b.data(), S.tmp.data(), L);
-          fused = true;
-        } else {
-          blend2(r0, r1, S.ty.w[t0], S.ty.w[t0 + 1], acc, L);
-          first = false;
-        }
+        int w0q, w1q;
+        q15_weights(S.ty.w[t0], S.ty.w[t0 + 1], &w0q, &w1q);
+        blend2_q7(r0, r1, w0q, w1q, tcols, L);
       } else {
+        float* acc = S.acc.data();
+        float const_w = 0.f;
+        bool first = true;
         for (int t = t0; t < t1; ++t) {
           const float w = S.ty.w[t];
           const int y = S.yr[t];
@@ -268,38 +299,45 @@ void run_box(const Image& img, const Plan& p, const Options& opt, const Output& 
           }
           first = false;
         }
-      }
-      if (first && !fused) { for (int i = 0; i < L; ++i) acc[i] = 0.f; }
-      if (const_w != 0.f) { const float cv = const_w * opt.border_value; for (int i = 0; i < L; ++i) acc[i] += cv; }
-      // colour mix + normalization into tmp
-      float* tm = S.tmp.data();
-      if (fused) {
-      } else if (p.gray_mix) {
-        const float m0 = p.mix[0] * p.ta[0], m1 = p.mix[1] * p.ta[0], m2 = p.mix[2] * p.ta[0], b = p.tb[0];
-        for (int j = 0; j < ncols; ++j) {
-          const float* a = acc + j * cin;
-          tm[j] = m0 * a[0] + m1 * a[1] + m2 * a[2] + b;
-        }
-      } else if (ct == cin) {
-        for (int i = 0; i < L; ++i) tm[i] = acc[i] * S.pat_a[i] + S.pat_b[i];
+        if (first) { for (int i = 0; i < L; ++i) acc[i] = 0.f; }
+        if (const_w != 0.f) { const float cv = const_w * opt.border_value; for (int i = 0; i < L; ++i) acc[i] += cv; }
+        for (int i = 0; i < L; ++i) tcols[i] = static_cast<int16_t>(std::lround(std::min(acc[i], 255.f) * kQ));
       }
     }
-    // (2) horizontal taps into the output planes.
+    // (2) horizontal taps + normalization into the output planes.
+    const std::ptrdiff_t xs = out.x_stride;
     for (int k = 0; k < p.cout; ++k) {
-      float* o = orow[k];
-      const std::ptrdiff_t xs = out.x_stride;
-      for (int ox = 0; ox < r.x; ++ox) o[ox * xs] = p.pad_out[k];
-      for (int ox = r.x + r.w; ox < out.width; ++ox) o[ox * xs] = p.pad_out[k];
-      float* od = o + static_cast<std::ptrdiff_t>(r.x) * xs;
-      const float* ts = tmp + p.out_src[k];
-      if (S.tx.two) {
-        hpass2(ts, S.xi.data(), S.tx.w.data(), od, xs, r.w);
+      for (int ox = 0; ox < r.x; ++ox) orow[k][ox * xs] = p.pad_out[k];
+      for (int ox = r.x + r.w; ox < out.width; ++ox) orow[k][ox * xs] = p.pad_out[k];
+    }
+    if (two && xs == 1 && p.gray_mix) {
+      hdot8(tmp, S.x0.data(), S.w8.data(), r.w, qb[0], orow[0] + r.x);
+      continue;
+    }
+    if (two && xs == 1 && ct >= 3 && p.cout == 3) {
+      float* od[3] = {orow[0] + r.x, orow[1] + r.x, orow[2] + r.x};
+      hlerp_planar3(tmp, S.x0.data(), S.xf.data(), r.w, ct, p.out_src, qa, qb, od);
+      continue;
+    }
+    if (two && !p.gray_mix) {
+      for (int k = 0; k < p.cout; ++k)
+        hlerp1(tmp + p.out_src[k], S.x0.data(), S.xf.data(), r.w, ct, qa[k], qb[k],
+               orow[k] + static_cast<std::ptrdiff_t>(r.x) * xs, xs);
+      continue;
+    }
+    // generic: any number of taps, colour mix per output pixel
+    for (int d = 0; d < r.w; ++d) {
+      float v[4] = {0.f, 0.f, 0.f, 0.f};
+      for (int t = S.tx.ofs[d]; t < S.tx.ofs[d + 1]; ++t) {
+        const int16_t* px = tmp + S.xi[t];
+        const float w = S.tx.w[t];
+        for (int c = 0; c < ct; ++c) v[c] += w * static_cast<float>(px[c]);
+      }
+      const std::ptrdiff_t o = static_cast<std::ptrdiff_t>(r.x + d) * xs;
+      if (p.gray_mix) {
+        orow[0][o] = (p.mix[0] * v[0] + p.mix[1] * v[1] + p.mix[2] * v[2]) * qa[0] + qb[0];
       } else {
-        for (int d = 0; d < r.w; ++d) {
-          float v = 0.f;
-          for (int t = S.tx.ofs[d]; t < S.tx.ofs[d + 1]; ++t) v += S.tx.w[t] * ts[S.xi[t]];
-          od[d * xs] = v;
-        }
+        for (int k = 0; k < p.cout; ++k) orow[k][o] = v[p.out_src[k]] * qa[k] + qb[k];
       }
     }
   }
@@ -355,7 +393,7 @@ void run_affine(const Image& img, const Plan& p, const Options& opt, const Outpu
       else for (int c = 0; c < p.ct; ++c) tv[c] = v[c];
       for (int k = 0; k < p.cout; ++k) {
         const int s = p.out_src[k];
-        obase[k * out.c_stride + oy * out.y_stride + ox * out.x_stride] = tv[s] * p.ta[s] + p.tb[s];
+        obase[k * out.c_stride + oy * out.y_stride + ox * out.x_stride] = tv[s] * p.a[k] + p.b[k];
       }
     }
   }
@@ -368,10 +406,14 @@ void preprocess_boxes(const Image& img, const double* boxes, int n, const Option
   if (n > 0 && !boxes) fail("boxes pointer is null");
   for (int i = 0; i < n; ++i) {
     const double* b = boxes + 4 * i;
-    for (int j = 0; j < 4; ++j)
-      if (!std::isfinite(b[j]) || std::fabs(b[j]) > kMaxCoord)
-        fail("box ", i, " = (", b[0], ", ", b[1], ", ", b[2], ", ", b[3], ") has a non-finite or huge value; coordinates must be finite and within +-", kMaxCoord, " pixels");
-    if (!(b[2] > 0) || !(b[3] > 0)) fail("box ", i, " has width ", b[2], " and height ", b[3], "; both must be > 0 (boxes are x, y, w, h)");
+    for (int j = 0; j < 4; ++j) {
+      if (!std::isfinite(b[j]))
+        fail("box ", i, " = (", b[0], ", ", b[1], ", ", b[2], ", ", b[3], ") contains NaN or Inf; pass finite (x, y, w, h) pixel coordinates");
+      if (std::fabs(b[j]) > kMaxCoord)
+        fail("box ", i, " = (", b[0], ", ", b[1], ", ", b[2], ", ", b[3], ") has coordinates beyond +-", kMaxCoord, " pixels; check the box units (pixels, x, y, w, h)");
+    }
+    if (!(b[2] > 0) || !(b[3] > 0))
+      fail("box ", i, " = (", b[0], ", ", b[1], ", ", b[2], ", ", b[3], ") has a non-positive width or height; boxes are (x, y, w, h) with w, h > 0");
   }
   const Plan p = make_plan(img, opt);
   Scratch& S = scratch();

@@ -8,6 +8,7 @@
 #include <type_traits>
 
 #include "common.h"
+#include "cpu.h"
 
 namespace emoedge {
 
@@ -38,6 +39,84 @@ inline std::int64_t complete_frames(std::int64_t padded_len, int n_fft, int hop)
   return padded_len >= n_fft ? (padded_len - n_fft) / hop + 1 : 0;
 }
 
+// Natural log for normal positive doubles, written with integer/bit operations that vectorize
+// (no libm call): x = 2^k * m with m in [sqrt(1/2), sqrt(2)), ln m = 2 atanh(s), s = (m-1)/(m+1),
+// series to s^15 (|error| < 2e-14).
+EMOEDGE_INLINE double fast_ln(double x) {
+  std::uint64_t bits;
+  std::memcpy(&bits, &x, sizeof bits);
+  const std::uint64_t off = 0x3FE6A09E667F3BCDull;  // bits of sqrt(1/2)
+  const std::uint64_t t = bits - off;
+  const std::uint64_t mb = bits - (t & 0xFFF0000000000000ull);  // mantissa scaled into [sqrt(1/2), sqrt(2))
+  double m;
+  std::memcpy(&m, &mb, sizeof m);
+  // k = (signed) t >> 52 in [-1023, 1024]; double(k) via the 2^52 trick (integer ops only).
+  const std::uint64_t kbits = 0x4330000000000000ull | (((t >> 52) + 2048u) & 0xFFFull);
+  double kd;
+  std::memcpy(&kd, &kbits, sizeof kd);
+  kd -= 4503599627370496.0 + 2048.0;
+  const double s = (m - 1.0) / (m + 1.0), s2 = s * s;
+  const double p = 1.0 + s2 * (1.0 / 3 + s2 * (1.0 / 5 + s2 * (1.0 / 7 + s2 * (1.0 / 9 + s2 * (1.0 / 11 +
+                   s2 * (1.0 / 13 + s2 * (1.0 / 15)))))));
+  return kd * 0.6931471805599453094 + 2.0 * s * p;
+}
+
+// One batch of frames: window + split, FFT power, sparse mel, log. Always inlined into the portable
+// and the AVX2+FMA instances below.
+template <typename T>
+EMOEDGE_INLINE void frames_body(const LogMel::Tables& t, const T* const* ptrs, int B, float* out, LogMel::Work& w) {
+  const int M = t.n_fft / 2, nm = t.n_mels;
+  const double* __restrict win = std::is_same<T, std::int16_t>::value ? t.window_i16.data() : t.window.data();
+  double* __restrict zr = w.zr.data();
+  double* __restrict zi = w.zi.data();
+  for (int b = 0; b < B; ++b) {
+    const T* __restrict p = ptrs[b];
+    for (int k = 0; k < M; ++k) {
+      zr[std::size_t(k) * B + b] = double(p[2 * k]) * win[2 * k];
+      zi[std::size_t(k) * B + b] = double(p[2 * k + 1]) * win[2 * k + 1];
+    }
+  }
+  double* __restrict pw = w.pw.data();
+  fft_detail::power_split(*t.fft, zr, zi, B, pw, w.scratch.data());
+  double* __restrict acc = w.acc.data();
+  const double amin = t.amin;
+  for (int m = 0; m < nm; ++m) {
+    double* __restrict a = acc + std::size_t(m) * B;
+    for (int b = 0; b < B; ++b) a[b] = 0.0;
+    const double* wt = t.fw.data() + t.foff[m];
+    const double* base = pw + std::size_t(t.fstart[m]) * B;
+    const int len = t.flen[m];
+    for (int j = 0; j < len; ++j) {
+      const double wj = wt[j];
+      const double* __restrict p = base + std::size_t(j) * B;
+      for (int b = 0; b < B; ++b) a[b] += wj * p[b];
+    }
+  }
+  const std::size_t total = std::size_t(nm) * B;
+  const double scale = t.log_db ? 4.342944819032518277 : 1.0;  // 10 / ln(10)
+  for (std::size_t i = 0; i < total; ++i) acc[i] = scale * fast_ln(acc[i] > amin ? acc[i] : amin);
+  for (int b = 0; b < B; ++b)
+    for (int m = 0; m < nm; ++m) out[std::size_t(b) * nm + m] = float(acc[std::size_t(m) * B + b]);
+}
+
+template <typename T>
+void frames_generic(const LogMel::Tables& t, const T* const* ptrs, int B, float* out, LogMel::Work& w) {
+  frames_body(t, ptrs, B, out, w);
+}
+
+#if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))
+#define EMOEDGE_AVX2_PATH 1
+constexpr bool kHaveAvx2Path = true;
+template <typename T>
+__attribute__((target("avx2,fma"))) void frames_avx2(const LogMel::Tables& t, const T* const* ptrs, int B, float* out,
+                                                      LogMel::Work& w) {
+  frames_body(t, ptrs, B, out, w);
+}
+#else
+#define EMOEDGE_AVX2_PATH 0
+constexpr bool kHaveAvx2Path = false;
+#endif
+
 }  // namespace
 
 void LogMelConfig::validate() const {
@@ -59,8 +138,8 @@ void LogMelConfig::validate() const {
     fail("fmax=", fmx, " is invalid: it must be <= sample_rate / 2 = ", sample_rate / 2.0, " Hz (or None)");
   if (!(fmin < fmx))
     fail("fmin=", fmin, " must be below fmax=", fmx, " Hz: lower fmin or raise fmax");
-  if (!(amin > 0.0) || !std::isfinite(amin))
-    fail("amin=", amin, " is invalid: use a small positive floor, e.g. 1e-10");
+  if (!(amin >= 1e-300) || !std::isfinite(amin))
+    fail("amin=", amin, " is invalid: use a small positive floor >= 1e-300, e.g. 1e-10");
   if (!std::isfinite(top_db) || top_db < 0)
     fail("top_db=", top_db, " is invalid: use a positive number of dB, or None for no clipping");
   if (top_db > 0 && !log_db)
@@ -71,14 +150,19 @@ LogMel::LogMel(const LogMelConfig& cfg) : cfg_(cfg) {
   cfg_.validate();
   fft_ = RealFFTPlan::get(cfg_.n_fft);
   const int n_fft = cfg_.n_fft, wl = cfg_.win_length;
+  t_.n_fft = n_fft;
+  t_.n_mels = cfg_.n_mels;
+  t_.log_db = cfg_.log_db;
+  t_.amin = cfg_.amin;
+  t_.fft = fft_.get();
   // Periodic Hann of win_length, centered in n_fft (librosa: get_window(fftbins=True) + pad_center).
-  window_.assign(n_fft, 0.0f);
-  window_i16_.assign(n_fft, 0.0f);
+  t_.window.assign(n_fft, 0.0);
+  t_.window_i16.assign(n_fft, 0.0);
   const int lpad = (n_fft - wl) / 2;
   for (int i = 0; i < wl; ++i) {
     const double w = 0.5 - 0.5 * std::cos(2.0 * kPi * double(i) / double(wl));
-    window_[lpad + i] = w;
-    window_i16_[lpad + i] = w / 32768.0;
+    t_.window[lpad + i] = w;
+    t_.window_i16[lpad + i] = w / 32768.0;
   }
   // Mel filterbank, replicating librosa.filters.mel (float32 weights, float64 construction).
   const int n_bins = n_fft / 2 + 1, nm = cfg_.n_mels;
@@ -93,10 +177,10 @@ LogMel::LogMel(const LogMelConfig& cfg) : cfg_(cfg) {
     const double mel = (i == n_pts - 1) ? max_mel : double(i) * step + min_mel;
     mel_f[i] = mel_to_hz(mel, cfg_.htk);
   }
-  fstart_.assign(nm, 0);
-  flen_.assign(nm, 0);
-  foff_.assign(nm, 0);
-  fw_.clear();
+  t_.fstart.assign(nm, 0);
+  t_.flen.assign(nm, 0);
+  t_.foff.assign(nm, 0);
+  t_.fw.clear();
   std::vector<double> row(n_bins);
   for (int i = 0; i < nm; ++i) {
     const double fd0 = mel_f[i + 1] - mel_f[i], fd1 = mel_f[i + 2] - mel_f[i + 1];
@@ -113,20 +197,21 @@ LogMel::LogMel(const LogMelConfig& cfg) : cfg_(cfg) {
         last = k;
       }
     }
-    foff_[i] = fw_.size();
+    t_.foff[i] = t_.fw.size();
     if (first >= 0) {
-      fstart_[i] = first;
-      flen_[i] = last - first + 1;
-      fw_.insert(fw_.end(), row.begin() + first, row.begin() + last + 1);
+      t_.fstart[i] = first;
+      t_.flen[i] = last - first + 1;
+      t_.fw.insert(t_.fw.end(), row.begin() + first, row.begin() + last + 1);
     }
   }
+  simd_ = cfg_.allow_simd && kHaveAvx2Path && cpu_has_avx2_fma();
 }
 
 std::vector<float> LogMel::dense_filterbank() const {
   const int nb = n_bins();
   std::vector<float> d(std::size_t(cfg_.n_mels) * nb, 0.0f);
   for (int m = 0; m < cfg_.n_mels; ++m)
-    for (int j = 0; j < flen_[m]; ++j) d[std::size_t(m) * nb + fstart_[m] + j] = float(fw_[foff_[m] + j]);
+    for (int j = 0; j < t_.flen[m]; ++j) d[std::size_t(m) * nb + t_.fstart[m] + j] = float(t_.fw[t_.foff[m] + j]);
   return d;
 }
 
@@ -143,53 +228,24 @@ void LogMel::init_work(Work& w) const {
   w.scratch.assign(2 * m * B, 0.0);
   w.pw.assign((m + 1) * B, 0.0);
   w.acc.assign(std::size_t(cfg_.n_mels) * B, 0.0);
-  w.batch = kBatch;
+}
+
+void LogMel::frames(const float* const* ptrs, int B, float* out, Work& w) const {
+#if EMOEDGE_AVX2_PATH
+  if (simd_) return frames_avx2(t_, ptrs, B, out, w);
+#endif
+  frames_generic(t_, ptrs, B, out, w);
+}
+
+void LogMel::frames(const std::int16_t* const* ptrs, int B, float* out, Work& w) const {
+#if EMOEDGE_AVX2_PATH
+  if (simd_) return frames_avx2(t_, ptrs, B, out, w);
+#endif
+  frames_generic(t_, ptrs, B, out, w);
 }
 
 template <typename T>
-void LogMel::frames(const T* const* ptrs, int B, float /*scale*/, float* out, Work& w) const {
-  const int M = cfg_.n_fft / 2, nm = cfg_.n_mels;
-  const double* win = std::is_same<T, std::int16_t>::value ? window_i16_.data() : window_.data();
-  double* __restrict zr = w.zr.data();
-  double* __restrict zi = w.zi.data();
-  for (int b = 0; b < B; ++b) {
-    const T* __restrict p = ptrs[b];
-    for (int k = 0; k < M; ++k) {
-      zr[std::size_t(k) * B + b] = double(p[2 * k]) * win[2 * k];
-      zi[std::size_t(k) * B + b] = double(p[2 * k + 1]) * win[2 * k + 1];
-    }
-  }
-  double* __restrict pw = w.pw.data();
-  fft_->power_split(zr, zi, B, pw, w.scratch.data());
-  double* __restrict acc = w.acc.data();
-  for (int m = 0; m < nm; ++m) {
-    double* __restrict a = acc + std::size_t(m) * B;
-    for (int b = 0; b < B; ++b) a[b] = 0.0;
-    const double* wt = fw_.data() + foff_[m];
-    const double* base = pw + std::size_t(fstart_[m]) * B;
-    for (int j = 0; j < flen_[m]; ++j) {
-      const double wj = wt[j];
-      const double* __restrict p = base + std::size_t(j) * B;
-      for (int b = 0; b < B; ++b) a[b] += wj * p[b];
-    }
-  }
-  const double amin = cfg_.amin;
-  if (cfg_.log_db) {
-    for (int b = 0; b < B; ++b)
-      for (int m = 0; m < nm; ++m)
-        out[std::size_t(b) * nm + m] = float(10.0 * std::log10(std::max(acc[std::size_t(m) * B + b], amin)));
-  } else {
-    for (int b = 0; b < B; ++b)
-      for (int m = 0; m < nm; ++m)
-        out[std::size_t(b) * nm + m] = float(std::log(std::max(acc[std::size_t(m) * B + b], amin)));
-  }
-}
-
-template void LogMel::frames<float>(const float* const*, int, float, float*, Work&) const;
-template void LogMel::frames<std::int16_t>(const std::int16_t* const*, int, float, float*, Work&) const;
-
-template <typename T>
-void LogMel::compute_impl(const T* x, std::int64_t n, float scale, float* out) const {
+void LogMel::compute_impl(const T* x, std::int64_t n, float* out) const {
   if (n <= 0) fail("waveform is empty: pass at least one sample");
   const std::int64_t F = num_frames(n);
   if (F == 0) return;
@@ -214,7 +270,7 @@ void LogMel::compute_impl(const T* x, std::int64_t n, float scale, float* out) c
         ptrs[b] = t;
       }
     }
-    frames(ptrs, B, scale, out + f0 * nm, w);
+    frames(ptrs, B, out + f0 * nm, w);
   }
   if (cfg_.log_db && cfg_.top_db > 0) {
     const std::size_t total = std::size_t(F) * nm;
@@ -225,10 +281,8 @@ void LogMel::compute_impl(const T* x, std::int64_t n, float scale, float* out) c
   }
 }
 
-void LogMel::compute(const float* x, std::int64_t n, float* out) const { compute_impl(x, n, 1.0f, out); }
-void LogMel::compute(const std::int16_t* x, std::int64_t n, float* out) const {
-  compute_impl(x, n, 1.0f / 32768.0f, out);
-}
+void LogMel::compute(const float* x, std::int64_t n, float* out) const { compute_impl(x, n, out); }
+void LogMel::compute(const std::int16_t* x, std::int64_t n, float* out) const { compute_impl(x, n, out); }
 
 void check_finite(const float* x, std::int64_t n, const char* what) {
   // Fast path: x - x is 0 for finite x and NaN for NaN/Inf; the sum is NaN iff any is bad.
@@ -317,7 +371,7 @@ std::int64_t LogMelStreamer::emit_ready(std::int64_t last, float* out) {
   while (next_frame_ < last) {
     const int B = int(std::min<std::int64_t>(LogMel::kBatch, last - next_frame_));
     for (int b = 0; b < B; ++b) ptrs[b] = buf_.data() + ((next_frame_ + b) * hop - buf_start_);
-    lm_->frames(ptrs, B, 1.0f, out + cnt * nm, work_);
+    lm_->frames(ptrs, B, out + cnt * nm, work_);
     next_frame_ += B;
     cnt += B;
   }

@@ -33,6 +33,7 @@ struct LogMelConfig {
   bool log_db = true;     // false: natural log
   double top_db = 0.0;    // <= 0 means none (offline only)
   double amin = 1e-10;    // floor applied before the log
+  bool allow_simd = true; // C++ only: false forces the portable path (tests compare both)
   void validate() const;  // throws std::invalid_argument naming the field, value and fix
   double fmax_hz() const { return fmax > 0 ? fmax : sample_rate / 2.0; }
 };
@@ -53,31 +54,41 @@ class LogMel {
 
   // The mel filterbank as a dense [n_mels x n_bins] matrix (for tests).
   std::vector<float> dense_filterbank() const;
-  const std::vector<double>& window() const { return window_; }
+  const std::vector<double>& window() const { return t_.window; }
 
   // Scratch for frames(); one per thread / stream.
   struct Work {
     std::vector<double> zr, zi, scratch, pw, acc;
-    int batch = 0;
   };
   static constexpr int kBatch = 8;
   void init_work(Work& w) const;
-  // Log-mel of B <= kBatch frames; frame b is the n_fft samples starting at ptrs[b],
-  // multiplied by `scale` (1 for float, 1/32768 for int16). Writes out[b * n_mels + m].
-  template <typename T>
-  void frames(const T* const* ptrs, int B, float scale, float* out, Work& w) const;
+  // Log-mel of B <= kBatch frames; frame b is the n_fft samples starting at ptrs[b] (int16 samples
+  // are scaled by 1/32768). Writes out[b * n_mels + m].
+  void frames(const float* const* ptrs, int B, float* out, Work& w) const;
+  void frames(const std::int16_t* const* ptrs, int B, float* out, Work& w) const;
+  bool simd() const { return simd_; }  // true when the AVX2+FMA instance runs
+
+  // Precomputed tables, read by the frame kernels.
+  struct Tables {
+    int n_fft = 0, n_mels = 0;
+    bool log_db = true;
+    double amin = 1e-10;
+    const RealFFTPlan* fft = nullptr;
+    std::vector<double> window;      // n_fft, zero outside the centered win_length span
+    std::vector<double> window_i16;  // window / 32768 (exact: power-of-two scale)
+    std::vector<int> fstart, flen;   // per mel filter: first nonzero bin and count
+    std::vector<std::size_t> foff;   // offset of filter m's weights in fw
+    std::vector<double> fw;          // float32-rounded weights (as librosa), held as double
+  };
 
  private:
   template <typename T>
-  void compute_impl(const T* x, std::int64_t n, float scale, float* out) const;
+  void compute_impl(const T* x, std::int64_t n, float* out) const;
 
   LogMelConfig cfg_;
   std::shared_ptr<const RealFFTPlan> fft_;
-  std::vector<double> window_;     // n_fft, zero outside the centered win_length span
-  std::vector<double> window_i16_; // window_ / 32768 (exact: power-of-two scale)
-  std::vector<int> fstart_, flen_; // per mel filter: first nonzero bin and count
-  std::vector<std::size_t> foff_;  // offset of filter m's weights in fw_
-  std::vector<double> fw_;        // float32-rounded weights (as librosa), held as double
+  Tables t_;
+  bool simd_ = false;
 };
 
 // Streaming log-mel: concat(accept(...)..., flush()) == LogMel::compute(whole) for any chunking.

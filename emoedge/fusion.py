@@ -306,7 +306,8 @@ def calibrate(probs=None, labels: Sequence[str] = CANONICAL, temperature: float 
     applied (``softmax(logits / T)`` or ``p**(1/T)`` renormalised), mapped by name, floored with
     ``eps`` and renormalised: ``(q + eps) / (1 + K * eps)``. Rows whose mass falls entirely on labels
     without a counterpart come out uniform."""
-    labels = tuple(str(x) for x in labels)
+    if type(labels) is not tuple:
+        labels = tuple(labels)
     T = float(temperature)
     if not (math.isfinite(T) and T > 0):
         raise InvalidInputError(f"temperature={temperature!r} must be a finite number > 0 (1 = uncalibrated)")
@@ -317,26 +318,24 @@ def calibrate(probs=None, labels: Sequence[str] = CANONICAL, temperature: float 
     if x.ndim != 1 or x.shape[0] != len(labels):
         raise InvalidInputError(f"{what} must be a 1-D vector with one value per label ({len(labels)} labels: "
                                 f"{list(labels)}), got shape {x.shape}")
-    if not np.all(np.isfinite(x)):
+    s = float(x.sum())
+    if not math.isfinite(s):  # any NaN/Inf makes the sum non-finite
         raise InvalidInputError(f"{what} contains NaN or Inf; check the model output")
     if logits is not None:
-        z = x / T
-        z = np.exp(z - z.max())
+        z = np.exp((x - x.max()) / T)
         q = z / z.sum()
     else:
-        if np.any(x < 0):
+        if float(x.min()) < 0:
             raise InvalidInputError("probs must be >= 0 (pass raw scores as logits= instead)")
-        s = x.sum()
         if s <= 0:
             raise InvalidInputError("probs sum to 0; pass a probability vector (or logits=)")
         if T != 1.0:
-            with np.errstate(divide="ignore"):
-                lq = np.log(x / s) / T
-            lq = np.exp(lq - lq.max())
-            q = lq / lq.sum()
+            y = (x / x.max()) ** (1.0 / T)
+            q = y / y.sum()
         else:
             q = x / s
-    canonical = tuple(canonical)
+    if type(canonical) is not tuple:
+        canonical = tuple(canonical)
     qc = _mapping(labels, canonical) @ q
     s = qc.sum()
     if s <= 0:
@@ -355,6 +354,10 @@ class _Stored:
     ev: ModalityEvidence
     probs: np.ndarray      # float64 [K] calibrated canonical
     logp: np.ndarray       # float32 [K]
+
+
+_ONE = np.ones(1, dtype=np.float32)
+_ONE.setflags(write=False)
 
 
 class _Smoother:
@@ -437,8 +440,9 @@ class FusionState:
         if self.last_t is not None and t < self.last_t:
             raise InvalidInputError(f"fusion timestamps must not go backwards: t={t} s after t={self.last_t} s; "
                                     "pass increasing source-clock times (or reset() the state)")
-        evidence = list(evidence)
-        stored = [self._ingest(ev, t) for ev in evidence]
+        # validate and calibrate everything first, so a bad item leaves the state untouched
+        prepared = [self._prepare(ev, t) for ev in evidence]
+        stored = [self._commit(s) for s in prepared]
         self.last_t = t
         self._expire(t)
         # per-face smoothing for face tracks with evidence in this update
@@ -503,9 +507,9 @@ class FusionState:
         if sm is None:
             sm = self._faces[track_id] = _Smoother(self.k, self._kernel)
         self._face_seen[track_id] = t
-        return sm.step(t, logp[None, :], np.ones(1, dtype=np.float32), self.options.face_tau_s)
+        return sm.step(t, logp[None, :], _ONE, self.options.face_tau_s)
 
-    def _ingest(self, ev: ModalityEvidence, t: float) -> Optional[_Stored]:
+    def _prepare(self, ev: ModalityEvidence, t: float) -> _Stored:
         if not isinstance(ev, ModalityEvidence):
             raise InvalidInputError(f"evidence must be ModalityEvidence objects, got {type(ev).__name__}")
         if not isinstance(ev.modality, str) or not ev.modality:
@@ -518,13 +522,15 @@ class FusionState:
         if not (math.isfinite(r) and 0.0 <= r <= 1.0):
             raise InvalidInputError(f"{ev.modality} reliability={ev.reliability!r} must be in [0, 1]")
         c = calibrate(ev.probs, ev.labels, ev.temperature, logits=ev.logits, canonical=self.labels, eps=self.options.eps)
-        key = (ev.modality, ev.track_id)
-        old = self._latest.get(key)
-        if old is not None and old.ev.t > et:
-            return None  # older than what we hold: ignored
         if ev.track_id is not None and ev.modality == "face":
             self._check_track_time(ev.track_id, t)
-        s = _Stored(ev=ev, probs=c, logp=np.log(c).astype(np.float32))
+        return _Stored(ev=ev, probs=c, logp=np.log(c).astype(np.float32))
+
+    def _commit(self, s: _Stored) -> Optional[_Stored]:
+        key = (s.ev.modality, s.ev.track_id)
+        old = self._latest.get(key)
+        if old is not None and float(old.ev.t) > float(s.ev.t):
+            return None  # older than what we hold: ignored
         self._latest[key] = s
         return s
 

@@ -82,35 +82,34 @@ def _face_entry(name=None, onnx=None):
     return e, m.model_path(name)
 
 
-def face_probs(entry, path, images: np.ndarray) -> np.ndarray:
-    """Model-order probabilities [N, L] for 48x48 uint8 FER crops, preprocessed per the manifest."""
-    import cv2
+def face_probs(entry, path, images: np.ndarray):
+    """(model-order probabilities [N, L] before temperature, how they were preprocessed) for 48x48 uint8
+    FER crops, preprocessed per the manifest: through emoedge.evaluation.face (the kernel used in
+    training) when it exists, else a cv2 bilinear resize + mean/std."""
     from emoedge.session import SessionOptions, make_session
-    pp = entry.get("preprocess", {})
-    w, h = pp.get("size", [48, 48])
-    mean = np.asarray(pp.get("mean", [0.0]), np.float32)
-    std = np.asarray(pp.get("std", [1.0]), np.float32)
-    color = pp.get("color", "gray")
     sess = make_session(path, SessionOptions(intra_threads=1))
-    inp = sess.get_inputs()[0]
-    layout = entry.get("input", {}).get("layout", "nchw")
-    out = []
-    for i in range(0, len(images), 256):
-        batch = []
-        for im in images[i:i + 256]:
-            r = cv2.resize(im, (int(w), int(h)), interpolation=cv2.INTER_LINEAR).astype(np.float32) / 255.0
-            if color != "gray":
-                r = np.repeat(r[..., None], 3, axis=-1)
-            else:
-                r = r[..., None]
-            r = (r - mean) / std
-            batch.append(r.transpose(2, 0, 1) if layout == "nchw" else r)
-        y = sess.run(None, {inp.name: np.stack(batch).astype(np.float32)})[0]
-        out.append(y)
-    y = np.concatenate(out).astype(np.float64)
+    try:
+        from emoedge.evaluation.face import preprocess_faces, run_model
+        x = preprocess_faces(images, entry)
+        y = run_model(sess, x, batch=256)[0].astype(np.float64)
+        how = "emoedge.evaluation.face.preprocess_faces (emoedge.kernels.preprocess with the manifest parameters)"
+    except ImportError:
+        import cv2
+        pp = entry.get("preprocess", {})
+        w, h = pp.get("size", [48, 48])
+        mean = np.asarray(pp.get("mean", [0.0]), np.float32)
+        std = np.asarray(pp.get("std", [1.0]), np.float32)
+        name = sess.get_inputs()[0].name
+        out = []
+        for i in range(0, len(images), 256):
+            r = np.stack([cv2.resize(im, (int(w), int(h)), interpolation=cv2.INTER_LINEAR) for im in images[i:i + 256]])
+            r = ((r.astype(np.float32) / 255.0)[:, None] - mean[None, :, None, None]) / std[None, :, None, None]
+            out.append(sess.run(None, {name: r.astype(np.float32)})[0])
+        y = np.concatenate(out).astype(np.float64)
+        how = "cv2.resize (bilinear) + manifest mean/std"
     if entry.get("output", "probabilities") != "probabilities":
-        y = _softmax(y)
-    return y
+        y = _softmax(y)  # logits -> probabilities; the temperature is applied by fusion (p**(1/T) == softmax(z/T))
+    return y, how
 
 
 # ----------------------------------------------------------------------------------------------
@@ -154,21 +153,44 @@ class StandInVoice:
         return clf.predict_proba(xte)
 
 
+def _heldout_speakers(entry: dict, corpus: str = "ravdess"):
+    """Speakers listed under metrics.<corpus>_heldout.speakers of a voice manifest entry (or None)."""
+    m = entry.get("metrics") or {}
+    for k, v in m.items():
+        if isinstance(v, dict) and k.startswith(corpus) and "speakers" in v:
+            return tuple(int(x) for x in v["speakers"])
+    return None
+
+
 def voice_predictions(d, args):
-    """(probs [N, L] model order, labels, temperature, clip indices, model name, split description)."""
+    """(probs [N, L] model order, labels, temperature still to apply, clip indices, model name, split)."""
     spk = d["speaker"].astype(int)
-    try:
-        from emoedge import voice as V  # noqa: F401  (real model: wired in when it lands)
-        have_voice = hasattr(V, "classify_clip")
-    except ImportError:
-        have_voice = False
-    if have_voice and not args.standin_voice:
-        raise NotImplementedError  # replaced once emoedge.voice lands
-    sv = StandInVoice()
-    idx_tr = np.flatnonzero(np.isin(spk, sv.train_actors))
-    idx_te = np.flatnonzero(np.isin(spk, sv.heldout_actors))
-    p = sv.fit_predict(d, idx_tr, idx_te)
-    return p, sv.labels, sv.temperature, idx_te, sv.name, sv.split
+    vm = None
+    if not args.standin_voice:
+        try:
+            from emoedge.voice import VoiceModel
+            vm = VoiceModel(name=args.voice_model, vad=False)
+        except Exception as e:  # no voice module or no voice model in the manifest yet
+            print(f"real voice model unavailable ({type(e).__name__}: {e}); using the stand-in")
+            vm = None
+    if vm is None:
+        sv = StandInVoice()
+        idx_tr = np.flatnonzero(np.isin(spk, sv.train_actors))
+        idx_te = np.flatnonzero(np.isin(spk, sv.heldout_actors))
+        p = sv.fit_predict(d, idx_tr, idx_te)
+        return p, sv.labels, sv.temperature, idx_te, sv.name, sv.split
+    held = _heldout_speakers(vm.entry) or (17, 18, 19, 20)
+    idx = np.flatnonzero(np.isin(spk, held))
+    a, o = d["audio"], d["offsets"]
+    probs = []
+    for i in idx:
+        cp = vm.predict_clip(a[o[i]:o[i + 1]].astype(np.float32) / 32768.0, 16000)
+        probs.append(cp.probs if cp.probs is not None else np.full(len(vm.labels), 1.0 / len(vm.labels)))
+    split = vm.entry.get("split") or {}
+    desc = (f"RAVDESS actors {', '.join(map(str, held))} ({len(idx)} clips), held out of training by the voice model "
+            f"(manifest split: train = {split.get('train', '?')}; heldout = {split.get('heldout', '?')})")
+    # emoedge.voice returns probabilities already calibrated with the manifest temperature: T = 1 here
+    return np.asarray(probs, np.float64), tuple(vm.labels), 1.0, idx, vm.name, desc
 
 
 # ----------------------------------------------------------------------------------------------
@@ -182,7 +204,8 @@ def _canon_idx(labels):
 def simulate(face_p, face_labels, face_T, face_y, voice_p, voice_labels, voice_T, voice_y, emotions, n_frames,
              n_streams, seed, voice_at="start", opts=None):
     """Run n_streams label-paired streams; returns per-stream correctness arrays and targets."""
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(seed)            # targets and voice clips: the same for every n_frames
+    rng_face = np.random.default_rng(seed + 1)   # face images
     by_e_face = {e: np.flatnonzero(face_y == e) for e in emotions}
     by_e_voice = {e: np.flatnonzero(voice_y == e) for e in emotions}
     res = {k: np.zeros(n_streams, bool) for k in ("face_last", "face_smoothed", "voice", "fused")}
@@ -192,8 +215,8 @@ def simulate(face_p, face_labels, face_T, face_y, voice_p, voice_labels, voice_T
     for s in range(n_streams):
         e = emotions[rng.integers(len(emotions))]
         targets[s] = e
-        fi = rng.choice(by_e_face[e], size=n_frames, replace=len(by_e_face[e]) < n_frames)
         vi = by_e_voice[e][rng.integers(len(by_e_voice[e]))]
+        fi = rng_face.choice(by_e_face[e], size=n_frames, replace=len(by_e_face[e]) < n_frames)
         used_faces.update(fi.tolist())
         used_voice.add(int(vi))
         j_voice = 0 if voice_at == "start" else n_frames - 1
@@ -215,7 +238,8 @@ def simulate(face_p, face_labels, face_T, face_y, voice_p, voice_labels, voice_T
 
 def bootstrap_ci(a: np.ndarray, b: np.ndarray, seed=0, n=2000):
     """95% CI of mean(a) - mean(b), paired bootstrap over streams."""
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(seed)            # targets and voice clips: the same for every n_frames
+    rng_face = np.random.default_rng(seed + 1)   # face images
     idx = rng.integers(0, len(a), size=(n, len(a)))
     diffs = a[idx].mean(1) - b[idx].mean(1)
     return float(np.percentile(diffs, 2.5)), float(np.percentile(diffs, 97.5))
@@ -229,6 +253,7 @@ def main(argv=None) -> int:
     ap.add_argument("--voice-at", default="start,end", help="when the voice evidence arrives: start and/or end")
     ap.add_argument("--face-model", default=None, help="manifest entry name (default: task default)")
     ap.add_argument("--face-onnx", default=None, help="development: a fer-minixception-style ONNX file")
+    ap.add_argument("--voice-model", default=None, help="manifest entry name (default: the voice default)")
     ap.add_argument("--standin-voice", action="store_true", help="use the stand-in voice model even if a real one exists")
     ap.add_argument("--out", default=str(OUT))
     args = ap.parse_args(argv)
@@ -238,7 +263,7 @@ def main(argv=None) -> int:
     fer_names = [str(x) for x in fd["class_names"]]
     face_y = _canon_idx(fer_names)[fd["labels"].astype(int)]
     entry, path = _face_entry(args.face_model, args.face_onnx)
-    face_p = face_probs(entry, path, fd["images"])
+    face_p, face_how = face_probs(entry, path, fd["images"])
     face_labels = tuple(entry["labels"])
     face_T = F.manifest_temperature(entry)
     t_face = time.perf_counter() - t0
@@ -272,10 +297,13 @@ def main(argv=None) -> int:
     out = {
         "n_streams": args.streams, "seed": args.seed, "emotions": [CANONICAL[e] for e in emotions],
         "fusion_options": F.FusionOptions().to_dict(), "kernel": F.kernel_backend(),
-        "face": {"model": entry.get("name"), "temperature": face_T, "labels": list(face_labels),
+        "face": {"model": entry.get("name"), "temperature_applied_by_fusion": face_T, "labels": list(face_labels),
                  "split": "FER2013 PublicTest (shared/data/faces/fer2013_val.npz), 48x48 dataset crops",
+                 "preprocess": face_how, "trained_on": entry.get("split") or entry.get("training", {}).get("data")
+                 or ("fer package weights (upstream training data; see LICENSES/fer-minixception.txt)"
+                     if "minixception" in str(entry.get("name")) else None),
                  "n_images": int(len(face_y))},
-        "voice": {"model": voice_name, "temperature": voice_T, "labels": list(voice_labels), "split": voice_split,
+        "voice": {"model": voice_name, "temperature_applied_by_fusion": voice_T, "labels": list(voice_labels), "split": voice_split,
                   "n_clips": int(len(voice_y))},
         "single_modality": single, "results": results,
         "seconds": {"face_model": t_face, "voice_model": t_voice, "total": time.perf_counter() - t0},

@@ -378,3 +378,47 @@ def test_public_reference_matches_kernels():
         np.testing.assert_allclose(a.probs, b.probs, atol=TOL)
         for tid in a.faces:
             np.testing.assert_allclose(a.faces[tid], b.faces[tid], atol=TOL)
+
+
+def test_property_random_evidence_gives_proper_distribution():
+    hyp = pytest.importorskip("hypothesis")
+    st_ = pytest.importorskip("hypothesis.strategies")
+
+    probs8 = st_.lists(st_.floats(0, 1e6, allow_nan=False), min_size=8, max_size=8).filter(lambda v: sum(v) > 0)
+    probs7 = st_.lists(st_.floats(0, 1e6, allow_nan=False), min_size=7, max_size=7).filter(lambda v: sum(v) > 0)
+
+    @hyp.settings(max_examples=60, deadline=None)
+    @hyp.given(steps=st_.lists(st_.tuples(st_.floats(0, 5), probs7, probs8, st_.floats(0, 1), st_.floats(0.05, 20),
+                                          st_.booleans()), min_size=1, max_size=8),
+               tau=st_.floats(0, 3))
+    def check(steps, tau):
+        s = F.FusionState(F.FusionOptions(tau_s=tau))
+        t = 0.0
+        for dt, pf, pv, rel, temp, with_voice in steps:
+            t += dt
+            evs = [ev("face", t, pf, FER_LABELS, reliability=rel, temperature=temp, track_id=0)]
+            if with_voice:
+                evs.append(ev("voice", t, pv, RAVDESS_LABELS, temperature=temp))
+            e = s.update(t, evs)
+            assert np.all(np.isfinite(e.probs)) and abs(float(e.probs.sum()) - 1) < 1e-5
+            assert all(np.isfinite(v).all() and abs(float(v.sum()) - 1) < 1e-5 for v in e.faces.values())
+
+    check()
+
+
+def test_bad_item_leaves_state_untouched():
+    st = F.FusionState(F.FusionOptions(tau_s=0))
+    good = ev("face", 0.0, [0.1, 0.6, 0.1, 0.05, 0.05, 0.05, 0.05])
+    with pytest.raises(InvalidInputError):
+        st.update(0.0, [good, ev("voice", 0.0, np.ones(3), RAVDESS_LABELS)])
+    assert st.last_t is None
+    e = st.update(0.0)
+    assert e.contributions == {}  # the good item of the failed update was not kept
+
+
+def test_older_evidence_for_same_key_is_ignored():
+    st = F.FusionState(F.FusionOptions(tau_s=0))
+    newer = [0.1, 0.6, 0.1, 0.05, 0.05, 0.05, 0.05]
+    st.update(1.0, [ev("voice", 1.0, newer)])
+    e = st.update(1.0, [ev("voice", 0.5, [0.6, 0.1, 0.1, 0.05, 0.05, 0.05, 0.05])])
+    assert e.contributions["voice"].t == 1.0 and e.label == "happy"

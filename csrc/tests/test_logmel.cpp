@@ -105,6 +105,28 @@ TEST_CASE("a 1 kHz tone peaks in the mel band around 1 kHz") {
   CHECK(std::abs(arg - best_band) <= 1);
 }
 
+TEST_CASE("portable and AVX2 instances agree (when the CPU has AVX2)") {
+  LogMelConfig a, b;
+  b.allow_simd = false;
+  LogMel fast(a), slow(b);
+  CHECK(!slow.simd());
+  auto x = noise(20000, 9);
+  const std::size_t n = std::size_t(fast.num_frames(20000)) * 64;
+  std::vector<float> o1(n), o2(n);
+  fast.compute(x.data(), 20000, o1.data());
+  slow.compute(x.data(), 20000, o2.data());
+  double err = 0;
+  for (std::size_t i = 0; i < n; ++i) err = std::fmax(err, std::fabs(o1[i] - o2[i]));
+  CHECK(err <= 1e-5);
+}
+
+TEST_CASE("log floor: silence gives 10*log10(amin)") {
+  LogMel lm{LogMelConfig{}};
+  std::vector<float> x(1600, 0.f), out(std::size_t(lm.num_frames(1600)) * 64);
+  lm.compute(x.data(), 1600, out.data());
+  for (float v : out) CHECK_NEAR(v, -100.0, 1e-5);
+}
+
 TEST_CASE("validation names the field") {
   auto bad = [](void (*mut)(LogMelConfig&), const char* field) {
     LogMelConfig c;

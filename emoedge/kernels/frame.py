@@ -100,9 +100,13 @@ def _invert(m: np.ndarray) -> np.ndarray:
     return np.array([[a11, a12, b1], [a21, a22, b2]], dtype=np.float64)
 
 
+_NATIVE = [None]
+
+
 def _impl():
     mod = get_native()
     if mod is not None:
+        _NATIVE[0] = mod
         return mod
     from . import _numba_frame  # lazy: numba is imported only when the fallback is used
     return _numba_frame
@@ -129,6 +133,9 @@ def _check_image(image) -> Tuple[int, int, int]:
 
 
 def _check_size(size, what="size") -> Tuple[int, int]:
+    if type(size) is tuple and len(size) == 2 and type(size[0]) is int and type(size[1]) is int \
+            and 1 <= size[0] <= _MAX_SIDE and 1 <= size[1] <= _MAX_SIDE:
+        return size
     try:
         w, h = size
     except (TypeError, ValueError):
@@ -183,7 +190,32 @@ def _normalization(mean, std, scale, offset, cout):
     return [1.0 / (255.0 * sd) for sd in d], [-mu / sd for mu, sd in zip(m, d)]
 
 
-def _check_boxes(boxes) -> np.ndarray:
+_NORM_CACHE: dict = {}
+
+
+def _normalization_cached(mean, std, scale, offset, cout):
+    """_normalization memoized for hashable arguments (tuples/numbers): the hot path repeats them."""
+    try:
+        key = (mean, std, scale, offset, cout)
+        hit = _NORM_CACHE.get(key)
+    except TypeError:  # unhashable (e.g. numpy arrays)
+        return _normalization(mean, std, scale, offset, cout)
+    if hit is None:
+        hit = _normalization(mean, std, scale, offset, cout)
+        if len(_NORM_CACHE) < 256:
+            _NORM_CACHE[key] = hit
+    return hit
+
+
+def _as_boxes(boxes, full: bool) -> np.ndarray:
+    """boxes -> C-contiguous float64 [N, 4]. ``full`` also checks values (the C++ kernel re-checks them)."""
+    if not (type(boxes) is np.ndarray and boxes.dtype == np.float64 and boxes.ndim == 2 and boxes.shape[1] == 4
+            and boxes.flags.c_contiguous):
+        return _check_boxes(boxes, full)
+    return _check_boxes(boxes) if full else boxes
+
+
+def _check_boxes(boxes, full: bool = True) -> np.ndarray:
     try:
         b = np.asarray(boxes, dtype=np.float64)
     except (TypeError, ValueError):
@@ -194,6 +226,8 @@ def _check_boxes(boxes) -> np.ndarray:
         b = b.reshape(0, 4)
     if b.ndim != 2 or b.shape[1] != 4:
         raise ValueError(f"boxes must have shape [N, 4] (x, y, w, h), got {b.shape}")
+    if not full:
+        return np.ascontiguousarray(b)
     if not np.isfinite(b).all():
         raise ValueError("boxes contain NaN or Inf; pass finite (x, y, w, h) pixel coordinates")
     if b.size and (np.abs(b).max() > _MAX_COORD):
@@ -273,10 +307,12 @@ def _run(image, boxes, affines, size, *, interpolation, color, mean, std, scale,
     if cin == 1 and col == 1:
         raise ValueError("color='swap_rb' needs a 3- or 4-channel image, got a 1-channel image; use color='keep' or 'gray'")
     cout = 1 if (cin == 1 or col == 2) else 3
-    sc, of = _normalization(mean, std, scale, offset, cout)
+    sc, of = _normalization_cached(mean, std, scale, offset, cout)
     for name, v in (("border_value", border_value), ("pad_value", pad_value)):
-        if not isinstance(v, numbers.Real) or not math.isfinite(float(v)):
+        if (type(v) is not int and not isinstance(v, numbers.Real)) or not math.isfinite(float(v)):
             raise ValueError(f"{name}={v!r} must be a finite number (pixel value on the 0..255 scale)")
+    if not 0 <= border_value <= 255:
+        raise ValueError(f"border_value={border_value!r} must be a pixel value in 0..255")
     impl = _impl()
     if affines is not None:
         if boxes is not None:
@@ -302,7 +338,7 @@ def _run(image, boxes, affines, size, *, interpolation, color, mean, std, scale,
         if boxes is None:
             b = np.array([[0.0, 0.0, float(w0), float(h0)]])
         else:
-            b = _check_boxes(boxes)
+            b = _as_boxes(boxes, impl is not _NATIVE[0])
         if size is None:
             if b.shape[0] != 1:
                 raise ValueError("size=(width, height) is required for a batch of boxes")
@@ -370,8 +406,6 @@ def preprocess_batch(image: np.ndarray, boxes=None, size: Optional[Tuple[int, in
         raise ValueError("size=(width, height) is required for preprocess_batch")
     if boxes is None and affines is None:
         raise ValueError("pass boxes=[N, 4] (x, y, w, h) or affines=[N, 2, 3]")
-    if boxes is not None:
-        boxes = _check_boxes(boxes)
     return _run(image, boxes, affines, size, interpolation=interpolation, color=color, mean=mean, std=std,
                 scale=scale, offset=offset, layout=layout, out=out, input_order=input_order, border=border,
                 border_value=border_value, letterbox=letterbox, pad_value=pad_value,
