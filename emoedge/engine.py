@@ -37,11 +37,12 @@ class Engine:
     default: the manifest's defaults. ``backend``: 'cpu' | 'cuda' | 'tensorrt'. ``precision``: 'int8' |
     'fp32' | None (each model's default). ``threads``: onnxruntime intra-op threads per session.
     ``face`` / ``voice`` / ``text``: None loads the default component, False disables the modality, or pass
-    an object with the same interface (custom models, tests)."""
+    an object with the same interface (custom models, tests). ``skip_missing``: a default modality whose
+    pipeline or model is not installed is left out (noted in ``info()['notes']``) instead of raising."""
 
     def __init__(self, *, models: Optional[Dict[str, str]] = None, backend: str = "cpu", precision: Optional[str] = None,
                  threads: int = 1, manifest=None, face=None, voice=None, text=None, face_options=None,
-                 voice_options=None):
+                 voice_options=None, skip_missing: bool = False):
         if precision not in (None, "int8", "fp32", "fp16"):
             raise InvalidInputError(f"precision must be 'int8', 'fp32', 'fp16' or None, got {precision!r}")
         if not isinstance(threads, int) or threads < 1:
@@ -52,9 +53,10 @@ class Engine:
         self.notes: List[str] = []
         self._closed = False
         t0 = time.perf_counter()
-        self._face = self._load_face(face, face_options)
-        self._voice = self._load_voice(voice, voice_options)
-        self._text = self._load_text(text)
+        self._voice_options = voice_options
+        self._face = self._optional("face", lambda: self._load_face(face, face_options), skip_missing and face is None)
+        self._voice = self._optional("voice", lambda: self._load_voice(voice, voice_options), skip_missing and voice is None)
+        self._text = self._optional("text", lambda: self._load_text(text), skip_missing and text is None)
         self.load_seconds = time.perf_counter() - t0
 
     # ------------------------------------------------------------------ components
@@ -69,6 +71,15 @@ class Engine:
     @property
     def has_text(self) -> bool:
         return self._text is not None
+
+    def _optional(self, what, load, skip):
+        if not skip:
+            return load()
+        try:
+            return load()
+        except ModelNotFoundError as e:
+            self.notes.append(f"{what} left out: {e}")
+            return None
 
     def _session_options(self):
         from .session import SessionOptions
@@ -113,7 +124,6 @@ class Engine:
             return load(None)
 
     def _load_voice(self, voice, options):
-        self._voice_options = options
         if voice is False:
             return None
         if voice is not None:
@@ -144,7 +154,7 @@ class Engine:
         if hasattr(f, "new_tracker"):
             return f.new_tracker()
         from .tracking import FaceTracker
-        return FaceTracker()
+        return _EmptySafeTracker(FaceTracker())
 
     def _new_voice_stream(self):
         v = self._voice
@@ -301,6 +311,22 @@ class Engine:
 
     def __exit__(self, *exc):
         self.close()
+
+
+class _EmptySafeTracker:
+    """Delegates to a FaceTracker; a frame without detections is passed with ``keypoints=None`` (the
+    tracker's keypoint reshape cannot infer a shape from an empty array)."""
+
+    def __init__(self, tracker):
+        self._t = tracker
+
+    def update(self, boxes, scores=None, keypoints=None, t=None):
+        if keypoints is not None and np.asarray(keypoints).size == 0:
+            keypoints = None
+        return self._t.update(boxes, scores, keypoints, t=t)
+
+    def __getattr__(self, name):
+        return getattr(self._t, name)
 
 
 def _get(c, k, default=None):
