@@ -152,7 +152,7 @@ class Engine:
     def _new_tracker(self):
         f = self._face
         if hasattr(f, "new_tracker"):
-            return f.new_tracker()
+            return _EmptySafeTracker(f.new_tracker())
         from .tracking import FaceTracker
         return _EmptySafeTracker(FaceTracker())
 

@@ -3,6 +3,8 @@ vs serial determinism, and the file driver over a real video with its audio trac
 import importlib
 import threading
 
+import numpy as np
+
 import pytest
 
 from emoedge.labels import CANONICAL
@@ -95,6 +97,17 @@ def test_eight_threads_equal_eight_serial_faces(face_engine, media):
     [t.start() for t in ths]
     [t.join() for t in ths]
     assert got == serial
+
+
+def test_face_free_frames_real_models(face_engine, media):
+    frames, _ = media
+    s = face_engine.stream()
+    a = s.push_frame(frames[0], 0.0)[0]
+    b = s.push_frame(np.zeros_like(frames[0]), 0.1)[0]        # no face: an event, no crash
+    c = s.push_frame(np.full((480, 640, 3), 128, np.uint8), 0.2)[0]
+    d = s.push_frame(frames[1], 0.3)[0]
+    assert len(a.faces) == 1 and b.faces == [] and c.faces == [] and len(d.faces) == 1
+    assert b.evidence["face"].age == pytest.approx(0.1)         # the last face evidence, aging
 
 
 def test_size_change_with_real_faces(face_engine, media):
