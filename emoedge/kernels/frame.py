@@ -401,6 +401,9 @@ def preprocess(image: np.ndarray, size: Optional[Tuple[int, int]] = None, box=No
         float32 array [1, C, H, W] (or [1, H, W, C]); C = 1 for gray, else 3. With
         ``return_transform``: ``(array, FrameTransform)``.
     """
+    if affine is not None and np.shape(affine) != (2, 3):
+        raise ValueError(f"affine must be one 2x3 matrix, got shape {np.shape(affine)}; "
+                         "use preprocess_batch(image, size=..., affines=[N, 2, 3]) for many")
     return _run(image, None if box is None else [box], affine, size, interpolation=interpolation, color=color,
                 mean=mean, std=std, scale=scale, offset=offset, layout=layout, out=out, input_order=input_order,
                 border=border, border_value=border_value, letterbox=letterbox, pad_value=pad_value,
