@@ -1,10 +1,16 @@
 """onnxruntime session creation with explicit settings (threads, providers, optimization level).
-Sessions are thread-safe for concurrent ``run`` calls and are shared by all streams of an engine."""
+
+Sessions are thread-safe for concurrent ``run`` calls and are shared by all streams of an engine.
+For the ``cpu`` backend a model compiled by ``emoedge compile --target cpu`` (an offline-optimized
+.onnx and an .ort file, keyed by the model's sha256, the CPU and the onnxruntime version) is preferred
+when present; ``session_info(sess)`` says which file and providers were actually used.
+"""
 from __future__ import annotations
 
+import json
 import pathlib
-from dataclasses import dataclass
-from typing import Sequence
+from dataclasses import dataclass, field
+from typing import Optional, Sequence
 
 from .errors import BackendUnavailableError, ModelError, ModelNotFoundError
 
@@ -14,44 +20,147 @@ BACKEND_PROVIDERS = {
     "cuda": ("CUDAExecutionProvider", "CPUExecutionProvider"),
     "tensorrt": ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"),
 }
-BACKEND_EXTRA = {"cuda": "emoedge[gpu] (onnxruntime-gpu)", "tensorrt": "emoedge[gpu] with TensorRT, or JetPack on Jetson"}
+
+_info: dict = {}
 
 
 @dataclass
 class SessionOptions:
-    """Execution settings. ``intra_threads``: threads inside one op (1 is best for many small models on
-    edge CPUs); ``backend``: 'cpu' | 'cuda' | 'tensorrt'."""
+    """Execution settings.
+
+    backend: 'cpu' | 'cuda' | 'tensorrt' (ORT execution providers; 'trt-native' is emoedge.trt_native).
+    intra_threads: threads inside one op (1 suits many small models on edge CPUs).
+    precision: 'fp32' | 'fp16' | 'int8' — for TensorRT: fp16 builds FP16 engines from the FP32 model,
+      int8 expects the QDQ-INT8 model. Ignored by cpu/cuda (the model file decides).
+    use_compiled: prefer artifacts from ``emoedge compile --target cpu`` when present.
+    trt_profile: TensorRT shape profile {input_name: (min_shape, opt_shape, max_shape)}.
+    """
     backend: str = "cpu"
     intra_threads: int = 1
     inter_threads: int = 1
     log_severity: int = 3
+    precision: str = "fp32"
+    use_compiled: bool = True
+    compiled_dir: Optional[str] = None
+    trt_profile: Optional[dict] = None
+    device_id: int = 0
+    extra_provider_options: dict = field(default_factory=dict)
 
 
-def make_session(path, opts: SessionOptions = SessionOptions(), provider_options: Sequence[dict] = None):
+def _profile_str(profile: Optional[dict]) -> str:
+    if not profile:
+        return "static"
+    parts = []
+    for name in sorted(profile):
+        mn, opt, mx = profile[name]
+        parts.append(f"{name}:{'x'.join(map(str, mn))}/{'x'.join(map(str, opt))}/{'x'.join(map(str, mx))}")
+    return ",".join(parts)
+
+
+def tensorrt_provider_options(model_sha256: str, opts: SessionOptions, cache_dir=None) -> dict:
+    """ORT TensorRT EP options with engine + timing caches in a folder keyed by model sha256, GPU name,
+    TensorRT and onnxruntime versions, precision and shape profile."""
+    from .backends import cache_root, make_cache_key
+    key = make_cache_key(model_sha256, "tensorrt", opts.precision, _profile_str(opts.trt_profile))
+    root = pathlib.Path(cache_dir) if cache_dir else cache_root() / "trt-ep"
+    d = root / key.dirname()
+    d.mkdir(parents=True, exist_ok=True)
+    (d / "key.json").write_text(json.dumps(key.__dict__, indent=2, sort_keys=True))
+    po = {"device_id": opts.device_id,
+          "trt_engine_cache_enable": True, "trt_engine_cache_path": str(d),
+          "trt_timing_cache_enable": True, "trt_timing_cache_path": str(d),
+          "trt_fp16_enable": opts.precision == "fp16", "trt_int8_enable": opts.precision == "int8",
+          "trt_max_workspace_size": 1 << 30}
+    if opts.trt_profile:
+        def fmt(i):
+            return ",".join(f"{n}:{'x'.join(map(str, opts.trt_profile[n][i]))}" for n in sorted(opts.trt_profile))
+        po.update(trt_profile_min_shapes=fmt(0), trt_profile_opt_shapes=fmt(1), trt_profile_max_shapes=fmt(2))
+    po.update(opts.extra_provider_options)
+    return po
+
+
+def make_session(path, opts: SessionOptions = None, provider_options: Sequence[dict] = None):
     """Create an ``onnxruntime.InferenceSession`` for ``path``; raises ModelError naming the file if
-    it cannot be loaded and BackendUnavailableError (with the extra to install) for a missing backend."""
+    it cannot be loaded and BackendUnavailableError (with the extra to install) for a missing backend.
+    Never falls back silently: the providers used are in ``session_info(sess)``."""
     import onnxruntime as ort
+    from .backends import check_backend
+    opts = opts or SessionOptions()
     path = pathlib.Path(path)
     if not path.is_file():
         raise ModelNotFoundError(f"model file {path} not found")
     if opts.backend not in BACKEND_PROVIDERS:
-        raise BackendUnavailableError(f"unknown backend {opts.backend!r}; choose one of {sorted(BACKEND_PROVIDERS)}")
-    wanted = BACKEND_PROVIDERS[opts.backend]
-    avail = ort.get_available_providers()
-    if wanted[0] not in avail:
-        raise BackendUnavailableError(f"backend {opts.backend!r} needs {wanted[0]}, which this onnxruntime "
-                                      f"({ort.__version__}) lacks (available: {avail}); install {BACKEND_EXTRA.get(opts.backend, '')}")
+        if opts.backend == "trt-native":
+            raise BackendUnavailableError("backend 'trt-native' runs serialized TensorRT engines, not ORT sessions: "
+                                          "use emoedge.trt_native.TrtEngine")
+        raise BackendUnavailableError(f"unknown backend {opts.backend!r}; choose one of {sorted(BACKEND_PROVIDERS)} or 'trt-native'")
+    check_backend(opts.backend)
     so = ort.SessionOptions()
     so.intra_op_num_threads = int(opts.intra_threads)
     so.inter_op_num_threads = int(opts.inter_threads)
     so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     so.log_severity_level = int(opts.log_severity)
-    providers = [p for p in wanted if p in avail]
+    load_path, compiled = path, None
+    if opts.backend == "cpu" and opts.use_compiled:
+        from .compile import find_compiled_cpu
+        compiled = find_compiled_cpu(path, opts.compiled_dir)
+        if compiled is not None:
+            load_path = compiled
+            # Already optimized offline: skip the optimizer at load time (that is the load-time gain).
+            so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+            if load_path.suffix == ".ort":
+                so.add_session_config_entry("session.load_model_format", "ORT")
+    wanted = BACKEND_PROVIDERS[opts.backend]
+    providers = list(wanted)
+    if provider_options is None:
+        provider_options = [{} for _ in providers]
+        if opts.backend == "tensorrt":
+            from .manifest import sha256_file
+            provider_options[0] = tensorrt_provider_options(sha256_file(path), opts)
+        if opts.backend in ("cuda", "tensorrt"):
+            provider_options[providers.index("CUDAExecutionProvider")] = {"device_id": opts.device_id}
     try:
-        if provider_options is not None:
-            return ort.InferenceSession(str(path), so, providers=providers, provider_options=list(provider_options))
-        return ort.InferenceSession(str(path), so, providers=providers)
+        sess = ort.InferenceSession(str(load_path), so, providers=providers, provider_options=list(provider_options))
     except Exception as e:  # onnxruntime raises its own Fail/InvalidProtobuf/... types
-        raise ModelError(f"could not load model {path}: {type(e).__name__}: {e}. The file may be corrupt or "
+        raise ModelError(f"could not load model {load_path}: {type(e).__name__}: {e}. The file may be corrupt or "
                          "truncated; reinstall emoedge or re-run its export step") from None
+    used = sess.get_providers()
+    if used[0] != wanted[0]:
+        raise BackendUnavailableError(f"backend {opts.backend!r} asked for {wanted[0]} but onnxruntime used {used} "
+                                      f"for {path.name}; check the CUDA/TensorRT installation")
+    _info[id(sess)] = {"model": str(path), "loaded": str(load_path), "compiled": compiled is not None,
+                       "providers": used, "backend": opts.backend, "threads": opts.intra_threads}
+    return sess
+
+
+def session_info(sess) -> dict:
+    """Which file was loaded (compiled or not) and the providers actually used."""
+    d = _info.get(id(sess))
+    if d is None:
+        d = {"providers": sess.get_providers()}
+    return dict(d)
+
+
+class IOBindingRunner:
+    """Runs a session through IO binding so the hot input is copied to the device once per call and
+    outputs stay in a bound buffer (CUDA/TensorRT backends); on CPU it is a plain ``run``."""
+
+    def __init__(self, sess, device_id: int = 0):
+        self.sess = sess
+        self.device_id = device_id
+        self.on_gpu = sess.get_providers()[0] in ("CUDAExecutionProvider", "TensorrtExecutionProvider")
+        self.input_names = [i.name for i in sess.get_inputs()]
+        self.output_names = [o.name for o in sess.get_outputs()]
+
+    def run(self, feeds: dict):
+        if not self.on_gpu:
+            return self.sess.run(self.output_names, feeds)
+        import onnxruntime as ort
+        io = self.sess.io_binding()
+        for name, arr in feeds.items():
+            io.bind_ortvalue_input(name, ort.OrtValue.ortvalue_from_numpy(arr, "cuda", self.device_id))
+        for name in self.output_names:
+            io.bind_output(name, "cuda", self.device_id)
+        self.sess.run_with_iobinding(io)
+        return io.copy_outputs_to_cpu()

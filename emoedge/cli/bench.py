@@ -1,13 +1,15 @@
-"""`emoedge bench [--quick] [--json] [--only FAMILY,...]`: every stage against its anchors, ratios
-measured side by side in one run."""
+"""`emoedge bench [--quick] [--json] [--out DIR] [--only FAMILY,...] [--peers]`: every stage against its
+anchors, ratios measured side by side in one run. ``--out DIR`` writes bench.json, bench.md and bench.png."""
 from __future__ import annotations
 
 import importlib
 import json
+import pathlib
 import sys
 import time
+import uuid
 
-FAMILIES = ("frame", "logmel", "fusion", "models", "e2e")
+FAMILIES = ("frame", "logmel", "fusion", "models", "e2e", "peers")
 
 
 def available_families():
@@ -22,45 +24,116 @@ def available_families():
     return out
 
 
-def collect(quick: bool, only=None, progress=None) -> dict:
+def collect(quick: bool, only=None, peers: bool = False, progress=None) -> dict:
     from ..bench import machine, single_thread
     single_thread()
-    fams = [f for f in available_families() if not only or f in only]
-    res = {"machine": machine(), "quick": quick, "sections": {}, "started": time.strftime("%Y-%m-%dT%H:%M:%S")}
+    fams = [f for f in available_families() if (not only or f in only) and (f != "peers" or peers)]
+    res = {"run_id": uuid.uuid4().hex[:12], "machine": machine(), "quick": quick, "sections": {},
+           "section_seconds": {}, "started": time.time()}
     for f in fams:
         if progress:
             progress(f"[{f}] ...")
         t0 = time.perf_counter()
         mod = importlib.import_module(f"emoedge.bench.{f}")
-        res["sections"][f] = mod.run(quick=quick)
+        try:
+            rows = mod.run(quick=quick)
+        except Exception as ex:  # one broken section must not hide the others; it is reported
+            rows = [{"name": f"{f} (failed)", "error": f"{type(ex).__name__}: {ex}", "ours_ms": float("nan"),
+                     "anchor": None, "ratio": None, "threads": 1}]
+        for r in rows:
+            r.setdefault("measured_at", time.time())
+            r["run_id"] = res["run_id"]
+        res["sections"][f] = rows
+        res["section_seconds"][f] = time.perf_counter() - t0
         if progress:
-            progress(f"[{f}] done in {time.perf_counter() - t0:.1f} s")
+            progress(f"[{f}] {len(rows)} rows in {res['section_seconds'][f]:.1f} s")
+    res["finished"] = time.time()
     return res
 
 
+def _fmt(v, nd=4):
+    return "-" if v is None or (isinstance(v, float) and v != v) else f"{v:.{nd}f}"
+
+
 def format_table(res: dict) -> str:
-    lines = ["| section | case | ours (ms, median) | anchor | anchor (ms) | ratio (x faster) | target |",
-             "|---|---|---:|---|---:|---:|---:|"]
+    m = res["machine"]
+    lines = [f"Measured on: {m.get('cpu_model', '?')} ({m.get('cores')} cores, flags: {m.get('cpu_flags')}), "
+             f"onnxruntime {m.get('onnxruntime')}, OpenCV {m.get('cv2')}, numpy {m.get('numpy')}, kernels: {m.get('kernels')}; "
+             f"run {res['run_id']}", "",
+             "| section | case | threads | ours p50 (ms) | p95 (ms) | anchor | anchor p50 (ms) | ratio (x) | target |",
+             "|---|---|---:|---:|---:|---|---:|---:|---:|"]
     for sec, rows in res["sections"].items():
         for r in rows:
+            if r.get("error"):
+                lines.append(f"| {sec} | {r['name']} | {r.get('threads', '')} | error: {r['error'][:80]} | | | | | |")
+                continue
             anc = f"{r['anchor']} {r.get('anchor_version') or ''}".strip() if r.get("anchor") else "-"
-            am = f"{r['anchor_ms']:.4f}" if r.get("anchor_ms") is not None else "-"
-            ra = f"{r['ratio']:.2f}" if r.get("ratio") is not None else "-"
             tg = f">= {r['target_ratio']}" if r.get("target_ratio") else "-"
-            lines.append(f"| {sec} | {r['name']} | {r['ours_ms']:.4f} | {anc} | {am} | {ra} | {tg} |")
+            lines.append(f"| {sec} | {r['name']} | {r.get('threads', 1)} | {_fmt(r.get('ours_ms'))} | {_fmt(r.get('ours_p95_ms'))} | "
+                         f"{anc} | {_fmt(r.get('anchor_ms'))} | {_fmt(r.get('ratio'), 2)} | {tg} |")
     return "\n".join(lines)
+
+
+def draw(res: dict, path) -> None:
+    """PNG: speed-up over anchors (with targets) and latency distributions per stage."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    ratios = [(f"{s}:{r['name']}", r["ratio"], r.get("target_ratio")) for s, rows in res["sections"].items()
+              for r in rows if r.get("ratio")]
+    stages = {}
+    for s, rows in res["sections"].items():
+        for r in rows:
+            for k, v in (r.get("stage_samples_ms") or {}).items():
+                if v:
+                    stages[f"{r['name']}:{k}"] = v
+    fig, axes = plt.subplots(1, 2, figsize=(15, max(4, 0.32 * max(len(ratios), len(stages), 8))))
+    ax = axes[0]
+    if ratios:
+        y = range(len(ratios))
+        ax.barh(list(y), [r[1] for r in ratios], color=["tab:green" if (r[2] is None or r[1] >= r[2]) else "tab:red" for r in ratios])
+        for i, r in enumerate(ratios):
+            if r[2]:
+                ax.plot([r[2], r[2]], [i - 0.4, i + 0.4], color="k", lw=1)
+        ax.set_yticks(list(y))
+        ax.set_yticklabels([r[0] for r in ratios], fontsize=7)
+        ax.set_xscale("log")
+        ax.axvline(1.0, color="gray", lw=0.5)
+    ax.set_xlabel("speed-up over anchor (x, same run; black tick = target)")
+    ax.set_title("emoedge vs anchors")
+    ax = axes[1]
+    if stages:
+        ax.boxplot(list(stages.values()), vert=False, showfliers=False)
+        ax.set_yticks(range(1, len(stages) + 1))
+        ax.set_yticklabels(list(stages), fontsize=7)
+    ax.set_xlabel("latency per call (ms)")
+    ax.set_title("latency distributions per stage")
+    m = res["machine"]
+    fig.suptitle(f"{m.get('cpu_model', '?')}, {m.get('cores')} cores, 1 thread unless noted; run {res['run_id']}", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 def _main(args) -> int:
     only = set(args.only.split(",")) if args.only else None
-    say = (lambda m: print(m, file=sys.stderr, flush=True))
-    res = collect(args.quick, only, progress=say)
+    say = (lambda msg: print(msg, file=sys.stderr, flush=True))
+    res = collect(args.quick, only, peers=args.peers, progress=say)
+    table = format_table(res)
+    if args.out:
+        out = pathlib.Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "bench.json").write_text(json.dumps(res, indent=2, default=float))
+        (out / "bench.md").write_text(table + "\n")
+        try:
+            draw(res, out / "bench.png")
+        except ImportError:
+            say("matplotlib is not installed: no bench.png (pip install 'emoedge[bench]')")
+        say(f"wrote {out / 'bench.json'}, {out / 'bench.md'}, {out / 'bench.png'}")
     if args.json:
-        print(json.dumps(res, indent=2))
+        print(json.dumps(res, indent=2, default=float))
     else:
-        m = res["machine"]
-        print(f"machine: {m.get('cpu_model', '?')} | flags: {m.get('cpu_flags')} | kernels: {m['kernels']} | threads: 1")
-        print(format_table(res))
+        print(table)
     return 0
 
 
@@ -68,5 +141,7 @@ def register(sub) -> None:
     p = sub.add_parser("bench", help="latency benchmarks against their anchors (ratios in one run)")
     p.add_argument("--quick", action="store_true", help="fewer repeats (under a minute)")
     p.add_argument("--json", action="store_true", help="print machine-readable JSON")
+    p.add_argument("--out", default=None, help="folder for bench.json, bench.md and bench.png")
     p.add_argument("--only", default=None, help=f"comma-separated subset of {','.join(FAMILIES)}")
+    p.add_argument("--peers", action="store_true", help="also run peer libraries (fer) when installed")
     p.set_defaults(func=_main)

@@ -1,0 +1,409 @@
+// Log-mel spectrogram kernel (see logmel.h).
+#include "logmel.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <type_traits>
+
+#include "common.h"
+#include "cpu.h"
+
+namespace emoedge {
+
+namespace {
+
+constexpr double kPi = 3.14159265358979323846;
+
+// librosa.hz_to_mel / mel_to_hz (slaney: linear below 1 kHz, log above; or htk).
+double hz_to_mel(double f, bool htk) {
+  if (htk) return 2595.0 * std::log10(1.0 + f / 700.0);
+  const double f_sp = 200.0 / 3;
+  double mel = f / f_sp;
+  const double min_log_hz = 1000.0, min_log_mel = min_log_hz / f_sp, logstep = std::log(6.4) / 27.0;
+  if (f >= min_log_hz) mel = min_log_mel + std::log(f / min_log_hz) / logstep;
+  return mel;
+}
+
+double mel_to_hz(double mel, bool htk) {
+  if (htk) return 700.0 * (std::pow(10.0, mel / 2595.0) - 1.0);
+  const double f_sp = 200.0 / 3;
+  double f = f_sp * mel;
+  const double min_log_hz = 1000.0, min_log_mel = min_log_hz / f_sp, logstep = std::log(6.4) / 27.0;
+  if (mel >= min_log_mel) f = min_log_hz * std::exp(logstep * (mel - min_log_mel));
+  return f;
+}
+
+inline std::int64_t complete_frames(std::int64_t padded_len, int n_fft, int hop) {
+  return padded_len >= n_fft ? (padded_len - n_fft) / hop + 1 : 0;
+}
+
+// Natural log for normal positive doubles, written with integer/bit operations that vectorize
+// (no libm call): x = 2^k * m with m in [sqrt(1/2), sqrt(2)), ln m = 2 atanh(s), s = (m-1)/(m+1),
+// series to s^15 (|error| < 2e-14).
+EMOEDGE_INLINE double fast_ln(double x) {
+  std::uint64_t bits;
+  std::memcpy(&bits, &x, sizeof bits);
+  const std::uint64_t off = 0x3FE6A09E667F3BCDull;  // bits of sqrt(1/2)
+  const std::uint64_t t = bits - off;
+  const std::uint64_t mb = bits - (t & 0xFFF0000000000000ull);  // mantissa scaled into [sqrt(1/2), sqrt(2))
+  double m;
+  std::memcpy(&m, &mb, sizeof m);
+  // k = (signed) t >> 52 in [-1023, 1024]; double(k) via the 2^52 trick (integer ops only).
+  const std::uint64_t kbits = 0x4330000000000000ull | (((t >> 52) + 2048u) & 0xFFFull);
+  double kd;
+  std::memcpy(&kd, &kbits, sizeof kd);
+  kd -= 4503599627370496.0 + 2048.0;
+  const double s = (m - 1.0) / (m + 1.0), s2 = s * s;
+  const double p = 1.0 + s2 * (1.0 / 3 + s2 * (1.0 / 5 + s2 * (1.0 / 7 + s2 * (1.0 / 9 + s2 * (1.0 / 11 +
+                   s2 * (1.0 / 13 + s2 * (1.0 / 15)))))));
+  return kd * 0.6931471805599453094 + 2.0 * s * p;
+}
+
+// One batch of frames: window + split, FFT power, sparse mel, log. Always inlined into the portable
+// and the AVX2+FMA instances below.
+template <typename T>
+EMOEDGE_INLINE void frames_body(const LogMel::Tables& t, const T* const* ptrs, int B, float* out, LogMel::Work& w) {
+  const int M = t.n_fft / 2, nm = t.n_mels;
+  const double* __restrict win = std::is_same<T, std::int16_t>::value ? t.window_i16.data() : t.window.data();
+  double* __restrict zr = w.zr.data();
+  double* __restrict zi = w.zi.data();
+  for (int b = 0; b < B; ++b) {
+    const T* __restrict p = ptrs[b];
+    for (int k = 0; k < M; ++k) {
+      zr[std::size_t(k) * B + b] = double(p[2 * k]) * win[2 * k];
+      zi[std::size_t(k) * B + b] = double(p[2 * k + 1]) * win[2 * k + 1];
+    }
+  }
+  double* __restrict pw = w.pw.data();
+  fft_detail::power_split(*t.fft, zr, zi, B, pw, w.scratch.data());
+  double* __restrict acc = w.acc.data();
+  const double amin = t.amin;
+  for (int m = 0; m < nm; ++m) {
+    double* __restrict a = acc + std::size_t(m) * B;
+    for (int b = 0; b < B; ++b) a[b] = 0.0;
+    const double* wt = t.fw.data() + t.foff[m];
+    const double* base = pw + std::size_t(t.fstart[m]) * B;
+    const int len = t.flen[m];
+    for (int j = 0; j < len; ++j) {
+      const double wj = wt[j];
+      const double* __restrict p = base + std::size_t(j) * B;
+      for (int b = 0; b < B; ++b) a[b] += wj * p[b];
+    }
+  }
+  const std::size_t total = std::size_t(nm) * B;
+  const double scale = t.log_db ? 4.342944819032518277 : 1.0;  // 10 / ln(10)
+  for (std::size_t i = 0; i < total; ++i) acc[i] = scale * fast_ln(acc[i] > amin ? acc[i] : amin);
+  for (int b = 0; b < B; ++b)
+    for (int m = 0; m < nm; ++m) out[std::size_t(b) * nm + m] = float(acc[std::size_t(m) * B + b]);
+}
+
+template <typename T>
+void frames_generic(const LogMel::Tables& t, const T* const* ptrs, int B, float* out, LogMel::Work& w) {
+  frames_body(t, ptrs, B, out, w);
+}
+
+#if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))
+#define EMOEDGE_AVX2_PATH 1
+constexpr bool kHaveAvx2Path = true;
+template <typename T>
+__attribute__((target("avx2,fma"))) void frames_avx2(const LogMel::Tables& t, const T* const* ptrs, int B, float* out,
+                                                      LogMel::Work& w) {
+  frames_body(t, ptrs, B, out, w);
+}
+#else
+#define EMOEDGE_AVX2_PATH 0
+constexpr bool kHaveAvx2Path = false;
+#endif
+
+}  // namespace
+
+void LogMelConfig::validate() const {
+  if (sample_rate <= 0)
+    fail("sample_rate=", sample_rate, " is invalid: use a positive rate in Hz, e.g. 16000");
+  if (n_fft < 16 || n_fft > 65536 || (n_fft & (n_fft - 1)) != 0)
+    fail("n_fft=", n_fft, " is invalid: use a power of two between 16 and 65536, e.g. 512");
+  if (win_length <= 0 || win_length > n_fft)
+    fail("win_length=", win_length, " is invalid: use 1 <= win_length <= n_fft (", n_fft,
+         "), or raise n_fft to the next power of two >= win_length");
+  if (hop_length <= 0)
+    fail("hop_length=", hop_length, " is invalid: use a positive hop in samples, e.g. 160 (10 ms at 16 kHz)");
+  if (n_mels <= 0 || n_mels > 4096)
+    fail("n_mels=", n_mels, " is invalid: use 1 <= n_mels <= 4096, e.g. 64");
+  if (!(fmin >= 0.0) || !std::isfinite(fmin))
+    fail("fmin=", fmin, " is invalid: use a frequency >= 0 Hz");
+  const double fmx = fmax_hz();
+  if (!std::isfinite(fmx) || fmx > sample_rate / 2.0)
+    fail("fmax=", fmx, " is invalid: it must be <= sample_rate / 2 = ", sample_rate / 2.0, " Hz (or None)");
+  if (!(fmin < fmx))
+    fail("fmin=", fmin, " must be below fmax=", fmx, " Hz: lower fmin or raise fmax");
+  if (!(amin >= 1e-300) || !std::isfinite(amin))
+    fail("amin=", amin, " is invalid: use a small positive floor >= 1e-300, e.g. 1e-10");
+  if (!std::isfinite(top_db) || top_db < 0)
+    fail("top_db=", top_db, " is invalid: use a positive number of dB, or None for no clipping");
+  if (top_db > 0 && !log_db)
+    fail("top_db=", top_db, " only applies to log='db': set top_db=None for log='ln'");
+}
+
+LogMel::LogMel(const LogMelConfig& cfg) : cfg_(cfg) {
+  cfg_.validate();
+  fft_ = RealFFTPlan::get(cfg_.n_fft);
+  const int n_fft = cfg_.n_fft, wl = cfg_.win_length;
+  t_.n_fft = n_fft;
+  t_.n_mels = cfg_.n_mels;
+  t_.log_db = cfg_.log_db;
+  t_.amin = cfg_.amin;
+  t_.fft = fft_.get();
+  // Periodic Hann of win_length, centered in n_fft (librosa: get_window(fftbins=True) + pad_center).
+  t_.window.assign(n_fft, 0.0);
+  t_.window_i16.assign(n_fft, 0.0);
+  const int lpad = (n_fft - wl) / 2;
+  for (int i = 0; i < wl; ++i) {
+    const double w = 0.5 - 0.5 * std::cos(2.0 * kPi * double(i) / double(wl));
+    t_.window[lpad + i] = w;
+    t_.window_i16[lpad + i] = w / 32768.0;
+  }
+  // Mel filterbank, replicating librosa.filters.mel (float32 weights, float64 construction).
+  const int n_bins = n_fft / 2 + 1, nm = cfg_.n_mels;
+  std::vector<double> fftfreqs(n_bins);
+  const double val = 1.0 / (double(n_fft) * (1.0 / double(cfg_.sample_rate)));
+  for (int k = 0; k < n_bins; ++k) fftfreqs[k] = double(k) * val;
+  const int n_pts = nm + 2;
+  std::vector<double> mel_f(n_pts);
+  const double min_mel = hz_to_mel(cfg_.fmin, cfg_.htk), max_mel = hz_to_mel(cfg_.fmax_hz(), cfg_.htk);
+  const double step = (max_mel - min_mel) / double(n_pts - 1);
+  for (int i = 0; i < n_pts; ++i) {
+    const double mel = (i == n_pts - 1) ? max_mel : double(i) * step + min_mel;
+    mel_f[i] = mel_to_hz(mel, cfg_.htk);
+  }
+  t_.fstart.assign(nm, 0);
+  t_.flen.assign(nm, 0);
+  t_.foff.assign(nm, 0);
+  t_.fw.clear();
+  std::vector<double> row(n_bins);
+  for (int i = 0; i < nm; ++i) {
+    const double fd0 = mel_f[i + 1] - mel_f[i], fd1 = mel_f[i + 2] - mel_f[i + 1];
+    const double enorm = 2.0 / (mel_f[i + 2] - mel_f[i]);
+    int first = -1, last = -1;
+    for (int k = 0; k < n_bins; ++k) {
+      const double lower = -(mel_f[i] - fftfreqs[k]) / fd0;
+      const double upper = (mel_f[i + 2] - fftfreqs[k]) / fd1;
+      float w = float(std::max(0.0, std::min(lower, upper)));
+      if (cfg_.slaney_norm) w = float(double(w) * enorm);
+      row[k] = double(w);
+      if (w != 0.0f) {
+        if (first < 0) first = k;
+        last = k;
+      }
+    }
+    t_.foff[i] = t_.fw.size();
+    if (first >= 0) {
+      t_.fstart[i] = first;
+      t_.flen[i] = last - first + 1;
+      t_.fw.insert(t_.fw.end(), row.begin() + first, row.begin() + last + 1);
+    }
+  }
+  simd_ = cfg_.allow_simd && kHaveAvx2Path && cpu_has_avx2_fma();
+}
+
+std::vector<float> LogMel::dense_filterbank() const {
+  const int nb = n_bins();
+  std::vector<float> d(std::size_t(cfg_.n_mels) * nb, 0.0f);
+  for (int m = 0; m < cfg_.n_mels; ++m)
+    for (int j = 0; j < t_.flen[m]; ++j) d[std::size_t(m) * nb + t_.fstart[m] + j] = float(t_.fw[t_.foff[m] + j]);
+  return d;
+}
+
+std::int64_t LogMel::num_frames(std::int64_t n) const {
+  if (n <= 0) return 0;
+  if (cfg_.center) return 1 + n / cfg_.hop_length;
+  return complete_frames(n, cfg_.n_fft, cfg_.hop_length);
+}
+
+void LogMel::init_work(Work& w) const {
+  const std::size_t m = std::size_t(cfg_.n_fft / 2), B = kBatch;
+  w.zr.assign(m * B, 0.0);
+  w.zi.assign(m * B, 0.0);
+  w.scratch.assign(2 * m * B, 0.0);
+  w.pw.assign((m + 1) * B, 0.0);
+  w.acc.assign(std::size_t(cfg_.n_mels) * B, 0.0);
+}
+
+void LogMel::frames(const float* const* ptrs, int B, float* out, Work& w) const {
+#if EMOEDGE_AVX2_PATH
+  if (simd_) return frames_avx2(t_, ptrs, B, out, w);
+#endif
+  frames_generic(t_, ptrs, B, out, w);
+}
+
+void LogMel::frames(const std::int16_t* const* ptrs, int B, float* out, Work& w) const {
+#if EMOEDGE_AVX2_PATH
+  if (simd_) return frames_avx2(t_, ptrs, B, out, w);
+#endif
+  frames_generic(t_, ptrs, B, out, w);
+}
+
+template <typename T>
+void LogMel::compute_impl(const T* x, std::int64_t n, float* out) const {
+  if (n <= 0) fail("waveform is empty: pass at least one sample");
+  const std::int64_t F = num_frames(n);
+  if (F == 0) return;
+  const int n_fft = cfg_.n_fft, hop = cfg_.hop_length, nm = cfg_.n_mels;
+  const std::int64_t pad = cfg_.center ? n_fft / 2 : 0;
+  Work w;
+  init_work(w);
+  std::vector<T> tmp(std::size_t(kBatch) * n_fft);
+  const T* ptrs[kBatch];
+  for (std::int64_t f0 = 0; f0 < F; f0 += kBatch) {
+    const int B = int(std::min<std::int64_t>(kBatch, F - f0));
+    for (int b = 0; b < B; ++b) {
+      const std::int64_t start = (f0 + b) * hop - pad;
+      if (start >= 0 && start + n_fft <= n) {
+        ptrs[b] = x + start;
+      } else {
+        T* t = tmp.data() + std::size_t(b) * n_fft;
+        for (int i = 0; i < n_fft; ++i) {
+          const std::int64_t j = start + i;
+          t[i] = (j >= 0 && j < n) ? x[j] : T(0);
+        }
+        ptrs[b] = t;
+      }
+    }
+    frames(ptrs, B, out + f0 * nm, w);
+  }
+  if (cfg_.log_db && cfg_.top_db > 0) {
+    const std::size_t total = std::size_t(F) * nm;
+    float mx = -std::numeric_limits<float>::infinity();
+    for (std::size_t i = 0; i < total; ++i) mx = std::max(mx, out[i]);
+    const float lo = float(double(mx) - cfg_.top_db);
+    for (std::size_t i = 0; i < total; ++i) out[i] = std::max(out[i], lo);
+  }
+}
+
+void LogMel::compute(const float* x, std::int64_t n, float* out) const { compute_impl(x, n, out); }
+void LogMel::compute(const std::int16_t* x, std::int64_t n, float* out) const { compute_impl(x, n, out); }
+
+void check_finite(const float* x, std::int64_t n, const char* what) {
+  // Fast path: x - x is 0 for finite x and NaN for NaN/Inf; the sum is NaN iff any is bad.
+  constexpr std::int64_t kBlock = 4096;
+  for (std::int64_t i0 = 0; i0 < n; i0 += kBlock) {
+    const std::int64_t i1 = std::min(n, i0 + kBlock);
+    float s = 0.0f;
+    for (std::int64_t i = i0; i < i1; ++i) s += x[i] - x[i];
+    if (s != 0.0f) {
+      for (std::int64_t i = i0; i < i1; ++i)
+        if (!std::isfinite(x[i]))
+          fail(what, " contains ", std::isnan(x[i]) ? "NaN" : "Inf", " at sample ", i,
+               ": remove or replace non-finite samples first (e.g. np.nan_to_num(x))");
+    }
+  }
+}
+
+// ---------------------------------------------------------------- streaming
+
+LogMelStreamer::LogMelStreamer(std::shared_ptr<const LogMel> lm) : lm_(std::move(lm)) {
+  if (!lm_) fail("LogMelStreamer needs a LogMel");
+  if (lm_->config().top_db > 0)
+    fail("top_db=", lm_->config().top_db, " is not supported for streams (it needs the maximum over the whole "
+         "signal): use top_db=None for the stream and clip afterwards, or call the offline log_mel");
+  lm_->init_work(work_);
+  buf_.reserve(std::size_t(lm_->config().n_fft) * 4);
+  reset();
+}
+
+void LogMelStreamer::reset() {
+  const auto& c = lm_->config();
+  buf_.clear();
+  if (c.center) buf_.assign(std::size_t(c.n_fft / 2), 0.0f);
+  buf_start_ = 0;
+  samples_ = 0;
+  next_frame_ = 0;
+  finished_ = false;
+}
+
+std::int64_t LogMelStreamer::frames_for_accept(std::int64_t n) const {
+  if (finished_ || n <= 0) return 0;
+  const auto& c = lm_->config();
+  const std::int64_t pad = c.center ? c.n_fft / 2 : 0;
+  const std::int64_t ready = complete_frames(pad + samples_ + n, c.n_fft, c.hop_length);
+  return std::max<std::int64_t>(0, ready - next_frame_);
+}
+
+std::int64_t LogMelStreamer::frames_for_flush() const {
+  if (finished_ || samples_ == 0 || !lm_->config().center) return 0;
+  return std::max<std::int64_t>(0, samples_ / lm_->config().hop_length + 1 - next_frame_);
+}
+
+template <typename T>
+std::int64_t LogMelStreamer::accept_impl(const T* x, std::int64_t n, float scale, float* out) {
+  if (finished_) fail("accept() after flush(): call reset() to start a new signal");
+  if (n <= 0) return 0;
+  const auto& c = lm_->config();
+  const std::int64_t needed = next_frame_ * c.hop_length;
+  std::int64_t i0 = 0;
+  const std::int64_t end = buf_start_ + std::int64_t(buf_.size());
+  if (buf_.empty() && end < needed) {  // hop > n_fft: samples between frames are never used
+    i0 = std::min(n, needed - end);
+    buf_start_ += i0;
+  }
+  const std::size_t old = buf_.size();
+  buf_.resize(old + std::size_t(n - i0));
+  float* dst = buf_.data() + old;
+  for (std::int64_t i = i0; i < n; ++i) dst[i - i0] = float(x[i]) * scale;
+  samples_ += n;
+  const std::int64_t pad = c.center ? c.n_fft / 2 : 0;
+  return emit_ready(complete_frames(pad + samples_, c.n_fft, c.hop_length), out);
+}
+
+std::int64_t LogMelStreamer::accept(const float* x, std::int64_t n, float* out) {
+  return accept_impl(x, n, 1.0f, out);
+}
+std::int64_t LogMelStreamer::accept(const std::int16_t* x, std::int64_t n, float* out) {
+  return accept_impl(x, n, 1.0f / 32768.0f, out);
+}
+
+std::int64_t LogMelStreamer::emit_ready(std::int64_t last, float* out) {
+  const auto& c = lm_->config();
+  const int hop = c.hop_length, nm = c.n_mels;
+  std::int64_t cnt = 0;
+  const float* ptrs[LogMel::kBatch];
+  while (next_frame_ < last) {
+    const int B = int(std::min<std::int64_t>(LogMel::kBatch, last - next_frame_));
+    for (int b = 0; b < B; ++b) ptrs[b] = buf_.data() + ((next_frame_ + b) * hop - buf_start_);
+    lm_->frames(ptrs, B, out + cnt * nm, work_);
+    next_frame_ += B;
+    cnt += B;
+  }
+  const std::int64_t needed = next_frame_ * hop;
+  const std::int64_t drop = std::min<std::int64_t>(needed - buf_start_, std::int64_t(buf_.size()));
+  if (drop > 0) {
+    buf_.erase(buf_.begin(), buf_.begin() + drop);
+    buf_start_ += drop;
+  }
+  return cnt;
+}
+
+std::int64_t LogMelStreamer::flush(float* out) {
+  if (finished_) return 0;
+  std::int64_t cnt = 0;
+  const auto& c = lm_->config();
+  if (c.center && samples_ > 0) {
+    const std::int64_t last = samples_ / c.hop_length + 1;
+    const std::int64_t pad = c.n_fft / 2;
+    const std::int64_t end = buf_start_ + std::int64_t(buf_.size());
+    const std::int64_t needed = next_frame_ * c.hop_length;
+    std::int64_t zeros = pad;
+    if (buf_.empty() && end < needed) {
+      const std::int64_t skip = std::min(pad, needed - end);
+      buf_start_ += skip;
+      zeros -= skip;
+    }
+    buf_.insert(buf_.end(), std::size_t(zeros), 0.0f);
+    cnt = emit_ready(last, out);
+  }
+  finished_ = true;
+  return cnt;
+}
+
+}  // namespace emoedge

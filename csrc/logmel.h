@@ -1,0 +1,133 @@
+// Log-mel spectrogram, offline and streaming (plain C++17; bindings in python/bind_logmel.cpp).
+//
+// Matches librosa.feature.melspectrogram(power=2) + power_to_db: periodic Hann window of
+// win_length zero-padded (centered) to n_fft, center=True pads n_fft/2 zeros on both sides
+// (librosa >= 0.10 pad_mode="constant"), frames = 1 + n // hop_length (center) or
+// 1 + (n - n_fft) // hop_length (no center), mel filterbank built like librosa.filters.mel
+// (slaney or htk scale, slaney or no norm). Output rows are frames, columns mel bands:
+//   db: 10 * log10(max(S, amin)) [then max(., max - top_db) offline], ln: log(max(S, amin)).
+// int16 input is scaled by 1/32768. Windowing, FFT, mel sums and log run in double precision
+// (float32 cannot hold 0.01 dB at 110 dB below a frame's peak); output is float32.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <vector>
+
+#include "fft.h"
+
+namespace emoedge {
+
+struct LogMelConfig {
+  int sample_rate = 16000;
+  int n_fft = 512;
+  int win_length = 400;
+  int hop_length = 160;
+  int n_mels = 64;
+  double fmin = 0.0;
+  double fmax = 0.0;      // <= 0 means sample_rate / 2
+  bool center = true;
+  bool htk = false;       // mel scale: false = slaney, true = htk
+  bool slaney_norm = true;
+  bool log_db = true;     // false: natural log
+  double top_db = 0.0;    // <= 0 means none (offline only)
+  double amin = 1e-10;    // floor applied before the log
+  bool allow_simd = true; // C++ only: false forces the portable path (tests compare both)
+  void validate() const;  // throws std::invalid_argument naming the field, value and fix
+  double fmax_hz() const { return fmax > 0 ? fmax : sample_rate / 2.0; }
+};
+
+// Shared, immutable after construction: window, filterbank and FFT plan. Thread-safe.
+class LogMel {
+ public:
+  explicit LogMel(const LogMelConfig& cfg);
+  const LogMelConfig& config() const { return cfg_; }
+  int n_mels() const { return cfg_.n_mels; }
+  int n_bins() const { return cfg_.n_fft / 2 + 1; }
+
+  // Number of frames for an offline call on n samples (0 when center=False and n < n_fft).
+  std::int64_t num_frames(std::int64_t n) const;
+  // Offline: x[n] -> out[num_frames(n) * n_mels] (row-major, frames x mels). n must be > 0.
+  void compute(const float* x, std::int64_t n, float* out) const;
+  void compute(const std::int16_t* x, std::int64_t n, float* out) const;
+
+  // The mel filterbank as a dense [n_mels x n_bins] matrix (for tests).
+  std::vector<float> dense_filterbank() const;
+  const std::vector<double>& window() const { return t_.window; }
+
+  // Scratch for frames(); one per thread / stream.
+  struct Work {
+    std::vector<double> zr, zi, scratch, pw, acc;
+  };
+  static constexpr int kBatch = 8;
+  void init_work(Work& w) const;
+  // Log-mel of B <= kBatch frames; frame b is the n_fft samples starting at ptrs[b] (int16 samples
+  // are scaled by 1/32768). Writes out[b * n_mels + m].
+  void frames(const float* const* ptrs, int B, float* out, Work& w) const;
+  void frames(const std::int16_t* const* ptrs, int B, float* out, Work& w) const;
+  bool simd() const { return simd_; }  // true when the AVX2+FMA instance runs
+
+  // Precomputed tables, read by the frame kernels.
+  struct Tables {
+    int n_fft = 0, n_mels = 0;
+    bool log_db = true;
+    double amin = 1e-10;
+    const RealFFTPlan* fft = nullptr;
+    std::vector<double> window;      // n_fft, zero outside the centered win_length span
+    std::vector<double> window_i16;  // window / 32768 (exact: power-of-two scale)
+    std::vector<int> fstart, flen;   // per mel filter: first nonzero bin and count
+    std::vector<std::size_t> foff;   // offset of filter m's weights in fw
+    std::vector<double> fw;          // float32-rounded weights (as librosa), held as double
+  };
+
+ private:
+  template <typename T>
+  void compute_impl(const T* x, std::int64_t n, float* out) const;
+
+  LogMelConfig cfg_;
+  std::shared_ptr<const RealFFTPlan> fft_;
+  Tables t_;
+  bool simd_ = false;
+};
+
+// Streaming log-mel: concat(accept(...)..., flush()) == LogMel::compute(whole) for any chunking.
+// top_db is rejected (it needs the maximum over the whole signal). Not thread-safe per object:
+// the internal mutex serializes concurrent calls.
+class LogMelStreamer {
+ public:
+  explicit LogMelStreamer(std::shared_ptr<const LogMel> lm);
+  const LogMel& logmel() const { return *lm_; }
+  // Frames that accept(n samples) / flush() will emit now.
+  std::int64_t frames_for_accept(std::int64_t n) const;
+  std::int64_t frames_for_flush() const;
+  // Appends n samples; writes the completed frames to out (frames_for_accept(n) * n_mels floats).
+  std::int64_t accept(const float* x, std::int64_t n, float* out);
+  std::int64_t accept(const std::int16_t* x, std::int64_t n, float* out);
+  // Ends the signal: emits the remaining (center-padded) frames. Further accept() throws until reset().
+  std::int64_t flush(float* out);
+  void reset();
+  bool finished() const { return finished_; }
+  std::int64_t samples_seen() const { return samples_; }
+  std::int64_t frames_emitted() const { return next_frame_; }
+  std::mutex& mutex() { return mu_; }
+
+ private:
+  template <typename T>
+  std::int64_t accept_impl(const T* x, std::int64_t n, float scale, float* out);
+  std::int64_t emit_ready(std::int64_t last_frame_exclusive, float* out);
+
+  std::shared_ptr<const LogMel> lm_;
+  LogMel::Work work_;
+  std::vector<float> buf_;       // padded-signal samples [buf_start_, buf_start_ + buf_.size())
+  std::int64_t buf_start_ = 0;   // padded-signal index of buf_[0]
+  std::int64_t samples_ = 0;     // real samples received
+  std::int64_t next_frame_ = 0;  // next frame to emit
+  bool finished_ = false;
+  std::mutex mu_;
+};
+
+// Scans for NaN/Inf; throws std::invalid_argument naming the first bad index and the fix.
+void check_finite(const float* x, std::int64_t n, const char* what);
+
+}  // namespace emoedge

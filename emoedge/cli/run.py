@@ -1,0 +1,190 @@
+"""`emoedge run SOURCE [--audio FILE] [--text-file FILE] [--jsonl PATH] [--out annotated.mp4]
+[--precision int8|fp32] [--realtime] [--show]`: fused emotion events from a video file (with its audio
+track), a camera index, an audio file or a microphone ('mic'). A progress bar (files) goes to stderr and a
+summary table (frames, faces, drops, p50/p95/p99 per stage) closes the run."""
+from __future__ import annotations
+
+import sys
+import time
+
+
+def add_engine_arguments(p) -> None:
+    p.add_argument("--precision", choices=("int8", "fp32"), default=None,
+                   help="model precision (default: each model's default in the manifest)")
+    p.add_argument("--backend", default="cpu", help="cpu | cuda | tensorrt (default cpu)")
+    p.add_argument("--threads", type=int, default=1, help="onnxruntime threads per model (default 1)")
+    p.add_argument("--no-face", action="store_true", help="do not analyze faces")
+    p.add_argument("--no-voice", action="store_true", help="do not analyze audio")
+    p.add_argument("--no-text", action="store_true", help="do not load the text model")
+
+
+def make_engine(args):
+    from ..engine import Engine
+    kw = {}
+    if getattr(args, "no_face", False):
+        kw["face"] = False
+    if getattr(args, "no_voice", False):
+        kw["voice"] = False
+    if getattr(args, "no_text", False) or not getattr(args, "text_file", None):
+        kw["text"] = False
+    return Engine(backend=args.backend, precision=args.precision, threads=args.threads, **kw)
+
+
+class Progress:
+    """A one-line progress bar on stderr: share of the source duration done, frames, processing speed."""
+
+    def __init__(self, duration, stream=None, enabled=True, width=28):
+        self.duration, self.enabled, self.width = duration, enabled, width
+        self.f = stream if stream is not None else sys.stderr
+        self.t0 = time.perf_counter()
+        self._last = 0.0
+
+    def update(self, t: float, frames: int, force: bool = False) -> None:
+        now = time.perf_counter()
+        if not self.enabled or (not force and now - self._last < 0.2):
+            return
+        self._last = now
+        el = now - self.t0
+        if self.duration:
+            frac = min(1.0, max(0.0, t / self.duration))
+            bar = "#" * int(frac * self.width) + "." * (self.width - int(frac * self.width))
+            head = f"[{bar}] {100 * frac:3.0f}% {t:6.1f}/{self.duration:.1f} s"
+        else:
+            head = f"{t:7.1f} s"
+        speed = f"{frames / el:5.1f} frames/s" if el > 0 else ""
+        self.f.write(f"\r{head}  {frames} frames  {speed}  x{(t / el if el > 0 else 0):.1f} real time ")
+        self.f.flush()
+
+    def done(self) -> None:
+        if self.enabled:
+            self.f.write("\n")
+            self.f.flush()
+
+
+def summary_table(stats, wall_s: float, src_s: float = None) -> str:
+    """The closing table: counters and per-stage latency percentiles (ms)."""
+    d = stats.to_dict()
+    lines = [f"{'frames':<18} {d['frames_in']} in, {d['frames_processed']} processed, {d['frames_dropped']} dropped",
+             f"{'faces':<18} {d['faces']} in {d['frames_with_faces']} frames",
+             f"{'audio':<18} {d['audio_seconds']:.1f} s, {d['voice_windows']} voice windows, {d['audio_dropped']} chunks dropped",
+             f"{'text lines':<18} {d['texts']}",
+             f"{'events':<18} {d['events']}",
+             f"{'frame size changes':<18} {d['size_changes']}" if d["size_changes"] else None,
+             f"{'wall time':<18} {wall_s:.2f} s" + (f" for {src_s:.2f} s of media (x{src_s / wall_s:.1f} real time)"
+                                                    if src_s and wall_s > 0 else ""),
+             "",
+             f"{'stage':<10} {'n':>7} {'p50 ms':>9} {'p95 ms':>9} {'p99 ms':>9}"]
+    for stage, r in d["latency_ms"].items():
+        lines.append(f"{stage:<10} {r['n']:>7} {r['p50']:>9.3f} {r['p95']:>9.3f} {r['p99']:>9.3f}")
+    return "\n".join(x for x in lines if x is not None)
+
+
+def _main(args) -> int:
+    from .. import sources as S
+    from ..errors import InvalidInputError
+    from ..outputs import AnnotatedVideoWriter, JsonlWriter, Window
+
+    src = args.source
+    video = camera = audio = mic = None
+    if src == "mic" or src.startswith("mic:"):
+        mic = True if src == "mic" else src[4:]
+    elif src.isdigit():
+        camera = int(src)
+    else:
+        s = S.open_source(src)
+        if isinstance(s, S.VideoFileSource):
+            s.close()
+            video = src
+        elif isinstance(s, S.AudioFileSource):
+            audio = s
+        elif isinstance(s, S.TextFileSource):
+            args.text_file = args.text_file or src
+        else:  # pragma: no cover
+            raise InvalidInputError(f"{src}: unsupported source")
+    if args.audio:
+        if audio is not None:
+            raise InvalidInputError("--audio given, but SOURCE is already an audio file")
+        if args.audio == "mic" or args.audio.startswith("mic:"):
+            mic = True if args.audio == "mic" else args.audio[4:]
+        else:
+            audio = args.audio
+    if args.out and video is None and camera is None:
+        raise InvalidInputError("--out needs a video SOURCE (a file or a camera)")
+
+    engine = make_engine(args)
+    live = camera is not None or mic is not None
+    run = engine.run(video=video, camera=camera, audio=audio, mic=mic, text=args.text_file, realtime=args.realtime,
+                     keep_frames=bool(args.out or args.show))
+    jw = JsonlWriter(args.jsonl) if args.jsonl and args.jsonl != "-" else None
+    vw = None
+    if args.out:
+        fps = 30.0
+        if video is not None:
+            with S.VideoFileSource(video, audio=False) as vs:
+                fps = vs.fps or 30.0
+        vw = AnnotatedVideoWriter(args.out, fps=fps, copy_audio_from=video if (video and audio is None and mic is None) else None)
+    win = Window() if args.show else None
+    show_progress = (not live) and (args.progress or (args.progress is None and sys.stderr.isatty()))
+    prog = Progress(run.duration, enabled=show_progress)
+    t_wall = time.perf_counter()
+    last_print = -1e9
+    try:
+        for ev in run:
+            if jw is not None:
+                jw.write(ev)
+            elif args.jsonl == "-":
+                sys.stdout.write(ev.to_json() + "\n")
+            elif not args.quiet and ev.t - last_print >= args.print_every:
+                if show_progress:
+                    sys.stderr.write("\r\033[K")
+                print(ev.summary(), flush=True)
+                last_print = ev.t
+            if ev.frame is not None:
+                if vw is not None:
+                    vw.write(ev.frame, ev)
+                if win is not None and not win.show(ev.frame, ev):
+                    break
+                ev.frame = None
+            prog.update(run.t, run.stats.frames_processed)
+            if args.duration and ev.t >= args.duration:
+                break
+    finally:
+        run.close()
+        if jw is not None:
+            jw.close()
+        if vw is not None:
+            vw.close()
+        if win is not None:
+            win.close()
+    finished = not live and not (args.duration and run.t < (run.duration or 0))
+    prog.update(run.duration if (finished and run.duration) else run.t, run.stats.frames_processed, force=True)
+    prog.done()
+    wall = time.perf_counter() - t_wall
+    print(summary_table(run.stats, wall, run.t if not live else None), file=sys.stderr)
+    if args.jsonl and args.jsonl != "-":
+        print(f"wrote {jw.count} events to {args.jsonl}", file=sys.stderr)
+    if args.out:
+        print(f"wrote {vw.count} annotated frames to {args.out}", file=sys.stderr)
+    return 0
+
+
+def register(sub) -> None:
+    p = sub.add_parser("run", help="fused emotion events from a video file, camera, audio file or microphone",
+                       description=__doc__)
+    p.add_argument("source", metavar="SOURCE",
+                   help="video file (its audio track is used), camera index (0), audio file (.wav), or 'mic'")
+    p.add_argument("--audio", metavar="FILE", help="audio file (or 'mic') to use instead of the video's audio track")
+    p.add_argument("--text-file", metavar="FILE",
+                   help="timed text lines ('SECONDS<TAB>TEXT'; untimed lines are spaced 2 s apart)")
+    p.add_argument("--jsonl", metavar="PATH", help="write every event as one JSON line ('-' = stdout)")
+    p.add_argument("--out", metavar="VIDEO", help="write an annotated video (boxes, labels, probability bars, evidence)")
+    p.add_argument("--show", action="store_true", help="show annotated frames in a window (GUI OpenCV builds only)")
+    p.add_argument("--realtime", action="store_true",
+                   help="pace files at real time with live semantics (newest frame wins, drops counted)")
+    p.add_argument("--duration", type=float, default=None, metavar="SECONDS", help="stop after this much source time")
+    p.add_argument("--print-every", type=float, default=1.0, metavar="SECONDS",
+                   help="timeline line interval on stdout when no --jsonl (default 1 s)")
+    p.add_argument("--quiet", action="store_true", help="no timeline on stdout")
+    p.add_argument("--progress", action="store_true", default=None, help="force the progress bar (default: when stderr is a terminal)")
+    add_engine_arguments(p)
+    p.set_defaults(func=_main)

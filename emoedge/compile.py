@@ -1,0 +1,254 @@
+"""`emoedge compile`: ahead-of-time model preparation per target.
+
+- cpu: the offline-optimized ONNX (ORT_ENABLE_ALL, for this CPU) and the ORT format (.ort, also loadable
+  by minimal/mobile onnxruntime builds); the engine prefers them when present (emoedge.session).
+- cuda: checks the CUDA EP loads each model (no artifact needed; IO binding at run time).
+- tensorrt: builds ORT TensorRT-EP engines into caches keyed by model sha256, GPU, TensorRT/ORT versions,
+  precision and shape profile (face batch 1..16).
+- jetson: the same on the board with JetPack's system TensorRT (trt-native when the TensorRT Python API
+  is importable, else the ORT TensorRT EP).
+Every build takes a file lock and publishes its folder with one atomic rename.
+"""
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import shutil
+import sys
+import tempfile
+import threading
+import time
+from typing import Callable, Optional
+
+import numpy as np
+
+from .backends import (FileLock, atomic_publish_dir, cache_root, check_backend, is_jetson, make_cache_key)
+from .errors import BackendUnavailableError, InvalidInputError
+from .manifest import load_manifest, sha256_file
+
+_sha_cache: dict = {}
+
+
+def _sha(path: pathlib.Path) -> str:
+    st = path.stat()
+    k = (str(path), st.st_mtime_ns, st.st_size)
+    if k not in _sha_cache:
+        _sha_cache[k] = sha256_file(path)
+    return _sha_cache[k]
+
+
+def cpu_dir(model_path, compiled_dir=None) -> pathlib.Path:
+    """Folder holding the CPU artifacts of ``model_path`` for this CPU and onnxruntime version."""
+    key = make_cache_key(_sha(pathlib.Path(model_path)), "cpu", "native")
+    # --out DIR is the same as EMOEDGE_CACHE_DIR=DIR.
+    root = (pathlib.Path(compiled_dir) if compiled_dir else cache_root()) / "cpu"
+    return root / key.dirname()
+
+
+def find_compiled_cpu(model_path, compiled_dir=None) -> Optional[pathlib.Path]:
+    """The preferred CPU artifact of ``model_path`` if ``emoedge compile --target cpu`` made one, else None."""
+    env = os.environ.get("EMOEDGE_USE_COMPILED", "1").lower()
+    if env in ("0", "false", "no", "off"):
+        return None
+    d = cpu_dir(model_path, compiled_dir)
+    meta = d / "meta.json"
+    if not meta.is_file():
+        return None
+    try:
+        pref = json.loads(meta.read_text())["preferred"]
+    except (ValueError, KeyError):
+        return None
+    p = d / pref
+    return p if p.is_file() else None
+
+
+def _dummy_feeds(sess, batch: int = 1) -> dict:
+    feeds = {}
+    for i in sess.get_inputs():
+        shape = [batch if (j == 0 and not isinstance(s, int)) else (s if isinstance(s, int) and s > 0 else 1)
+                 for j, s in enumerate(i.shape)]
+        dt = {"tensor(float)": np.float32, "tensor(int64)": np.int64, "tensor(int32)": np.int32,
+              "tensor(float16)": np.float16}.get(i.type, np.float32)
+        feeds[i.name] = np.random.default_rng(0).standard_normal(shape).astype(dt) if dt in (np.float32, np.float16) \
+            else np.zeros(shape, dtype=dt)
+    return feeds
+
+
+def _time_load(path, so_factory, repeats=5) -> float:
+    import onnxruntime as ort
+    ts = []
+    for _ in range(repeats):
+        t0 = time.perf_counter_ns()
+        ort.InferenceSession(str(path), so_factory(), providers=["CPUExecutionProvider"])
+        ts.append(time.perf_counter_ns() - t0)
+    return float(np.median(ts)) / 1e6
+
+
+def _time_run(sess, feeds, repeats=50) -> float:
+    for _ in range(5):
+        sess.run(None, feeds)
+    ts = []
+    for _ in range(repeats):
+        t0 = time.perf_counter_ns()
+        sess.run(None, feeds)
+        ts.append(time.perf_counter_ns() - t0)
+    return float(np.median(ts)) / 1e6
+
+
+def compile_cpu(model_path, compiled_dir=None, threads: int = 1, force: bool = False,
+                log: Callable[[str], None] = print) -> dict:
+    """Write the optimized .onnx and .ort for ``model_path``; measure load time and latency of the
+    original vs both artifacts (same run, ``threads`` threads) and record them in meta.json."""
+    import onnxruntime as ort
+    model_path = pathlib.Path(model_path)
+    final = cpu_dir(model_path, compiled_dir)
+    with FileLock(final.parent / (final.name + ".lock"), timeout=600):
+        if (final / "meta.json").is_file() and not force:
+            return json.loads((final / "meta.json").read_text())
+        tmp = pathlib.Path(tempfile.mkdtemp(dir=str(final.parent), prefix=f".{final.name}."))
+        try:
+            def so_full(opt_path=None, fmt=None):
+                so = ort.SessionOptions()
+                so.intra_op_num_threads = threads
+                so.inter_op_num_threads = 1
+                so.log_severity_level = 3
+                so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+                if opt_path:
+                    so.optimized_model_filepath = str(opt_path)
+                if fmt:
+                    so.add_session_config_entry("session.save_model_format", fmt)
+                return so
+
+            def so_preopt(fmt=None):
+                so = ort.SessionOptions()
+                so.intra_op_num_threads = threads
+                so.inter_op_num_threads = 1
+                so.log_severity_level = 3
+                so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+                if fmt:
+                    so.add_session_config_entry("session.load_model_format", fmt)
+                return so
+
+            ort.InferenceSession(str(model_path), so_full(tmp / "model.opt.onnx"), providers=["CPUExecutionProvider"])
+            ort.InferenceSession(str(model_path), so_full(tmp / "model.ort", "ORT"), providers=["CPUExecutionProvider"])
+            base = ort.InferenceSession(str(model_path), so_full(), providers=["CPUExecutionProvider"])
+            opt = ort.InferenceSession(str(tmp / "model.opt.onnx"), so_preopt(), providers=["CPUExecutionProvider"])
+            orts = ort.InferenceSession(str(tmp / "model.ort"), so_preopt("ORT"), providers=["CPUExecutionProvider"])
+            feeds = _dummy_feeds(base)
+            ref = base.run(None, feeds)
+            for name, s in (("model.opt.onnx", opt), ("model.ort", orts)):
+                out = s.run(None, feeds)
+                for a, b in zip(ref, out):
+                    if not np.allclose(a, b, rtol=1e-4, atol=1e-5):
+                        raise RuntimeError(f"compiled {name} differs from {model_path.name} (max abs diff "
+                                           f"{float(np.max(np.abs(a - b))):.3g}); not publishing")
+            load = {"original": _time_load(model_path, so_full),
+                    "model.opt.onnx": _time_load(tmp / "model.opt.onnx", so_preopt),
+                    "model.ort": _time_load(tmp / "model.ort", lambda: so_preopt("ORT"))}
+            run = {"original": _time_run(base, feeds), "model.opt.onnx": _time_run(opt, feeds),
+                   "model.ort": _time_run(orts, feeds)}
+            preferred = min(("model.opt.onnx", "model.ort"), key=lambda k: (load[k] + 20 * run[k]))
+            meta = {"model": str(model_path), "model_sha256": _sha(model_path),
+                    "key": make_cache_key(_sha(model_path), "cpu", "native").__dict__,
+                    "preferred": preferred, "threads": threads, "load_ms": load, "run_ms_b1": run,
+                    "load_speedup": load["original"] / load[preferred], "run_speedup": run["original"] / run[preferred],
+                    "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
+            (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
+            atomic_publish_dir(tmp, final)
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
+    log(f"  {model_path.name}: load {load['original']:.1f} -> {load[preferred]:.1f} ms ({preferred}), "
+        f"run {run['original']:.3f} -> {run[preferred]:.3f} ms")
+    return meta
+
+
+class _Ticker:
+    """Prints elapsed time every few seconds while a slow build runs (TensorRT builds take minutes on Jetson)."""
+
+    def __init__(self, what: str, log, every: float = 10.0):
+        self.what, self.log, self.every = what, log, every
+        self._stop = threading.Event()
+        self._t = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        t0 = time.monotonic()
+        while not self._stop.wait(self.every):
+            self.log(f"  ... still building {self.what} ({time.monotonic() - t0:.0f} s)")
+
+    def __enter__(self):
+        self._t.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+
+
+def default_profile(sess, max_batch: int = 16) -> dict:
+    """TensorRT shape profile: dynamic batch 1..max_batch (opt 8), other dims as declared."""
+    prof = {}
+    for i in sess.get_inputs():
+        dims = [d if isinstance(d, int) and d > 0 else None for d in i.shape]
+        if dims and dims[0] is None and all(d is not None for d in dims[1:]):
+            prof[i.name] = ((1, *dims[1:]), (min(8, max_batch), *dims[1:]), (max_batch, *dims[1:]))
+    return prof
+
+
+def compile_tensorrt_ep(model_path, precision: str, profile: Optional[dict] = None, log=print) -> dict:
+    """Build (or reuse) the ORT TensorRT-EP engine for ``model_path`` by creating the session and running
+    the min/opt/max shapes once; the engine and timing caches land in the keyed folder."""
+    import onnxruntime as ort
+    from .session import SessionOptions, make_session, session_info
+    check_backend("tensorrt")
+    probe = ort.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])
+    profile = profile if profile is not None else default_profile(probe)
+    opts = SessionOptions(backend="tensorrt", precision=precision, trt_profile=profile or None)
+    t0 = time.perf_counter()
+    with _Ticker(pathlib.Path(model_path).name, log):
+        sess = make_session(model_path, opts)
+        for shapes in zip(*[[(n, s) for s in profile[n]] for n in profile]) if profile else [()]:
+            feeds = _dummy_feeds(sess)
+            for n, s in shapes:
+                feeds[n] = np.zeros(s, dtype=np.float32)
+            sess.run(None, feeds)
+    info = session_info(sess)
+    info.update(build_s=time.perf_counter() - t0, precision=precision, profile={k: list(map(list, v)) for k, v in profile.items()})
+    log(f"  {pathlib.Path(model_path).name}: TensorRT EP {precision} ready in {info['build_s']:.1f} s ({info['providers'][0]})")
+    return info
+
+
+def compile_models(target: str, precision: str = "fp32", names=None, out=None, threads: int = 1, force: bool = False,
+                   log=print) -> dict:
+    """Compile the bundled models (all, or ``names``) for ``target``: cpu | cuda | tensorrt | jetson."""
+    if target not in ("cpu", "cuda", "tensorrt", "jetson"):
+        raise InvalidInputError(f"unknown target {target!r}; choose cpu, cuda, tensorrt or jetson")
+    if target == "jetson" and not is_jetson():
+        raise BackendUnavailableError("--target jetson must run on the Jetson itself (no /etc/nv_tegra_release or "
+                                      "Jetson device-tree model found): TensorRT engines are built for the GPU they run on")
+    m = load_manifest()
+    names = list(names) if names else [n for n in m.names() if m.entry(n).get("file", "").endswith(".onnx")]
+    res = {"target": target, "precision": precision, "models": {}}
+    for n in names:
+        path = m.model_path(n)
+        e = m.entry(n)
+        log(f"[{n}] {target} {precision}")
+        if target == "cpu":
+            res["models"][n] = compile_cpu(path, out, threads=threads, force=force, log=log)
+        elif target == "cuda":
+            from .session import SessionOptions, make_session, session_info
+            res["models"][n] = session_info(make_session(path, SessionOptions(backend="cuda")))
+        else:
+            want = precision
+            if precision == "int8" and e.get("precision") != "int8":
+                log(f"  {n} is {e.get('precision')}; INT8 engines are built from the QDQ-INT8 variant")
+                continue
+            if target == "jetson":
+                try:
+                    from .trt_native import build_engine
+                    res["models"][n] = build_engine(path, want, out_dir=out, log=log)
+                    continue
+                except BackendUnavailableError:
+                    pass
+            res["models"][n] = compile_tensorrt_ep(path, want, log=log)
+    return res

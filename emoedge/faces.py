@@ -1,0 +1,207 @@
+"""Per-frame face API: detect (BlazeFace) -> track (optional, per stream) -> align (eye-levelled
+affine crop, native kernel, all faces of a frame in one call) -> classify (expression model, one
+onnxruntime call per frame) -> ``Face`` dataclasses.
+
+    from emoedge.faces import FaceAnalyzer, FaceAnalyzerOptions
+    from emoedge.tracking import FaceTracker
+    with FaceAnalyzer(FaceAnalyzerOptions(max_faces=4)) as fa:
+        tracker = FaceTracker()                      # one per camera/stream
+        for t, frame in frames:                      # frame: uint8 BGR [H, W, 3]
+            for face in fa.analyze(frame, t=t, tracker=tracker):
+                print(face.track_id, face.box, face.label, face.probs)
+
+The analyzer holds only shared, read-only state (sessions, manifest entries) and may serve many
+streams/threads at once; per-stream state lives in the tracker.
+"""
+from __future__ import annotations
+
+import time
+import warnings
+from dataclasses import asdict, dataclass, field
+from typing import List, Optional
+
+import numpy as np
+
+from .align import CropSpec, align_faces
+from .detect import DetectorOptions, FaceDetector, check_frame
+from .errors import InvalidInputError, ModelNotFoundError
+
+__all__ = ["FaceAnalyzerOptions", "Face", "FaceAnalyzer", "BASELINE_MODEL"]
+
+BASELINE_MODEL = "fer-minixception"
+_PREPROCESS_KEYS = ("color", "mean", "std", "scale", "offset", "interpolation", "border")
+
+
+@dataclass
+class FaceAnalyzerOptions:
+    """min_score / nms_iou / max_faces / min_face_size: detector settings (see DetectorOptions;
+    max_faces 0 = no limit, min_face_size in pixels). detector: detector manifest entry (None = default).
+    expression_model: manifest entry name (None = the manifest default for task face_expression, else
+    the fer-minixception baseline with a warning); precision: 'fp32' | 'int8' | None (the default's).
+    intra_threads: onnxruntime threads per session; backend: 'cpu' | 'cuda' | 'tensorrt';
+    manifest: path of a manifest.json (None = the bundled one)."""
+    min_score: float = 0.5
+    nms_iou: float = 0.3
+    max_faces: int = 0
+    min_face_size: float = 0.0
+    detector: Optional[str] = None
+    expression_model: Optional[str] = None
+    precision: Optional[str] = None
+    intra_threads: int = 1
+    backend: str = "cpu"
+    manifest: Optional[str] = None
+
+    def validate(self) -> "FaceAnalyzerOptions":
+        self.detector_options()
+        if int(self.intra_threads) != self.intra_threads or self.intra_threads < 1:
+            raise InvalidInputError(f"FaceAnalyzerOptions.intra_threads={self.intra_threads!r} must be an int >= 1")
+        if self.precision not in (None, "fp32", "int8", "fp16"):
+            raise InvalidInputError(f"FaceAnalyzerOptions.precision={self.precision!r} must be 'fp32', 'int8', 'fp16' or None")
+        return self
+
+    def detector_options(self) -> DetectorOptions:
+        return DetectorOptions(model=self.detector, min_score=self.min_score, nms_iou=self.nms_iou,
+                               max_faces=self.max_faces, min_size=self.min_face_size).validate()
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "FaceAnalyzerOptions":
+        unknown = set(d) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise InvalidInputError(f"unknown FaceAnalyzerOptions fields {sorted(unknown)}; valid: {sorted(cls.__dataclass_fields__)}")
+        return cls(**d).validate()
+
+
+@dataclass
+class Face:
+    """One face in one frame.
+
+    box: (x, y, w, h) pixels, frame coordinates; score: detector confidence (0, 1]; keypoints:
+    float32 [6, 2] pixels (right eye, left eye, nose, mouth, right ear, left ear); track_id: stable id
+    from the tracker (None without one); labels: the expression model's labels, in its output order;
+    probs: float32 [len(labels)], temperature-calibrated softmax (sums to 1); timing: ms per stage of
+    this frame (detect_ms, align_ms, classify_ms; detect_ms is 0 on tracked-only frames);
+    detected: False when the box was predicted by the tracker instead of the detector.
+    """
+    box: tuple
+    score: float
+    keypoints: np.ndarray = field(repr=False)
+    track_id: Optional[int]
+    labels: tuple
+    probs: np.ndarray
+    timing: dict = field(default_factory=dict, repr=False)
+    detected: bool = True
+
+    @property
+    def label(self) -> str:
+        """The most probable label."""
+        return self.labels[int(np.argmax(self.probs))]
+
+    def to_dict(self) -> dict:
+        return {"box": [float(v) for v in self.box], "score": float(self.score),
+                "keypoints": np.asarray(self.keypoints, float).round(2).tolist(), "track_id": self.track_id,
+                "label": self.label, "probs": {k: float(p) for k, p in zip(self.labels, self.probs)},
+                "timing": dict(self.timing), "detected": self.detected}
+
+
+class FaceAnalyzer:
+    """Shared face pipeline (see module docstring). Models come from the manifest and are sha256-checked;
+    a missing, corrupt or mismatching file raises ModelError/ModelNotFoundError naming the file."""
+
+    def __init__(self, options: Optional[FaceAnalyzerOptions] = None, *, manifest=None, session_options=None):
+        from . import manifest as mf
+        from .session import SessionOptions, make_session
+        self.options = o = (options or FaceAnalyzerOptions()).validate()
+        self.manifest = manifest if manifest is not None else mf.load_manifest(o.manifest)
+        so = session_options or SessionOptions(backend=o.backend, intra_threads=o.intra_threads)
+        self.detector = FaceDetector(o.detector_options(), manifest=self.manifest, session_options=so)
+        self.model_name = self._pick_expression_model()
+        e = self.entry = self.manifest.entry(self.model_name)
+        self.session = make_session(self.manifest.model_path(self.model_name), so)
+        self.labels = tuple(e["labels"])
+        pre = e.get("preprocess", {})
+        self.input_size = tuple(int(v) for v in pre.get("size", e["input"]["shape"][-1:] * 2))
+        self.preprocess_kwargs = {k: (tuple(v) if isinstance(v, list) else v) for k, v in pre.items() if k in _PREPROCESS_KEYS}
+        self.layout = pre.get("layout") or e.get("input", {}).get("layout", "nchw")
+        self.input_name = e.get("input", {}).get("name") or self.session.get_inputs()[0].name
+        self.output_kind = e.get("output", "logits")
+        self.temperature = float(e.get("temperature", 1.0))
+        if not (self.temperature > 0):
+            raise InvalidInputError(f"manifest entry {self.model_name!r} has temperature {self.temperature}; must be > 0")
+        # the model's own calibrated crop if it has one (written by export/face_crop_calibrate.py), else
+        # the detector's calibration for FER2013 framing
+        crop = e.get("crop")
+        if not (isinstance(crop, dict) and "reference" in crop and "size" in crop):
+            crop = self.detector.entry.get("expression_crop")
+        self.crop = CropSpec.from_dict(crop)
+
+    def _pick_expression_model(self) -> str:
+        o, man = self.options, self.manifest
+        if o.expression_model is not None:
+            return man.find(man.entry(o.expression_model).get("task", "face_expression"), o.precision, o.expression_model)
+        try:
+            return man.find("face_expression", o.precision)
+        except ModelNotFoundError:
+            warnings.warn(f"no face_expression model in {man.path}: using the comparison baseline "
+                          f"{BASELINE_MODEL!r} (fer mini-Xception) instead", RuntimeWarning, stacklevel=3)
+            return man.find("face_expression_baseline", o.precision, BASELINE_MODEL)
+
+    # ------------------------------------------------------------------ pipeline
+    def classify(self, crops: np.ndarray) -> np.ndarray:
+        """Model inputs [N, ...] -> float32 [N, len(labels)] calibrated probabilities."""
+        if len(crops) == 0:
+            return np.zeros((0, len(self.labels)), np.float32)
+        out = self.session.run(None, {self.input_name: crops})[0].astype(np.float64)
+        logits = np.log(np.clip(out, 1e-12, None)) if self.output_kind == "probabilities" else out
+        z = logits / self.temperature
+        z -= z.max(axis=1, keepdims=True)
+        p = np.exp(z)
+        return (p / p.sum(axis=1, keepdims=True)).astype(np.float32)
+
+    def analyze(self, frame_bgr: np.ndarray, t: Optional[float] = None, tracker=None) -> List[Face]:
+        """Faces in one uint8 BGR frame [H, W, 3] (or gray [H, W]). t: timestamp (s), passed to the
+        tracker; tracker: a per-stream emoedge.tracking.FaceTracker (None: no track ids). With
+        tracker.options.detect_every > 1 the detector runs only every N-th frame and boxes are
+        predicted in between."""
+        frame = check_frame(frame_bgr, "frame_bgr")
+        timing = {"detect_ms": 0.0, "align_ms": 0.0, "classify_ms": 0.0}
+        t0 = time.perf_counter_ns()
+        detected = True
+        ids = None
+        if tracker is not None and not tracker.should_detect():
+            tracks = tracker.predict(t)
+            detected = False
+            boxes = np.array([tr.box for tr in tracks], np.float64).reshape(-1, 4)
+            scores = np.array([tr.score for tr in tracks], np.float32)
+            kps = np.stack([tr.keypoints if tr.keypoints is not None else np.zeros((6, 2), np.float32) for tr in tracks]) \
+                if tracks else np.zeros((0, 6, 2), np.float32)
+            ids = [tr.track_id for tr in tracks]
+        else:
+            rows = self.detector.detect_array(frame)
+            boxes, scores, kps = rows[:, :4].astype(np.float64), rows[:, 4], rows[:, 5:17].reshape(-1, 6, 2)
+            if tracker is not None:
+                ids = [tr.track_id for tr in tracker.update(boxes, scores, kps, t=t)]
+        t1 = time.perf_counter_ns()
+        crops = align_faces(frame, boxes, kps, size=self.input_size, spec=self.crop, layout=self.layout,
+                            **self.preprocess_kwargs)
+        t2 = time.perf_counter_ns()
+        probs = self.classify(crops)
+        t3 = time.perf_counter_ns()
+        timing.update(detect_ms=(t1 - t0) / 1e6 if detected else 0.0, align_ms=(t2 - t1) / 1e6,
+                      classify_ms=(t3 - t2) / 1e6)
+        return [Face(box=tuple(float(v) for v in boxes[i]), score=float(scores[i]), keypoints=np.array(kps[i], np.float32),
+                     track_id=None if ids is None else ids[i], labels=self.labels, probs=probs[i], timing=timing,
+                     detected=detected) for i in range(len(boxes))]
+
+    def close(self) -> None:
+        """Release the sessions."""
+        self.session = None
+        self.detector.session = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()

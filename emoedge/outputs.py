@@ -1,0 +1,249 @@
+"""Outputs: JSONL events, annotated video (PyAV), an optional on-screen window.
+
+The annotated video draws, on each frame: face boxes with track id, label and probability bars per face,
+and a panel with the fused label and each modality's top label, weight and age. Timestamps of the
+source frames are kept (variable frame rate safe); the source file's audio track can be copied in.
+"""
+from __future__ import annotations
+
+import json
+import pathlib
+from fractions import Fraction
+from typing import Optional
+
+import numpy as np
+
+from .errors import BackendUnavailableError, InvalidInputError
+from .events import EmotionEvent
+from .labels import CANONICAL
+
+# BGR colours per canonical label.
+COLORS = {"neutral": (200, 200, 200), "happy": (0, 200, 255), "sad": (200, 120, 40), "angry": (40, 40, 230),
+          "fearful": (180, 60, 160), "disgusted": (40, 160, 60), "surprised": (0, 230, 230)}
+
+
+class JsonlWriter:
+    """Writes one event per line (``EmotionEvent.to_json``). Use as a context manager or call close()."""
+
+    def __init__(self, path):
+        self.path = pathlib.Path(path)
+        if self.path.parent and not self.path.parent.exists():
+            raise InvalidInputError(f"{self.path}: the folder {self.path.parent} does not exist")
+        self._f = open(self.path, "w", encoding="utf-8")
+        self.count = 0
+
+    def write(self, event: EmotionEvent) -> None:
+        self._f.write(event.to_json())
+        self._f.write("\n")
+        self.count += 1
+
+    def close(self) -> None:
+        if not self._f.closed:
+            self._f.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def read_jsonl(path) -> list:
+    """Events written by :class:`JsonlWriter`, as EmotionEvent objects."""
+    out = []
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            if line.strip():
+                out.append(EmotionEvent.from_dict(json.loads(line)))
+    return out
+
+
+def _text(img, s, org, scale=0.45, color=(255, 255, 255), thick=1):
+    import cv2
+    cv2.putText(img, s, org, cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), thick + 2, cv2.LINE_AA)
+    cv2.putText(img, s, org, cv2.FONT_HERSHEY_SIMPLEX, scale, color, thick, cv2.LINE_AA)
+
+
+def _bars(img, probs: dict, x: int, y: int, width: int = 110, row: int = 12):
+    import cv2
+    for i, lab in enumerate(CANONICAL):
+        p = float(probs.get(lab, 0.0))
+        yy = y + i * row
+        cv2.rectangle(img, (x, yy), (x + width, yy + row - 3), (40, 40, 40), -1)
+        cv2.rectangle(img, (x, yy), (x + int(round(p * width)), yy + row - 3), COLORS[lab], -1)
+        _text(img, f"{lab[:4]} {p:.2f}", (x + width + 4, yy + row - 3), 0.35)
+
+
+def annotate(image: np.ndarray, event: EmotionEvent) -> np.ndarray:
+    """A copy of ``image`` (BGR uint8) with the event drawn on it."""
+    import cv2
+    img = np.ascontiguousarray(image).copy()
+    h, w = img.shape[:2]
+    for f in event.faces:
+        x, y, bw, bh = (int(round(v)) for v in f.box)
+        col = COLORS.get(f.label, (255, 255, 255))
+        cv2.rectangle(img, (x, y), (x + bw, y + bh), col, 2)
+        tid = f"#{f.track_id} " if f.track_id is not None else ""
+        _text(img, f"{tid}{f.label} {max(f.probs.values()):.2f}", (x, max(12, y - 6)), 0.5, col)
+        bx = x + bw + 6 if x + bw + 190 < w else max(0, x - 190)
+        _bars(img, f.probs, bx, max(0, y))
+    # panel: fused estimate and per-modality evidence
+    panel_h = 16 + 14 * (1 + len(event.evidence))
+    overlay = img.copy()
+    cv2.rectangle(overlay, (0, h - panel_h), (min(w, 360), h), (0, 0, 0), -1)
+    img = cv2.addWeighted(overlay, 0.55, img, 0.45, 0)
+    y = h - panel_h + 16
+    if event.label:
+        _text(img, f"t={event.t:6.2f}s  fused: {event.label} {event.confidence:.2f}", (6, y), 0.5,
+              COLORS.get(event.label, (255, 255, 255)))
+    else:
+        _text(img, f"t={event.t:6.2f}s  fused: (no evidence yet)", (6, y), 0.5)
+    for m, r in sorted(event.evidence.items()):
+        y += 14
+        _text(img, f"{m:<5} {r.label:<9} p={max(r.probs.values()):.2f} w={r.weight:.2f} age={r.age:.1f}s", (6, y), 0.42)
+    return img
+
+
+class AnnotatedVideoWriter:
+    """Encodes annotated frames to a video file with PyAV (H.264 via libx264 when available, else MPEG-4).
+    ``write(image, event)`` takes the source frame and its event; pts follow event.t (seconds).
+    ``copy_audio_from``: a media file whose first audio track is copied into the output at close()."""
+
+    def __init__(self, path, *, fps: float = 30.0, codec: Optional[str] = None, crf: int = 23,
+                 copy_audio_from=None):
+        import av
+        self.path = pathlib.Path(path)
+        if not self.path.parent.exists():
+            raise InvalidInputError(f"{self.path}: the folder {self.path.parent} does not exist")
+        self.fps = float(fps) if fps and fps > 0 else 30.0
+        self._codec = codec
+        self._crf = crf
+        self._audio_src = copy_audio_from
+        self._c = av.open(str(self.path), "w")
+        self._s = None
+        self._last_pts = -1
+        self._aout = None
+        self._t0 = None
+        self.count = 0
+
+    def _open_stream(self, w, h):
+        import av
+        codecs = [self._codec] if self._codec else ["libx264", "mpeg4"]
+        last = None
+        for name in codecs:
+            try:
+                s = self._c.add_stream(name, rate=Fraction(self.fps).limit_denominator(1001))
+                s.width, s.height = w - (w % 2), h - (h % 2)
+                s.pix_fmt = "yuv420p"
+                s.time_base = Fraction(1, 1000)
+                s.codec_context.time_base = Fraction(1, 1000)
+                if name == "libx264":
+                    s.options = {"crf": str(self._crf), "preset": "veryfast"}
+                self._s = s
+                self._add_audio_stream()
+                return
+            except (av.error.FFmpegError, ValueError) as e:
+                last = e
+        raise BackendUnavailableError(f"no usable video encoder in this PyAV build (tried {codecs}): {last}")
+
+    def write(self, image: np.ndarray, event: Optional[EmotionEvent] = None, t: Optional[float] = None) -> None:
+        """Draw ``event`` on ``image`` (BGR uint8) and encode it at time ``t`` (default event.t)."""
+        import av
+        if event is not None:
+            image = annotate(image, event)
+            t = event.t if t is None else t
+        if t is None:
+            t = self.count / self.fps
+        if self._s is None:
+            self._open_stream(image.shape[1], image.shape[0])
+            self._t0 = t
+        w, h = self._s.width, self._s.height
+        if image.shape[1] != w or image.shape[0] != h:
+            import cv2
+            image = cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA)
+        fr = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="bgr24")
+        pts = int(round((t - self._t0) * 1000))
+        if pts <= self._last_pts:
+            pts = self._last_pts + 1
+        fr.pts = pts
+        fr.time_base = Fraction(1, 1000)
+        self._last_pts = pts
+        for pkt in self._s.encode(fr):
+            self._c.mux(pkt)
+        self.count += 1
+
+    def _add_audio_stream(self):
+        # all streams must exist before the first packet is muxed (that writes the container header)
+        import av
+        self._aout = None
+        if self._audio_src is None:
+            return
+        try:
+            with av.open(str(self._audio_src)) as src:
+                if src.streams.audio:
+                    self._aout = self._c.add_stream_from_template(src.streams.audio[0])
+        except (av.error.FFmpegError, OSError, ValueError, AttributeError):
+            self._aout = None
+
+    def _copy_audio(self):
+        import av
+        if self._aout is None:
+            return
+        with av.open(str(self._audio_src)) as src:
+            ain = src.streams.audio[0]
+            for pkt in src.demux(ain):
+                if pkt.dts is None:
+                    continue
+                pkt.stream = self._aout
+                self._c.mux(pkt)
+
+    def close(self) -> None:
+        if self._c is None:
+            return
+        if self._s is not None:
+            for pkt in self._s.encode(None):
+                self._c.mux(pkt)
+        if self._audio_src is not None and self._s is not None:
+            self._copy_audio()
+        self._c.close()
+        self._c = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def gui_available() -> bool:
+    """True when this OpenCV build has a GUI backend (cv2.imshow works)."""
+    import cv2
+    for line in cv2.getBuildInformation().splitlines():
+        if line.strip().startswith("GUI:"):
+            return "NONE" not in line.upper()
+    return False
+
+
+class Window:
+    """``--show``: an OpenCV window with the annotated frames. Raises BackendUnavailableError on headless
+    OpenCV builds (install ``opencv-python`` instead of ``opencv-python-headless``)."""
+
+    def __init__(self, title: str = "emoedge"):
+        if not gui_available():
+            raise BackendUnavailableError("--show needs an OpenCV build with a GUI backend; this one is headless. "
+                                          "Install opencv-python (not -headless) or drop --show")
+        self.title = title
+
+    def show(self, image: np.ndarray, event: EmotionEvent) -> bool:
+        """Draw and show; returns False when the user pressed q or Esc."""
+        import cv2
+        cv2.imshow(self.title, annotate(image, event))
+        k = cv2.waitKey(1) & 0xFF
+        return k not in (ord("q"), 27)
+
+    def close(self) -> None:
+        import cv2
+        try:
+            cv2.destroyWindow(self.title)
+        except cv2.error:
+            pass

@@ -1,0 +1,339 @@
+"""A :class:`Stream`: the per-source state of one camera / microphone / user on a shared
+:class:`~emoedge.engine.Engine` — face tracker, voice stream (audio ring buffer, log-mel, VAD state) and
+fusion state. Push timestamped inputs, get back the :class:`~emoedge.events.EmotionEvent` s that became
+ready:
+
+* ``push_frame(image, t)``: one event per frame (at ``t``), with the faces found in it.
+* ``push_audio(pcm, sample_rate, t)``: one event per voice window the voice model finished (at its end time).
+* ``push_text(text, t)``: one event (at ``t``).
+
+Timestamps are seconds on the source clock and must not go backwards within a modality (frames: strictly
+increasing); fusion is evaluated at the latest time seen, so evidence never ages backwards when modalities
+are pushed slightly out of step. A frame whose size differs from the previous one resets the face tracker
+and per-face smoothing (counted in ``stats.size_changes``); it is not an error.
+A stream is not thread-safe: feed it from one thread (many streams may share one engine across threads).
+"""
+from __future__ import annotations
+
+import math
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional
+
+import numpy as np
+
+from .errors import InvalidInputError, StreamClosedError
+from .events import EmotionEvent, FaceResult, ModalityResult, probs_dict
+from .labels import CANONICAL, to_canonical_probs
+
+MODES = ("file", "live")
+STAGES = ("detect", "align", "classify", "voice", "text", "fuse", "total")
+
+
+class LatencyStats:
+    """Per-stage latency samples (ms) in fixed-size rings (memory stays flat on endless streams);
+    percentiles over the most recent ``capacity`` samples of each stage."""
+
+    def __init__(self, capacity: int = 1 << 16):
+        self.capacity = int(capacity)
+        self._buf: Dict[str, np.ndarray] = {}
+        self._n: Dict[str, int] = {}
+
+    def add(self, stage: str, ms: float) -> None:
+        b = self._buf.get(stage)
+        if b is None:
+            b = self._buf[stage] = np.empty(self.capacity, dtype=np.float32)
+            self._n[stage] = 0
+        n = self._n[stage]
+        b[n % self.capacity] = ms
+        self._n[stage] = n + 1
+
+    def count(self, stage: str) -> int:
+        return self._n.get(stage, 0)
+
+    def samples(self, stage: str) -> np.ndarray:
+        n = self._n.get(stage, 0)
+        return self._buf[stage][:min(n, self.capacity)] if n else np.empty(0, np.float32)
+
+    def percentiles(self, qs=(50, 95, 99)) -> Dict[str, Dict[str, float]]:
+        """``{stage: {"n": count, "p50": ms, "p95": ms, "p99": ms}}`` for every stage with samples."""
+        out = {}
+        for s in list(STAGES) + sorted(set(self._buf) - set(STAGES)):
+            x = self.samples(s)
+            if x.size:
+                d = {"n": self._n[s]}
+                d.update({f"p{q}": float(np.percentile(x, q)) for q in qs})
+                out[s] = d
+        return out
+
+    def merge(self, other: "LatencyStats") -> None:
+        for s in other._buf:
+            for v in other.samples(s):
+                self.add(s, float(v))
+
+
+@dataclass
+class StreamStats:
+    """Counters of one stream. Frames: ``frames_in`` = processed + dropped (nothing is dropped silently);
+    ``frames_dropped`` counts frames a live driver skipped because a newer one arrived."""
+    frames_processed: int = 0
+    frames_dropped: int = 0
+    faces: int = 0
+    frames_with_faces: int = 0
+    audio_chunks: int = 0
+    audio_seconds: float = 0.0
+    audio_dropped: int = 0
+    voice_windows: int = 0
+    texts: int = 0
+    events: int = 0
+    size_changes: int = 0
+    latency: LatencyStats = field(default_factory=LatencyStats, repr=False)
+
+    @property
+    def frames_in(self) -> int:
+        return self.frames_processed + self.frames_dropped
+
+    def drops(self) -> Dict[str, int]:
+        return {"frames_dropped": self.frames_dropped, "audio_dropped": self.audio_dropped}
+
+    def to_dict(self) -> dict:
+        d = {k: getattr(self, k) for k in ("frames_processed", "frames_dropped", "faces", "frames_with_faces",
+                                            "audio_chunks", "audio_seconds", "audio_dropped", "voice_windows",
+                                            "texts", "events", "size_changes")}
+        d["frames_in"] = self.frames_in
+        d["latency_ms"] = self.latency.percentiles()
+        return d
+
+
+def _ms(ns: int) -> float:
+    return ns / 1e6
+
+
+def _check_t(t, what: str) -> float:
+    try:
+        tf = float(t)
+    except (TypeError, ValueError):
+        raise InvalidInputError(f"{what}: timestamp must be a number of seconds, got {t!r}") from None
+    if not math.isfinite(tf):
+        raise InvalidInputError(f"{what}: timestamp must be finite seconds, got {t!r}")
+    return tf
+
+
+def _as_bgr(image) -> np.ndarray:
+    if not isinstance(image, np.ndarray):
+        raise InvalidInputError(f"push_frame: image must be a numpy array (BGR uint8 [H, W, 3]), got {type(image).__name__}")
+    if image.dtype != np.uint8:
+        raise InvalidInputError(f"push_frame: image dtype must be uint8 (BGR 0..255), got {image.dtype}; "
+                                "convert with (img * 255).clip(0, 255).astype(np.uint8) for [0, 1] floats")
+    if image.ndim == 2:
+        image = np.repeat(image[:, :, None], 3, axis=2)
+    elif image.ndim == 3 and image.shape[2] == 4:
+        image = image[:, :, :3]
+    elif not (image.ndim == 3 and image.shape[2] == 3):
+        raise InvalidInputError(f"push_frame: image must be [H, W, 3] BGR (or [H, W] gray, [H, W, 4] BGRA), "
+                                f"got shape {image.shape}")
+    if image.shape[0] < 8 or image.shape[1] < 8:
+        raise InvalidInputError(f"push_frame: image is too small ({image.shape[1]}x{image.shape[0]} pixels)")
+    return image
+
+
+class Stream:
+    """Per-source state on a shared engine; create with ``engine.stream(...)``.
+
+    ``mode``: 'file' (every pushed frame is processed; deterministic) or 'live' (the ``engine.run`` driver
+    keeps only the newest frame and counts the rest in ``stats.frames_dropped``). ``fusion``: FusionOptions.
+    ``keep_frames``: attach the BGR frame to frame-triggered events (for drawing; never serialized)."""
+
+    def __init__(self, engine, *, mode: str = "file", fusion=None, stream_id: Optional[str] = None,
+                 keep_frames: bool = False):
+        if mode not in MODES:
+            raise InvalidInputError(f"mode must be one of {MODES}, got {mode!r}")
+        from . import fusion as _fusion
+        self._fusion_mod = _fusion
+        self.engine = engine
+        self.mode = mode
+        self.stream_id = stream_id
+        self.keep_frames = bool(keep_frames)
+        self.fusion_options = fusion if fusion is not None else _fusion.FusionOptions()
+        self._fusion = _fusion.FusionState(self.fusion_options)
+        self._tracker = engine._new_tracker() if engine.has_face else None
+        self._voice = engine._new_voice_stream() if engine.has_voice else None
+        self._voice_flushed = False
+        self.stats = StreamStats()
+        self._last = {"frame": None, "audio": None, "text": None}
+        self._audio_end = None
+        self._audio_rate = None
+        self._fuse_t = -math.inf
+        self._frame_shape = None
+        self._seen_tracks = set()
+        self._closed = False
+        self._frame_index = 0
+        self._lock = threading.Lock()
+
+    # ------------------------------------------------------------------ helpers
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def _check_open(self, what: str) -> None:
+        if self._closed:
+            raise StreamClosedError(f"{what} on a closed stream; create a new one with engine.stream()")
+
+    def _check_order(self, kind: str, t: float, strict: bool) -> None:
+        last = self._last[kind]
+        if last is not None and (t < last or (strict and t == last)):
+            rel = "earlier than" if t < last else "equal to"
+            raise InvalidInputError(f"push_{kind}: timestamp t={t:.6f} s is {rel} the previous {kind}'s t={last:.6f} s; "
+                                    f"timestamps must increase (seconds on the source clock)")
+
+    def _fuse(self, t: float, evidence: list, trigger: str, faces: List[FaceResult], lat: Dict[str, float],
+              frame_index=None, frame=None) -> EmotionEvent:
+        t_fuse = max(t, self._fuse_t)
+        self._fuse_t = t_fuse
+        t0 = time.perf_counter_ns()
+        est = self._fusion.update(t_fuse, evidence)
+        lat["fuse"] = _ms(time.perf_counter_ns() - t0)
+        ev = self.engine._event_from_estimate(est, t=t, trigger=trigger, faces=faces, latency=lat,
+                                             drops=self.stats.drops(), frame_index=frame_index,
+                                             stream_id=self.stream_id)
+        if frame is not None and self.keep_frames:
+            ev.frame = frame
+        self.stats.events += 1
+        for k, v in lat.items():
+            self.stats.latency.add(k, v)
+        return ev
+
+    # ------------------------------------------------------------------ pushes
+    def push_frame(self, image: np.ndarray, t: float) -> List[EmotionEvent]:
+        """Analyze one BGR uint8 frame [H, W, 3] at ``t`` seconds; returns one event."""
+        with self._lock:
+            self._check_open("push_frame")
+            t = _check_t(t, "push_frame")
+            self._check_order("frame", t, strict=True)
+            t_start = time.perf_counter_ns()
+            image = _as_bgr(image)
+            self._last["frame"] = t
+            if self._frame_shape is not None and image.shape[:2] != self._frame_shape:
+                # documented handling: a new geometry restarts tracking and per-face smoothing
+                self.stats.size_changes += 1
+                if self._tracker is not None and hasattr(self._tracker, "reset"):
+                    self._tracker.reset()   # ids keep increasing: old ids are never reused
+                elif self.engine.has_face:
+                    self._tracker = self.engine._new_tracker()
+                for tid in set(self._fusion.tracks) | self._seen_tracks:
+                    self._fusion.drop_track(tid)
+                self._seen_tracks = set()
+            self._frame_shape = image.shape[:2]
+            lat: Dict[str, float] = {}
+            faces_out: List[FaceResult] = []
+            evidence = []
+            if self.engine.has_face:
+                t_a = time.perf_counter_ns()
+                faces = self.engine._face.analyze(image, t=t, tracker=self._tracker)
+                lat.update(self.engine._face_timing(faces, _ms(time.perf_counter_ns() - t_a)))
+                faces_out, evidence = self.engine._face_evidence(faces, t, image.shape)
+                self._seen_tracks.update(f.track_id for f in faces_out if f.track_id is not None)
+                self.stats.faces += len(faces)
+                self.stats.frames_with_faces += bool(faces)
+            self.stats.frames_processed += 1
+            idx = self._frame_index
+            self._frame_index += 1
+            ev = self._fuse(t, evidence, "frame", faces_out, lat, frame_index=idx, frame=image)
+            lat["total"] = _ms(time.perf_counter_ns() - t_start)
+            ev.latency_ms["total"] = lat["total"]
+            self.stats.latency.add("total", lat["total"])
+            return [ev]
+
+    def push_audio(self, pcm, sample_rate: int, t: float) -> List[EmotionEvent]:
+        """Add audio (int16/float32/float64, mono [n] or [n, channels], any rate in Hz) starting at ``t`` seconds;
+        returns one event per voice window that became ready (none while there is no speech)."""
+        with self._lock:
+            self._check_open("push_audio")
+            t = _check_t(t, "push_audio")
+            self._check_order("audio", t, strict=False)
+            try:
+                sr = int(sample_rate)
+            except (TypeError, ValueError):
+                raise InvalidInputError(f"push_audio: sample_rate must be an integer number of Hz, got {sample_rate!r}") from None
+            if sr <= 0:
+                raise InvalidInputError(f"push_audio: sample_rate must be > 0 Hz, got {sample_rate}")
+            arr = np.asarray(pcm)
+            if arr.ndim not in (1, 2) or arr.size == 0 and arr.ndim != 1:
+                raise InvalidInputError(f"push_audio: pcm must be [n] or [n, channels], got shape {arr.shape}")
+            self._last["audio"] = t
+            n = arr.shape[0]
+            self.stats.audio_chunks += 1
+            self.stats.audio_seconds += n / sr
+            if not self.engine.has_voice:
+                return []
+            if self._voice_flushed:  # audio after flush(): a new utterance
+                self._voice.reset()
+                self._voice_flushed = False
+            t0 = time.perf_counter_ns()
+            items = self._voice.push(arr, sr, t)
+            return self._voice_events(items, _ms(time.perf_counter_ns() - t0))
+
+    def _voice_events(self, items, push_ms: float) -> List[EmotionEvent]:
+        out = []
+        for i, ve in enumerate(items):
+            self.stats.voice_windows += 1
+            evidence, lat = self.engine._voice_evidence(ve)
+            if "voice" not in lat:
+                lat["voice"] = push_ms / max(1, len(items))
+            tt = float(getattr(ve, "t_end", getattr(ve, "t", 0.0)))
+            out.append(self._fuse(tt, evidence, "audio", [], lat))
+        return out
+
+    def push_text(self, text: str, t: float) -> List[EmotionEvent]:
+        """Add a line of text (transcript, chat message) at ``t`` seconds; returns one event.
+        Empty or whitespace-only text yields no evidence (and no event)."""
+        with self._lock:
+            self._check_open("push_text")
+            t = _check_t(t, "push_text")
+            if isinstance(text, bytes):
+                text = text.decode("utf-8", errors="replace")
+            if not isinstance(text, str):
+                raise InvalidInputError(f"push_text: text must be str (or UTF-8 bytes), got {type(text).__name__}")
+            self._check_order("text", t, strict=False)
+            self._last["text"] = t
+            if not self.engine.has_text or not text.strip():
+                return []
+            self.stats.texts += 1
+            evidence, lat = self.engine._text_evidence(text, t)
+            return [self._fuse(t, evidence, "text", [], lat)]
+
+    def count_dropped(self, kind: str = "frames", n: int = 1) -> None:
+        """Record ``n`` inputs a driver skipped (kind 'frames' or 'audio'); they show up in every later
+        event's ``drops`` and in ``stats``."""
+        if kind == "frames":
+            self.stats.frames_dropped += int(n)
+        elif kind == "audio":
+            self.stats.audio_dropped += int(n)
+        else:
+            raise InvalidInputError(f"count_dropped: kind must be 'frames' or 'audio', got {kind!r}")
+
+    def flush(self) -> List[EmotionEvent]:
+        """End of input: the voice stream emits its last partial window (if any speech); returns those events.
+        The stream stays usable (timestamps keep increasing)."""
+        with self._lock:
+            self._check_open("flush")
+            if not self.engine.has_voice:
+                return []
+            t0 = time.perf_counter_ns()
+            items = self._voice.flush()
+            self._voice_flushed = True
+            return self._voice_events(items, _ms(time.perf_counter_ns() - t0))
+
+    def close(self) -> None:
+        """Release per-stream state; later pushes raise StreamClosedError. Idempotent."""
+        with self._lock:
+            self._closed = True
+            self._voice = None
+            self._tracker = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
