@@ -110,15 +110,17 @@ class TextModel:
     def __exit__(self, *exc):
         self.close()
 
-    def _run(self, feats) -> np.ndarray:
-        """Calibrated probs [B, C] for a list of Features (rows with no features come out uniform)."""
+    def _run(self, feats) -> Tuple[np.ndarray, np.ndarray]:
+        """(calibrated probs [B, C], raw logits [B, C]) for a list of Features; rows with no features
+        come out uniform (logits 0)."""
         if self._session is None:
             raise InvalidInputError(f"text model {self.name!r} is closed; load it again")
         B, C = len(feats), len(self.labels)
         out = np.full((B, C), 1.0 / C, dtype=np.float32)
+        raw = np.zeros((B, C), dtype=np.float32)
         live = [i for i, f in enumerate(feats) if f.indices.size]
         if not live:
-            return out
+            return out, raw
         K = self._n_blocks
         if len(live) == 1:
             f = feats[live[0]]
@@ -129,24 +131,34 @@ class TextModel:
             seg = np.concatenate([feats[i].blocks + r * K for r, i in enumerate(live)])
         logits = self._session.run(None, {"indices": idx, "tf": tf, "segment": seg,
                                           "n_texts": np.array([len(live)], np.int64)})[0]
+        raw[live] = logits
         z = logits / np.float32(self.temperature)
         z -= z.max(1, keepdims=True)
         e = np.exp(z)
         out[live] = e / e.sum(1, keepdims=True)
-        return out
+        return out, raw
 
-    def _pred(self, f, p, ms) -> TextPrediction:
+    def decide_multilabel(self, probs, logits) -> np.ndarray:
+        """bool [B, C]: classes at or above their manifest threshold (multi-label models; thresholds
+        apply to raw logits or to probs as the entry's ``thresholds_on`` says)."""
+        if self.thresholds is None:
+            raise InvalidInputError(f"model {self.name!r} has no per-class thresholds (it is single-label)")
+        s = logits if self.entry.get("thresholds_on", "probs") == "logits" else probs
+        return np.asarray(s) >= self.thresholds[None, :]
+
+    def _pred(self, f, p, z, ms) -> TextPrediction:
         if f.n_tokens == 0 or f.indices.size == 0:
             return TextPrediction(None, self.labels, p, f.n_tokens, ms, f.truncated, ())
-        ml = () if self.thresholds is None else tuple(l for l, v, t in zip(self.labels, p, self.thresholds) if v >= t)
+        ml = () if self.thresholds is None else tuple(
+            l for l, on in zip(self.labels, self.decide_multilabel(p[None], z[None])[0]) if on)
         return TextPrediction(self.labels[int(np.argmax(p))], self.labels, p, f.n_tokens, ms, f.truncated, ml)
 
     def predict(self, text) -> TextPrediction:
         """Predict one text (str or UTF-8 bytes)."""
         t0 = time.perf_counter_ns()
         f = self.featurizer.featurize(text)
-        p = self._run([f])[0]
-        return self._pred(f, p, (time.perf_counter_ns() - t0) / 1e6)
+        p, z = self._run([f])
+        return self._pred(f, p[0], z[0], (time.perf_counter_ns() - t0) / 1e6)
 
     def predict_batch(self, texts: Sequence, batch_size: int = 64) -> List[TextPrediction]:
         """Predict many texts; runs the graph on chunks of ``batch_size`` texts."""
@@ -158,18 +170,26 @@ class TextModel:
             t0 = time.perf_counter_ns()
             chunk = texts[s:s + batch_size]
             feats = [self.featurizer.featurize(t) for t in chunk]
-            probs = self._run(feats)
+            probs, logits = self._run(feats)
             ms = (time.perf_counter_ns() - t0) / 1e6 / max(len(chunk), 1)
-            out += [self._pred(f, p, ms) for f, p in zip(feats, probs)]
+            out += [self._pred(f, p, z, ms) for f, p, z in zip(feats, probs, logits)]
         return out
+
+    def scores(self, texts: Sequence, batch_size: int = 64) -> Tuple[np.ndarray, np.ndarray]:
+        """(calibrated probs, raw logits), both float32 [len(texts), C]."""
+        if isinstance(texts, (str, bytes)):
+            raise InvalidInputError("scores/predict_proba take a sequence of texts; use predict() for one text")
+        texts = list(texts)
+        probs = np.empty((len(texts), len(self.labels)), dtype=np.float32)
+        logits = np.empty_like(probs)
+        for s in range(0, len(texts), batch_size):
+            probs[s:s + batch_size], logits[s:s + batch_size] = self._run(
+                [self.featurizer.featurize(t) for t in texts[s:s + batch_size]])
+        return probs, logits
 
     def predict_proba(self, texts: Sequence, batch_size: int = 64) -> np.ndarray:
         """Calibrated probabilities float32 [len(texts), C]."""
-        texts = list(texts)
-        out = np.empty((len(texts), len(self.labels)), dtype=np.float32)
-        for s in range(0, len(texts), batch_size):
-            out[s:s + batch_size] = self._run([self.featurizer.featurize(t) for t in texts[s:s + batch_size]])
-        return out
+        return self.scores(texts, batch_size)[0]
 
     def canonical_probs(self, probs) -> np.ndarray:
         """Map probs [..., C] onto emoedge.labels.CANONICAL by name (see emoedge.labels)."""

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Optional, Tuple
 
 import numpy as np
@@ -34,6 +34,7 @@ HASH_BASE_INV = pow(HASH_BASE, -1, 1 << 64)
 BIGRAM_MUL = 0x9E3779B97F4A7C15
 KIND_WORD, KIND_CHAR = 1, 2
 N_BLOCKS = 3  # word uni-grams, word bi-grams, char n-grams
+_BLOCK_IDS = np.arange(N_BLOCKS, dtype=np.int64)
 
 _TOKEN_RE = re.compile(r"\w+|[^\w\s]")
 # C0/C1 controls, zero-width and bidi format characters, BOM, replacement char -> space.
@@ -200,7 +201,9 @@ class TextFeaturizer:
         o = self.opts
         self._mask = np.uint64(o.buckets - 1)
         self._word_salts = {n: np.uint64(salt(o.seed, KIND_WORD, n)) for n in (1, 2)}
-        self._char_salts = {n: np.uint64(salt(o.seed, KIND_CHAR, n)) for n in range(1, 64)}
+        clo, chi = o.char_ngrams
+        self._char_n = np.arange(max(clo, 1), chi + 1, dtype=np.int64) if chi >= 1 else np.zeros(0, np.int64)
+        self._char_salt_arr = np.array([salt(o.seed, KIND_CHAR, int(n)) for n in self._char_n], dtype=np.uint64)
 
     def tokens(self, text) -> Tuple[list, bool]:
         """(tokens, truncated) for str/bytes ``text``."""
@@ -230,31 +233,29 @@ class TextFeaturizer:
         # G[i] = sum_{k<i} c_k * Binv^(k+1); window hash P[s, e) = B^e * (G[e] - G[s])
         G = np.zeros(L + 1, dtype=np.uint64)
         np.cumsum(c * _POW_INV[1:L + 1], out=G[1:])
-        parts, blocks = [], []
+        # salted pre-hashes of every feature, one fmix64 pass at the end
+        parts, sizes = [], [0, 0, 0]
         lo, hi = o.word_ngrams
         if hi >= 1:
             pw = _POW[ends] * (G[ends] - G[starts])
             if lo <= 1:
-                parts.append(_fmix64(pw ^ self._word_salts[1]))
-                blocks.append(np.zeros(pw.size, np.int64))
+                parts.append(pw ^ self._word_salts[1])
+                sizes[0] = pw.size
             if hi >= 2 and pw.size > 1:
-                bg = _fmix64(pw[:-1] * np.uint64(BIGRAM_MUL) + pw[1:])
-                parts.append(_fmix64(bg ^ self._word_salts[2]))
-                blocks.append(np.ones(bg.size, np.int64))
-        clo, chi = o.char_ngrams
-        if chi >= 1:
+                parts.append(_fmix64(pw[:-1] * np.uint64(BIGRAM_MUL) + pw[1:]) ^ self._word_salts[2])
+                sizes[1] = pw.size - 1
+        if self._char_n.size:
             word_end = np.repeat(ends, lens)
-            pos = np.arange(L, dtype=np.int64)
-            for n in range(max(clo, 1), chi + 1):
-                st = pos[pos + n <= word_end]
-                if st.size:
-                    e = st + n
-                    ph = _POW[e] * (G[e] - G[st])
-                    parts.append(_fmix64(ph ^ self._char_salts[n]))
-                    blocks.append(np.full(st.size, 2, np.int64))
+            ok = np.arange(L, dtype=np.int64)[None, :] + self._char_n[:, None] <= word_end[None, :]
+            ni, st = np.nonzero(ok)
+            if st.size:
+                e = st + self._char_n[ni]
+                parts.append((_POW[e] * (G[e] - G[st])) ^ self._char_salt_arr[ni])
+                sizes[2] = st.size
         if not parts:
             return np.zeros(0, dtype=np.uint64), np.zeros(0, dtype=np.int64)
-        return np.concatenate(parts) & self._mask, np.concatenate(blocks)
+        h = _fmix64(np.concatenate(parts) if len(parts) > 1 else parts[0]) & self._mask
+        return h, np.repeat(_BLOCK_IDS, sizes)
 
     def featurize(self, text) -> Features:
         """Features of one text (str or bytes). Empty/whitespace-only text gives n_tokens=0 and no features."""

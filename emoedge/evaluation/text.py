@@ -5,7 +5,8 @@ GoEmotions: the 28 labels are mapped onto the 7 Ekman classes (official ekman_ma
 multi-label. Reported:
 - ``multilabel``: per-class binary precision/recall/F1 and their macro average (the GoEmotions paper's
   macro-F1), predicting class k when p_k >= threshold_k (thresholds from the manifest, tuned on dev
-  by the export script), and exact-match accuracy of the predicted label set;
+  by the export script, on raw logits or probs as the entry's ``thresholds_on`` says), and the
+  exact-match accuracy of the predicted label set;
 - ``single_label``: on rows with exactly one Ekman class, argmax prediction -> accuracy, macro-F1,
   per-class recall and confusion matrix (emoedge.evaluation.metrics.classification_report).
 """
@@ -104,17 +105,18 @@ def multilabel_report(y_true, probs, thresholds, labels) -> dict:
                                 "support": int(y[:, k].sum())} for k, lab in enumerate(labels)}}
 
 
-def tune_thresholds(y_true, probs, grid=None) -> np.ndarray:
-    """Per-class threshold maximising that class's binary F1 (grid search)."""
-    grid = np.linspace(0.02, 0.9, 89) if grid is None else np.asarray(grid)
+def tune_thresholds(y_true, scores, grid=None) -> np.ndarray:
+    """Per-class threshold maximising that class's binary F1 (grid search; default grid: the
+    1st..99th percentiles of each class's scores)."""
     y = np.asarray(y_true) > 0.5
-    p = np.asarray(probs)
+    p = np.asarray(scores)
     out = np.empty(p.shape[1])
     for k in range(p.shape[1]):
-        pred = p[:, k][:, None] >= grid[None, :]
+        g = np.percentile(p[:, k], np.linspace(1, 99.5, 200)) if grid is None else np.asarray(grid)
+        pred = p[:, k][:, None] >= g[None, :]
         tp = (pred & y[:, k][:, None]).sum(0)
         f1 = 2 * tp / np.maximum(pred.sum(0) + y[:, k].sum(), 1)
-        out[k] = grid[int(np.argmax(f1))]
+        out[k] = g[int(np.argmax(f1))]
     return out
 
 
@@ -136,7 +138,7 @@ def evaluate(model, data, fmt: str) -> dict:
     elif fmt == "goemotions":
         texts, y = load_goemotions(data)
         t0 = time.perf_counter_ns()
-        probs = model.predict_proba(texts)
+        probs, logits = model.scores(texts)
         el = (time.perf_counter_ns() - t0) / 1e6
         try:
             col = [labels.index(l) for l in EKMAN_LABELS]
@@ -144,8 +146,14 @@ def evaluate(model, data, fmt: str) -> dict:
             raise InvalidInputError(f"model {model.name!r} labels {labels} do not cover the Ekman classes "
                                     f"{EKMAN_LABELS}; pick a GoEmotions model with --model text-goemotions-ekman") from None
         p = probs[:, col]
-        thr = np.asarray(model.entry.get("thresholds") or [0.5] * len(col), dtype=np.float64)
-        rep = {"multilabel": multilabel_report(y, p, thr, EKMAN_LABELS)}
+        if model.thresholds is None:
+            s, thr = p, np.full(len(col), 0.5)
+        else:
+            on = model.entry.get("thresholds_on", "probs")
+            s = (logits if on == "logits" else probs)[:, col]
+            thr = model.thresholds[col].astype(np.float64)
+        rep = {"multilabel": multilabel_report(y, s, thr, EKMAN_LABELS)}
+        rep["multilabel"]["thresholds_on"] = model.entry.get("thresholds_on", "probs")
         single = y.sum(1) == 1
         sl = classification_report(np.argmax(y[single], 1), np.argmax(p[single], 1), EKMAN_LABELS)
         rep["single_label"] = sl
