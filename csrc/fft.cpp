@@ -70,17 +70,17 @@ void RealFFTPlan::power_split(double* zr, double* zi, int B, double* pw, double*
 
 void RealFFTPlan::forward_split(double* zr, double* zi, int B, double* xr, double* xi, double* scratch) const {
   double* sr = scratch;
-  double* si = scratch + std::size_t(m_) * B;
+  double* si = scratch + std::size_t(m_) * B + kSkew;
   if (fft_detail::complex_fft(*this, zr, zi, sr, si, B)) fft_detail::split<false>(*this, sr, si, B, xr, xi);
   else fft_detail::split<false>(*this, zr, zi, B, xr, xi);
 }
 
 void RealFFTPlan::forward(const double* x, double* out) const {
-  std::vector<double> buf(std::size_t(m_) * 4 + std::size_t(m_ + 1) * 2);
+  std::vector<double> buf(std::size_t(m_) * 4 + std::size_t(m_ + 1) * 2 + kSkew);
   double* zr = buf.data();
   double* zi = zr + m_;
   double* scratch = zi + m_;
-  double* xr = scratch + 2 * std::size_t(m_);
+  double* xr = scratch + scratch_size(1);
   double* xi = xr + (m_ + 1);
   for (int k = 0; k < m_; ++k) {
     zr[k] = x[2 * k];

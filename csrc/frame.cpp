@@ -169,6 +169,7 @@ struct Scratch {
   std::vector<int> yr;   // per y tap: frame row, or -1 for a constant-border row
   std::vector<float> acc, w8;
   std::vector<int16_t> tmp;  // Q7 fixed point (pixel * 128)
+  std::vector<uint8_t> slow;
 };
 
 Scratch& scratch() {
@@ -345,55 +346,66 @@ void run_box(const Image& img, const Plan& p, const Options& opt, const Output& 
 
 void run_affine(const Image& img, const Plan& p, const Options& opt, const Output& out, int bi, const double* M,
                 Scratch& S) {
-  (void)S;
-  const int H = img.height, W = img.width, cin = p.cin;
+  const int H = img.height, W = img.width, cin = p.cin, ow = out.width;
   const bool constant = opt.border == Border::Constant;
   // OpenCV 5's warpAffine samples at the exact (float) source coordinate: no 1/32-pixel rounding.
   float* obase = out.data + static_cast<std::ptrdiff_t>(bi) * out.n_stride;
-  float bvals[4];
-  for (int c = 0; c < 4; ++c) bvals[c] = opt.border_value;
   const double lim = 4.0 * kMaxCoord;  // far outside any image; keeps the integer casts defined
-  for (int oy = 0; oy < out.height; ++oy) {
-    const double bxr = M[1] * oy + M[2], byr = M[4] * oy + M[5];
-    for (int ox = 0; ox < out.width; ++ox) {
-      const double fxs = std::min(std::max(M[0] * ox + bxr, -lim), lim);
-      const double fys = std::min(std::max(M[3] * ox + byr, -lim), lim);
-      const double flx = std::floor(fxs), fly = std::floor(fys);
-      const long long sx = static_cast<long long>(flx), sy = static_cast<long long>(fly);
-      const float fx = static_cast<float>(fxs - flx), fy = static_cast<float>(fys - fly);
-      const float w[4] = {(1 - fx) * (1 - fy), fx * (1 - fy), (1 - fx) * fy, fx * fy};
-      float v[4] = {0, 0, 0, 0};
-      if (constant && (sx < -1 || sx >= W || sy < -1 || sy >= H)) {
-        for (int c = 0; c < cin; ++c) v[c] = opt.border_value;
-      } else {
-        for (int t = 0; t < 4; ++t) {
-          long long xx = sx + (t & 1), yy = sy + (t >> 1);
-          const float* src = bvals;
-          const uint8_t* px = nullptr;
-          if (xx < 0 || xx >= W || yy < 0 || yy >= H) {
-            if (constant) {
-              src = bvals;
-            } else {
-              xx = std::min<long long>(std::max<long long>(xx, 0), W - 1);
-              yy = std::min<long long>(std::max<long long>(yy, 0), H - 1);
-              px = img.data + yy * img.row_stride + xx * img.col_stride;
-            }
-          } else {
-            px = img.data + yy * img.row_stride + xx * img.col_stride;
-          }
-          if (px) {
-            for (int c = 0; c < cin; ++c) v[c] += w[t] * px[c * img.chan_stride];
-          } else {
-            for (int c = 0; c < cin; ++c) v[c] += w[t] * src[c];
-          }
+  const bool fast = img.chan_stride == 1 && img.col_stride == cin && img.row_stride > 0;
+  S.acc.resize(static_cast<size_t>(ow) * 4);
+  S.slow.resize(static_cast<size_t>(ow));
+  S.x0.resize(2 * static_cast<size_t>(ow));
+  S.xf.resize(2 * static_cast<size_t>(ow));
+  float* vals = S.acc.data();
+  // Generic sampler (any strides, border rule) for one output pixel.
+  auto sample = [&](int ox, int oy, float* v) {
+    const double fxs = std::min(std::max(M[0] * ox + M[1] * oy + M[2], -lim), lim);
+    const double fys = std::min(std::max(M[3] * ox + M[4] * oy + M[5], -lim), lim);
+    const double flx = std::floor(fxs), fly = std::floor(fys);
+    const long long sx = static_cast<long long>(flx), sy = static_cast<long long>(fly);
+    const float fx = static_cast<float>(fxs - flx), fy = static_cast<float>(fys - fly);
+    const float w[4] = {(1 - fx) * (1 - fy), fx * (1 - fy), (1 - fx) * fy, fx * fy};
+    for (int c = 0; c < 4; ++c) v[c] = 0.f;
+    if (constant && (sx < -1 || sx >= W || sy < -1 || sy >= H)) {
+      for (int c = 0; c < cin; ++c) v[c] = opt.border_value;
+      return;
+    }
+    for (int t = 0; t < 4; ++t) {
+      long long xx = sx + (t & 1), yy = sy + (t >> 1);
+      if (xx < 0 || xx >= W || yy < 0 || yy >= H) {
+        if (constant) {
+          for (int c = 0; c < cin; ++c) v[c] += w[t] * opt.border_value;
+          continue;
         }
+        xx = std::min<long long>(std::max<long long>(xx, 0), W - 1);
+        yy = std::min<long long>(std::max<long long>(yy, 0), H - 1);
       }
-      float tv[4];
-      if (p.gray_mix) tv[0] = p.mix[0] * v[0] + p.mix[1] * v[1] + p.mix[2] * v[2];
-      else for (int c = 0; c < p.ct; ++c) tv[c] = v[c];
+      const uint8_t* px = img.data + yy * img.row_stride + xx * img.col_stride;
+      for (int c = 0; c < cin; ++c) v[c] += w[t] * px[c * img.chan_stride];
+    }
+  };
+  for (int oy = 0; oy < out.height; ++oy) {
+    if (fast) {
+      affine_row(img.data, H, W, img.row_stride, cin, M, oy, ow, vals, S.slow.data(), S.x0.data(), S.xf.data());
+      for (int ox = 0; ox < ow; ++ox)
+        if (S.slow[ox]) sample(ox, oy, vals + 4 * ox);
+    } else {
+      for (int ox = 0; ox < ow; ++ox) sample(ox, oy, vals + 4 * ox);
+    }
+    const std::ptrdiff_t xs = out.x_stride;
+    float* orow = obase + static_cast<std::ptrdiff_t>(oy) * out.y_stride;
+    if (p.gray_mix) {
+      const float m0 = p.mix[0] * p.a[0], m1 = p.mix[1] * p.a[0], m2 = p.mix[2] * p.a[0], b = p.b[0];
+      for (int ox = 0; ox < ow; ++ox) {
+        const float* v = vals + 4 * ox;
+        orow[ox * xs] = m0 * v[0] + m1 * v[1] + m2 * v[2] + b;
+      }
+    } else {
       for (int k = 0; k < p.cout; ++k) {
-        const int s = p.out_src[k];
-        obase[k * out.c_stride + oy * out.y_stride + ox * out.x_stride] = tv[s] * p.a[k] + p.b[k];
+        float* o = orow + k * out.c_stride;
+        const float* v = vals + p.out_src[k];
+        const float a = p.a[k], b = p.b[k];
+        for (int ox = 0; ox < ow; ++ox) o[ox * xs] = v[4 * ox] * a + b;
       }
     }
   }

@@ -1,5 +1,6 @@
 #include "frame_simd.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 
@@ -34,7 +35,28 @@ inline v4f load4_base(const int16_t* p) {
   return __builtin_convertvector(v, v4f);
 }
 #endif
+#if defined(__x86_64__)
+inline v4f load4u8_base(const uint8_t* p) {
+  uint32_t u;
+  std::memcpy(&u, p, 4);
+  const __m128i z = _mm_setzero_si128();
+  const __m128i v = _mm_unpacklo_epi16(_mm_unpacklo_epi8(_mm_cvtsi32_si128(static_cast<int>(u)), z), z);
+  return (v4f)_mm_cvtepi32_ps(v);
+}
+#else
+typedef uint8_t v4u8 __attribute__((vector_size(4)));
+inline v4f load4u8_base(const uint8_t* p) {
+  v4u8 v;
+  std::memcpy(&v, p, 4);
+  return __builtin_convertvector(v, v4f);
+}
+#endif
 #ifdef EMOEDGE_HAVE_AVX2_PATH
+__attribute__((target("avx2,fma"))) inline v4f load4u8_avx2(const uint8_t* p) {
+  uint32_t u;
+  std::memcpy(&u, p, 4);
+  return (v4f)_mm_cvtepi32_ps(_mm_cvtepu8_epi32(_mm_cvtsi32_si128(static_cast<int>(u))));
+}
 __attribute__((target("avx2,fma"))) inline v4f load4_avx2(const int16_t* p) {
   return (v4f)_mm_cvtepi32_ps(_mm_cvtepi16_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p))));
 }
@@ -228,6 +250,45 @@ void hdot8_base(const int16_t* __restrict tmp, const int* __restrict x0, const f
       od[d] = (mix[0] * v0 + mix[1] * v1 + mix[2] * v2) * a + b;                                                \
     }                                                                                                           \
   }                                                                                                             \
+  ATTR void affine_row_##SUFFIX(const uint8_t* __restrict data, int H, int W, std::ptrdiff_t rs, int cin,       \
+                                const double* M, int oy, int n, float* __restrict vals,                         \
+                                uint8_t* __restrict slow, int* __restrict ixy, float* __restrict fxy) {         \
+    const double bxr = M[1] * oy + M[2], byr = M[4] * oy + M[5], m0 = M[0], m3 = M[3];                         \
+    const double lim = 4.0 * 1048576.0;                                                                         \
+    /* pass 1 (vectorizable): coordinates, integer parts, fractions */                                          \
+    for (int d = 0; d < n; ++d) {                                                                               \
+      const double fxs = std::min(std::max(m0 * d + bxr, -lim), lim);                                           \
+      const double fys = std::min(std::max(m3 * d + byr, -lim), lim);                                           \
+      const double flx = std::floor(fxs), fly = std::floor(fys);                                                \
+      ixy[2 * d] = static_cast<int>(flx);                                                                       \
+      ixy[2 * d + 1] = static_cast<int>(fly);                                                                   \
+      fxy[2 * d] = static_cast<float>(fxs - flx);                                                               \
+      fxy[2 * d + 1] = static_cast<float>(fys - fly);                                                           \
+    }                                                                                                           \
+    /* pass 2: the four taps of every pixel whose 2x2 neighbourhood is inside */                                \
+    const unsigned wl = static_cast<unsigned>(W - 1), hl = static_cast<unsigned>(H - 1);                        \
+    for (int d = 0; d < n; ++d) {                                                                               \
+      const int sx = ixy[2 * d], sy = ixy[2 * d + 1];                                                           \
+      bool ok = static_cast<unsigned>(sx) < wl && static_cast<unsigned>(sy) < hl;                               \
+      if (ok && cin == 3 && sy + 1 == H - 1 && sx + 1 == W - 1) ok = false; /* 4-byte load past the end */     \
+      slow[d] = !ok;                                                                                            \
+      if (!ok) continue;                                                                                        \
+      const float fx = fxy[2 * d], fy = fxy[2 * d + 1];                                                         \
+      const uint8_t* p0 = data + sy * rs + static_cast<std::ptrdiff_t>(sx) * cin;                               \
+      const uint8_t* p1 = p0 + rs;                                                                              \
+      if (cin == 1) {                                                                                           \
+        const float t = p0[0] + fx * static_cast<float>(p0[1] - p0[0]);                                         \
+        const float u = p1[0] + fx * static_cast<float>(p1[1] - p1[0]);                                         \
+        vals[4 * d] = t + fy * (u - t);                                                                         \
+      } else {                                                                                                  \
+        const v4f a = load4u8_##SUFFIX(p0), b = load4u8_##SUFFIX(p0 + cin);                                     \
+        const v4f c = load4u8_##SUFFIX(p1), e = load4u8_##SUFFIX(p1 + cin);                                     \
+        const v4f t = a + splat(fx) * (b - a), u = c + splat(fx) * (e - c);                                     \
+        const v4f v = t + splat(fy) * (u - t);                                                                  \
+        std::memcpy(vals + 4 * d, &v, sizeof v);                                                                \
+      }                                                                                                         \
+    }                                                                                                           \
+  }                                                                                                             \
   ATTR void hlerp1_##SUFFIX(const int16_t* __restrict t, const int* __restrict x0, const float* __restrict xf,   \
                             int n, int ct, float a, float b, float* __restrict od, std::ptrdiff_t xs) {         \
     for (int d = 0; d < n; ++d) {                                                                               \
@@ -287,6 +348,11 @@ void hdot8(const int16_t* tmp, const int* x0, const float* w8, int n, float b, f
 void hlerp_gray3(const int16_t* tmp, const int* x0, const float* xf, int n, int ct, const float* mix, float a, float b,
                  float* od) {
   EMOEDGE_PICK(hlerp_gray3)(tmp, x0, xf, n, ct, mix, a, b, od);
+}
+
+void affine_row(const uint8_t* data, int H, int W, std::ptrdiff_t rs, int cin, const double* M, int oy, int n,
+                float* vals, uint8_t* slow, int* ixy, float* fxy) {
+  EMOEDGE_PICK(affine_row)(data, H, W, rs, cin, M, oy, n, vals, slow, ixy, fxy);
 }
 
 void hlerp1(const int16_t* t, const int* x0, const float* xf, int n, int ct, float a, float b, float* od,

@@ -28,6 +28,13 @@ void hlerp_gray3(const int16_t* tmp, const int* x0, const float* xf, int n, int 
 // Dot products: od[d] = sum_{i<8} w8[8*d + i] * t[x0[d] + i] + b (8 values readable past each x0).
 // Used for gray: the 8 weights per pixel hold the lerp, the colour mix and the scale.
 void hdot8(const int16_t* tmp, const int* x0, const float* w8, int n, float b, float* od);
+// Bilinear samples along output row oy of an affine warp (M: output -> source, row-major 2x3) of a
+// contiguous-pixel image (cin = 1, 3 or 4, row stride rs > 0). vals[4*d + c] = sample of channel c
+// (pixel units) for d < n; slow[d] = 1 where the 2x2 neighbourhood is not safely inside the image
+// (vals[4*d..] is then not written: the caller samples those pixels with the border rule).
+// ixy (2n ints) and fxy (2n floats) are scratch.
+void affine_row(const uint8_t* data, int H, int W, std::ptrdiff_t rs, int cin, const double* M, int oy, int n,
+                float* vals, uint8_t* slow, int* ixy, float* fxy);
 // One channel: od[d*xs] = (t[x0[d]] + xf[d] * (t[x0[d]+ct] - t[x0[d]])) * a + b
 void hlerp1(const int16_t* t, const int* x0, const float* xf, int n, int ct, float a, float b, float* od,
             std::ptrdiff_t xs);

@@ -61,47 +61,83 @@ EMOEDGE_INLINE double fast_ln(double x) {
   return kd * 0.6931471805599453094 + 2.0 * s * p;
 }
 
-// One batch of frames: window + split, FFT power, sparse mel, log. Always inlined into the portable
-// and the AVX2+FMA instances below.
-template <typename T>
-EMOEDGE_INLINE void frames_body(const LogMel::Tables& t, const T* const* ptrs, int B, float* out, LogMel::Work& w) {
+// One batch of kB frames (compile-time, so the batch lanes live in registers): window + split, FFT
+// power, sparse mel, log. Always inlined into the portable and the AVX2+FMA instances below.
+template <int kLanes, int kB, typename T>
+EMOEDGE_INLINE void frames_body(const LogMel::Tables& t, const T* const* ptrs, float* out, LogMel::Work& w) {
   const int M = t.n_fft / 2, nm = t.n_mels;
   const double* __restrict win = std::is_same<T, std::int16_t>::value ? t.window_i16.data() : t.window.data();
   double* __restrict zr = w.zr.data();
   double* __restrict zi = w.zi.data();
-  for (int b = 0; b < B; ++b) {
-    const T* __restrict p = ptrs[b];
-    for (int k = 0; k < M; ++k) {
-      zr[std::size_t(k) * B + b] = double(p[2 * k]) * win[2 * k];
-      zi[std::size_t(k) * B + b] = double(p[2 * k + 1]) * win[2 * k + 1];
+  // k outer, frames inner: contiguous stores of kB lanes (the loads gather from kB frames).
+  for (int k = 0; k < M; ++k) {
+    const double w0 = win[2 * k], w1 = win[2 * k + 1];
+    double* __restrict r = zr + std::size_t(k) * kB;
+    double* __restrict i = zi + std::size_t(k) * kB;
+    for (int b = 0; b < kB; ++b) {
+      r[b] = double(ptrs[b][2 * k]) * w0;
+      i[b] = double(ptrs[b][2 * k + 1]) * w1;
     }
   }
   double* __restrict pw = w.pw.data();
-  fft_detail::power_split(*t.fft, zr, zi, B, pw, w.scratch.data());
+  fft_detail::power_split<kLanes>(*t.fft, zr, zi, kB, pw, w.scratch.data());
   double* __restrict acc = w.acc.data();
-  const double amin = t.amin;
   for (int m = 0; m < nm; ++m) {
-    double* __restrict a = acc + std::size_t(m) * B;
-    for (int b = 0; b < B; ++b) a[b] = 0.0;
-    const double* wt = t.fw.data() + t.foff[m];
-    const double* base = pw + std::size_t(t.fstart[m]) * B;
+    const double* __restrict wt = t.fw.data() + t.foff[m];
+    const double* __restrict base = pw + std::size_t(t.fstart[m]) * kB;
     const int len = t.flen[m];
-    for (int j = 0; j < len; ++j) {
-      const double wj = wt[j];
-      const double* __restrict p = base + std::size_t(j) * B;
-      for (int b = 0; b < B; ++b) a[b] += wj * p[b];
+    if (kB == 1) {  // one frame: four partial sums break the add latency chain
+      double s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+      int j = 0;
+      for (; j + 4 <= len; j += 4) {
+        s0 += wt[j] * base[j];
+        s1 += wt[j + 1] * base[j + 1];
+        s2 += wt[j + 2] * base[j + 2];
+        s3 += wt[j + 3] * base[j + 3];
+      }
+      for (; j < len; ++j) s0 += wt[j] * base[j];
+      acc[m] = (s0 + s1) + (s2 + s3);
+    } else {
+      double a[kB], c[kB];  // even / odd j: two chains of multiply-adds
+      for (int b = 0; b < kB; ++b) a[b] = c[b] = 0.0;
+      int j = 0;
+      for (; j + 2 <= len; j += 2) {
+        const double w0 = wt[j], w1 = wt[j + 1];
+        const double* __restrict p0 = base + std::size_t(j) * kB;
+        const double* __restrict p1 = p0 + kB;
+        for (int b = 0; b < kB; ++b) {
+          a[b] += w0 * p0[b];
+          c[b] += w1 * p1[b];
+        }
+      }
+      if (j < len) {
+        const double* __restrict p0 = base + std::size_t(j) * kB;
+        for (int b = 0; b < kB; ++b) a[b] += wt[j] * p0[b];
+      }
+      for (int b = 0; b < kB; ++b) acc[std::size_t(m) * kB + b] = a[b] + c[b];
     }
   }
-  const std::size_t total = std::size_t(nm) * B;
+  const std::size_t total = std::size_t(nm) * kB;
+  const double amin = t.amin;
   const double scale = t.log_db ? 4.342944819032518277 : 1.0;  // 10 / ln(10)
   for (std::size_t i = 0; i < total; ++i) acc[i] = scale * fast_ln(acc[i] > amin ? acc[i] : amin);
-  for (int b = 0; b < B; ++b)
-    for (int m = 0; m < nm; ++m) out[std::size_t(b) * nm + m] = float(acc[std::size_t(m) * B + b]);
+  for (int b = 0; b < kB; ++b)
+    for (int m = 0; m < nm; ++m) out[std::size_t(b) * nm + m] = float(acc[std::size_t(m) * kB + b]);
+}
+
+// Full batches use the kBatch-wide body; partial batches run frame by frame.
+template <int kLanes, typename T>
+EMOEDGE_INLINE void frames_dispatch(const LogMel::Tables& t, const T* const* ptrs, int B, float* out, LogMel::Work& w) {
+  if (B == LogMel::kBatch) {
+    frames_body<kLanes, LogMel::kBatch>(t, ptrs, out, w);
+    return;
+  }
+  for (int b = 0; b < B; ++b) frames_body<kLanes, 1>(t, ptrs + b, out + std::size_t(b) * t.n_mels, w);
 }
 
 template <typename T>
 void frames_generic(const LogMel::Tables& t, const T* const* ptrs, int B, float* out, LogMel::Work& w) {
-  frames_body(t, ptrs, B, out, w);
+  frames_dispatch<2>(t, ptrs, B, out, w);
 }
 
 #if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))
@@ -110,7 +146,7 @@ constexpr bool kHaveAvx2Path = true;
 template <typename T>
 __attribute__((target("avx2,fma"))) void frames_avx2(const LogMel::Tables& t, const T* const* ptrs, int B, float* out,
                                                       LogMel::Work& w) {
-  frames_body(t, ptrs, B, out, w);
+  frames_dispatch<4>(t, ptrs, B, out, w);
 }
 #else
 #define EMOEDGE_AVX2_PATH 0
@@ -223,11 +259,13 @@ std::int64_t LogMel::num_frames(std::int64_t n) const {
 
 void LogMel::init_work(Work& w) const {
   const std::size_t m = std::size_t(cfg_.n_fft / 2), B = kBatch;
-  w.zr.assign(m * B, 0.0);
-  w.zi.assign(m * B, 0.0);
-  w.scratch.assign(2 * m * B, 0.0);
-  w.pw.assign((m + 1) * B, 0.0);
-  w.acc.assign(std::size_t(cfg_.n_mels) * B, 0.0);
+  // Odd extra lengths keep the buffers from sharing address bits 0-11 (4K aliasing stalls loads
+  // that follow stores to another buffer at the same offset modulo 4096).
+  w.zr.assign(m * B + 40, 0.0);
+  w.zi.assign(m * B + 88, 0.0);
+  w.scratch.assign(t_.fft->scratch_size(B) + 136, 0.0);
+  w.pw.assign((m + 1) * B + 184, 0.0);
+  w.acc.assign(std::size_t(cfg_.n_mels) * B + 8, 0.0);
 }
 
 void LogMel::frames(const float* const* ptrs, int B, float* out, Work& w) const {

@@ -60,7 +60,7 @@ class LogMel {
   struct Work {
     std::vector<double> zr, zi, scratch, pw, acc;
   };
-  static constexpr int kBatch = 8;
+  static constexpr int kBatch = 4;
   void init_work(Work& w) const;
   // Log-mel of B <= kBatch frames; frame b is the n_fft samples starting at ptrs[b] (int16 samples
   // are scaled by 1/32768). Writes out[b * n_mels + m].

@@ -14,7 +14,6 @@ Example::
 """
 from __future__ import annotations
 
-import heapq
 import math
 import queue
 import threading
@@ -25,14 +24,10 @@ import numpy as np
 
 from .errors import EmoEdgeError, InvalidInputError, ModelNotFoundError
 from .events import EmotionEvent, FaceResult, ModalityResult, probs_dict
-from .labels import CANONICAL, to_canonical_probs
+from .labels import CANONICAL
 from .stream import Stream
 
 _CANON = list(CANONICAL)
-
-
-def _canon(probs, labels) -> np.ndarray:
-    return np.asarray(to_canonical_probs(np.asarray(probs, dtype=np.float64), list(labels)), dtype=np.float64)
 
 
 class Engine:
@@ -42,11 +37,12 @@ class Engine:
     default: the manifest's defaults. ``backend``: 'cpu' | 'cuda' | 'tensorrt'. ``precision``: 'int8' |
     'fp32' | None (each model's default). ``threads``: onnxruntime intra-op threads per session.
     ``face`` / ``voice`` / ``text``: None loads the default component, False disables the modality, or pass
-    an object with the same interface (custom models, tests)."""
+    an object with the same interface (custom models, tests). ``skip_missing``: a default modality whose
+    pipeline or model is not installed is left out (noted in ``info()['notes']``) instead of raising."""
 
     def __init__(self, *, models: Optional[Dict[str, str]] = None, backend: str = "cpu", precision: Optional[str] = None,
                  threads: int = 1, manifest=None, face=None, voice=None, text=None, face_options=None,
-                 voice_options=None):
+                 voice_options=None, skip_missing: bool = False):
         if precision not in (None, "int8", "fp32", "fp16"):
             raise InvalidInputError(f"precision must be 'int8', 'fp32', 'fp16' or None, got {precision!r}")
         if not isinstance(threads, int) or threads < 1:
@@ -54,11 +50,13 @@ class Engine:
         self.models = dict(models or {})
         self.backend, self.precision, self.threads = backend, precision, threads
         self.manifest = manifest
+        self.notes: List[str] = []
         self._closed = False
         t0 = time.perf_counter()
-        self._face = self._load_face(face, face_options)
-        self._voice = self._load_voice(voice, voice_options)
-        self._text = self._load_text(text)
+        self._voice_options = voice_options
+        self._face = self._optional("face", lambda: self._load_face(face, face_options), skip_missing and face is None)
+        self._voice = self._optional("voice", lambda: self._load_voice(voice, voice_options), skip_missing and voice is None)
+        self._text = self._optional("text", lambda: self._load_text(text), skip_missing and text is None)
         self.load_seconds = time.perf_counter() - t0
 
     # ------------------------------------------------------------------ components
@@ -74,6 +72,15 @@ class Engine:
     def has_text(self) -> bool:
         return self._text is not None
 
+    def _optional(self, what, load, skip):
+        if not skip:
+            return load()
+        try:
+            return load()
+        except ModelNotFoundError as e:
+            self.notes.append(f"{what} left out: {e}")
+            return None
+
     def _session_options(self):
         from .session import SessionOptions
         return SessionOptions(backend=self.backend, intra_threads=self.threads)
@@ -88,16 +95,35 @@ class Engine:
         except ImportError as e:
             raise ModelNotFoundError(f"the face pipeline (emoedge.faces) is not available in this build ({e}); "
                                      "pass face=False to run without faces") from None
-        if options is None:
-            import dataclasses
-            names = {f.name for f in dataclasses.fields(FaceAnalyzerOptions)}
-            cand = {"precision": self.precision, "intra_threads": self.threads, "backend": self.backend,
-                    "expression_model": self.models.get("face_expression"), "detector": self.models.get("face_detection")}
-            options = FaceAnalyzerOptions(**{k: v for k, v in cand.items() if k in names and v is not None})
-        return FaceAnalyzer(options, manifest=self.manifest)
+        if options is not None:
+            return FaceAnalyzer(options, manifest=self.manifest)
+        import dataclasses
+        names = {f.name for f in dataclasses.fields(FaceAnalyzerOptions)}
+
+        def load(precision):
+            cand = {"precision": precision, "intra_threads": self.threads, "backend": self.backend,
+                    "expression_model": self.models.get("face_expression"), "detector": self.models.get("face_detector")}
+            return FaceAnalyzer(FaceAnalyzerOptions(**{k: v for k, v in cand.items() if k in names and v is not None}),
+                                manifest=self.manifest)
+        return self._with_precision("face", load)
+
+    def _with_precision(self, what, load):
+        """Load with the engine's precision; a model family without that precision keeps its default
+        precision, with a warning and a note in ``engine.info()['notes']`` (never silently)."""
+        if self.precision is None:
+            return load(None)
+        try:
+            return load(self.precision)
+        except InvalidInputError as e:
+            if "variant" not in str(e):
+                raise
+            import warnings
+            msg = f"{what}: {e}; using its default precision"
+            warnings.warn(msg, RuntimeWarning, stacklevel=3)
+            self.notes.append(msg)
+            return load(None)
 
     def _load_voice(self, voice, options):
-        self._voice_options = options
         if voice is False:
             return None
         if voice is not None:
@@ -107,8 +133,8 @@ class Engine:
         except ImportError as e:
             raise ModelNotFoundError(f"the voice pipeline (emoedge.voice) is not available in this build ({e}); "
                                      "pass voice=False to run without audio") from None
-        return VoiceModel(name=self.models.get("voice"), precision=self.precision, manifest=self.manifest,
-                          session_options=self._session_options())
+        return self._with_precision("voice", lambda prec: VoiceModel(
+            name=self.models.get("voice"), precision=prec, manifest=self.manifest, session_options=self._session_options()))
 
     def _load_text(self, text):
         if text is False:
@@ -120,16 +146,15 @@ class Engine:
         except ImportError as e:
             raise ModelNotFoundError(f"the text pipeline (emoedge.text) is not available in this build ({e}); "
                                      "pass text=False to run without text") from None
-        loader = getattr(TextModel, "load", TextModel)
-        return loader(**_kw(loader, None, name=self.models.get("text"), precision=self.precision,
-                            manifest=self.manifest, session_options=self._session_options()))
+        return self._with_precision("text", lambda prec: TextModel.load(
+            name=self.models.get("text"), precision=prec, manifest=self.manifest, session_options=self._session_options()))
 
     def _new_tracker(self):
         f = self._face
         if hasattr(f, "new_tracker"):
-            return f.new_tracker()
+            return _EmptySafeTracker(f.new_tracker())
         from .tracking import FaceTracker
-        return FaceTracker()
+        return _EmptySafeTracker(FaceTracker())
 
     def _new_voice_stream(self):
         v = self._voice
@@ -139,10 +164,10 @@ class Engine:
         """What this engine runs: modalities, model names, backend, precision, threads."""
         d = {"backend": self.backend, "precision": self.precision, "threads": self.threads,
              "modalities": [m for m, on in (("face", self.has_face), ("voice", self.has_voice), ("text", self.has_text)) if on],
-             "load_seconds": self.load_seconds}
+             "load_seconds": self.load_seconds, "notes": list(self.notes)}
         for m, comp in (("face", self._face), ("voice", self._voice), ("text", self._text)):
             if comp is not None:
-                d[f"{m}_model"] = getattr(comp, "name", type(comp).__name__)
+                d[f"{m}_model"] = getattr(comp, "model_name", None) or getattr(comp, "name", None) or type(comp).__name__
         return d
 
     # ------------------------------------------------------------------ evidence adapters
@@ -198,6 +223,8 @@ class Engine:
         pred = self._text.predict(text)
         ms = (time.perf_counter_ns() - t0) / 1e6
         n_tok = int(getattr(pred, "n_tokens", len(text.split())))
+        if n_tok == 0:  # nothing the model could read (e.g. only punctuation): no evidence
+            return [], {"text": ms}
         rel = F.text_reliability(n_tok)
         ev = F.ModalityEvidence(modality="text", t=t, probs=np.asarray(pred.probs, dtype=np.float64),
                                 labels=list(pred.labels), temperature=1.0, reliability=float(rel), track_id=None)
@@ -250,6 +277,7 @@ class Engine:
         counted in ``stats.frames_dropped``."""
         from . import sources as S
         srcs = []
+        clock = S.LiveClock()  # cameras and microphones share one clock so their times agree
         try:
             if video is not None and camera is not None:
                 raise InvalidInputError("give either video= or camera=, not both")
@@ -258,11 +286,11 @@ class Engine:
             if video is not None:
                 srcs.append(S.open_source(video, kind="video", audio=audio is None and not mic))
             if camera is not None:
-                srcs.append(S.CameraSource(int(camera)) if not isinstance(camera, S.Source) else camera)
+                srcs.append(S.CameraSource(int(camera), clock=clock) if not isinstance(camera, S.Source) else camera)
             if audio is not None:
                 srcs.append(S.open_source(audio, kind="audio"))
             if mic is not None and mic is not False:
-                srcs.append(mic if isinstance(mic, S.Source) else S.MicSource(None if mic is True else mic))
+                srcs.append(mic if isinstance(mic, S.Source) else S.MicSource(None if mic is True else mic, clock=clock))
             if text is not None:
                 srcs.append(S.open_source(text, kind="text"))
             if not srcs:
@@ -285,19 +313,20 @@ class Engine:
         self.close()
 
 
-def _kw(fn, options, **cands):
-    """Keyword arguments from ``cands`` that ``fn`` accepts (plus ``options`` when given)."""
-    import inspect
-    try:
-        sig = inspect.signature(fn)
-    except (TypeError, ValueError):
-        return {}
-    params = sig.parameters
-    has_var = any(p.kind == p.VAR_KEYWORD for p in params.values())
-    out = {k: v for k, v in cands.items() if (k in params or has_var) and v is not None and not (k == "models" and not v)}
-    if options is not None:
-        out["options"] = options
-    return out
+class _EmptySafeTracker:
+    """Delegates to a FaceTracker; a frame without detections is passed with ``keypoints=None`` (the
+    tracker's keypoint reshape cannot infer a shape from an empty array)."""
+
+    def __init__(self, tracker):
+        self._t = tracker
+
+    def update(self, boxes, scores=None, keypoints=None, t=None):
+        if keypoints is not None and np.asarray(keypoints).size == 0:
+            keypoints = None
+        return self._t.update(boxes, scores, keypoints, t=t)
+
+    def __getattr__(self, name):
+        return getattr(self._t, name)
 
 
 def _get(c, k, default=None):
@@ -538,6 +567,8 @@ class Run:
                 _close_quietly(s)
         for th in self._threads:
             th.join(timeout=5.0)
+        if any(th.is_alive() for th in self._threads):
+            return  # a reader is still inside a decoder: leave its source to the garbage collector
         for s in self.sources:
             if not s.live:
                 _close_quietly(s)

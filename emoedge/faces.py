@@ -39,7 +39,8 @@ class FaceAnalyzerOptions:
     expression_model: manifest entry name (None = the manifest default for task face_expression, else
     the fer-minixception baseline with a warning); precision: 'fp32' | 'int8' | None (the default's).
     intra_threads: onnxruntime threads per session; backend: 'cpu' | 'cuda' | 'tensorrt';
-    manifest: path of a manifest.json (None = the bundled one)."""
+    manifest: path of a manifest.json (None = the bundled one); detect_every: detector on every N-th
+    frame of a stream, tracking in between (used by new_tracker(); see emoedge.tracking)."""
     min_score: float = 0.5
     nms_iou: float = 0.3
     max_faces: int = 0
@@ -50,11 +51,14 @@ class FaceAnalyzerOptions:
     intra_threads: int = 1
     backend: str = "cpu"
     manifest: Optional[str] = None
+    detect_every: int = 1
 
     def validate(self) -> "FaceAnalyzerOptions":
         self.detector_options()
         if int(self.intra_threads) != self.intra_threads or self.intra_threads < 1:
             raise InvalidInputError(f"FaceAnalyzerOptions.intra_threads={self.intra_threads!r} must be an int >= 1")
+        from .tracking import TrackerOptions
+        TrackerOptions(detect_every=self.detect_every).validate()
         if self.precision not in (None, "fp32", "int8", "fp16"):
             raise InvalidInputError(f"FaceAnalyzerOptions.precision={self.precision!r} must be 'fp32', 'int8', 'fp16' or None")
         return self
@@ -145,8 +149,8 @@ class FaceAnalyzer:
             return man.find("face_expression", o.precision)
         except ModelNotFoundError:
             warnings.warn(f"no face_expression model in {man.path}: using the comparison baseline "
-                          f"{BASELINE_MODEL!r} (fer mini-Xception) instead", RuntimeWarning, stacklevel=3)
-            return man.find("face_expression_baseline", o.precision, BASELINE_MODEL)
+                          f"{BASELINE_MODEL!r} (fer mini-Xception, fp32 only) instead", RuntimeWarning, stacklevel=3)
+            return man.find("face_expression_baseline", None, BASELINE_MODEL)
 
     # ------------------------------------------------------------------ pipeline
     def classify(self, crops: np.ndarray) -> np.ndarray:
@@ -194,6 +198,11 @@ class FaceAnalyzer:
         return [Face(box=tuple(float(v) for v in boxes[i]), score=float(scores[i]), keypoints=np.array(kps[i], np.float32),
                      track_id=None if ids is None else ids[i], labels=self.labels, probs=probs[i], timing=timing,
                      detected=detected) for i in range(len(boxes))]
+
+    def new_tracker(self):
+        """A fresh per-stream FaceTracker configured from these options (detect_every)."""
+        from .tracking import FaceTracker, TrackerOptions
+        return FaceTracker(TrackerOptions(detect_every=self.options.detect_every))
 
     def close(self) -> None:
         """Release the sessions."""

@@ -156,7 +156,7 @@ class AnnotatedVideoWriter:
             t = self.count / self.fps
         if self._s is None:
             self._open_stream(image.shape[1], image.shape[0])
-            self._t0 = t
+            self._t0 = min(0.0, t)  # keep source times (so a copied audio track stays in sync)
         w, h = self._s.width, self._s.height
         if image.shape[1] != w or image.shape[0] != h:
             import cv2

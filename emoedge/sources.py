@@ -364,6 +364,8 @@ class MicSource(Source):
             raise BackendUnavailableError(f"microphone input needs the sounddevice package and PortAudio: "
                                           f"pip install 'emoedge[live]' ({e})") from None
         self._sd = sd
+        if isinstance(device, str) and device.isdigit():
+            device = int(device)
         self.device, self.sample_rate, self.name = device, int(sample_rate), f"microphone {device if device is not None else 'default'}"
         self.block = max(1, int(round(block_s * sample_rate)))
         self._q: queue.Queue = queue.Queue(maxsize=max_blocks)

@@ -24,8 +24,8 @@ from typing import Dict, List, Optional
 import numpy as np
 
 from .errors import InvalidInputError, StreamClosedError
-from .events import EmotionEvent, FaceResult, ModalityResult, probs_dict
-from .labels import CANONICAL, to_canonical_probs
+from .events import EmotionEvent, FaceResult
+
 
 MODES = ("file", "live")
 STAGES = ("detect", "align", "classify", "voice", "text", "fuse", "total")
@@ -301,6 +301,8 @@ class Stream:
                 return []
             self.stats.texts += 1
             evidence, lat = self.engine._text_evidence(text, t)
+            if not evidence:
+                return []
             return [self._fuse(t, evidence, "text", [], lat)]
 
     def count_dropped(self, kind: str = "frames", n: int = 1) -> None:

@@ -4,6 +4,7 @@ import importlib
 import threading
 
 import numpy as np
+
 import pytest
 
 from emoedge.labels import CANONICAL
@@ -25,14 +26,21 @@ def engine():
 
 
 @pytest.fixture(scope="module")
+def face_engine():
+    _need("emoedge.faces")
+    from emoedge.engine import Engine
+    return Engine(voice=False, text=False)
+
+
+@pytest.fixture(scope="module")
 def media():
     from emoedge.bench.e2e import sample_audio, sample_frames
     return sample_frames(12), sample_audio()
 
 
-def test_default_engine_finds_the_face_and_fuses(engine, media):
+def test_default_engine_finds_the_face_and_fuses(face_engine, media):
     frames, _ = media
-    s = engine.stream()
+    s = face_engine.stream()
     evs = [s.push_frame(f, i / 15.0)[0] for i, f in enumerate(frames)]
     assert all(len(e.faces) == 1 for e in evs)
     e = evs[-1]
@@ -70,6 +78,48 @@ def _events(engine, frames, pcm, sr, k):
             ai += 1
         out += s.push_frame(f, t)
     return [{k2: v for k2, v in e.to_dict().items() if k2 not in ("latency_ms", "stream_id")} for e in out]
+
+
+def test_eight_threads_equal_eight_serial_faces(face_engine, media):
+    frames, _ = media
+    variants = [frames[k:] + frames[:k] for k in range(8)]
+
+    def events(k):
+        s = face_engine.stream()
+        return [{k2: v for k2, v in e.to_dict().items() if k2 != "latency_ms"}
+                for i, f in enumerate(variants[k] * 2) for e in s.push_frame(f, i / 15.0)]
+    serial = [events(k) for k in range(8)]
+    got = [None] * 8
+
+    def work(k):
+        got[k] = events(k)
+    ths = [threading.Thread(target=work, args=(k,)) for k in range(8)]
+    [t.start() for t in ths]
+    [t.join() for t in ths]
+    assert got == serial
+
+
+def test_face_free_frames_real_models(face_engine, media):
+    frames, _ = media
+    s = face_engine.stream()
+    a = s.push_frame(frames[0], 0.0)[0]
+    b = s.push_frame(np.zeros_like(frames[0]), 0.1)[0]        # no face: an event, no crash
+    c = s.push_frame(np.full((480, 640, 3), 128, np.uint8), 0.2)[0]
+    d = s.push_frame(frames[1], 0.3)[0]
+    assert len(a.faces) == 1 and b.faces == [] and c.faces == [] and len(d.faces) == 1
+    assert b.evidence["face"].age == pytest.approx(0.1)         # the last face evidence, aging
+
+
+def test_size_change_with_real_faces(face_engine, media):
+    import cv2
+    frames, _ = media
+    s = face_engine.stream()
+    a = s.push_frame(frames[0], 0.0)[0]
+    small = cv2.resize(frames[1], (320, 240))
+    b = s.push_frame(small, 0.1)[0]
+    assert s.stats.size_changes == 1 and len(b.faces) == 1
+    assert b.faces[0].track_id != a.faces[0].track_id   # a new track after the reset, never a reused id
+    assert b.faces[0].box[2] < a.faces[0].box[2]
 
 
 def test_eight_threads_equal_eight_serial_runs_real_models(engine, media):

@@ -182,3 +182,16 @@ def test_expression_entry_fields_are_honoured(tmp_path, fer):
                                  if k in ("reference", "center", "size", "level_eyes")}
     faces = fa.analyze(two_face_frame(ims, 1006, 1007))
     assert len(faces) == 2 and all(abs(f.probs.sum() - 1) < 1e-5 for f in faces)
+
+
+def test_baseline_fallback_ignores_precision_and_new_tracker(tmp_path):
+    mpath = temp_manifest(tmp_path)
+    data = json.loads(mpath.read_text())
+    data["models"] = {k: v for k, v in data["models"].items() if v.get("task") != "face_expression"}
+    data["defaults"].pop("face_expression", None)
+    mpath.write_text(json.dumps(data))
+    with pytest.warns(RuntimeWarning, match="fp32 only"):
+        fa = FaceAnalyzer(FaceAnalyzerOptions(manifest=str(mpath), precision="int8", detect_every=4))
+    assert fa.model_name == BASELINE_MODEL and fa.new_tracker().options.detect_every == 4
+    with pytest.raises(ValueError, match="detect_every"):
+        FaceAnalyzerOptions(detect_every=0).validate()

@@ -267,6 +267,7 @@ def test_default_size_is_box_size(impl):
     (dict(box=(0, 0, 1e30, 5)), ValueError, "beyond"),
     (dict(affine=np.zeros((2, 3))), ValueError, "singular"),
     (dict(affine=np.eye(3)), ValueError, "2x3"),
+    (dict(affine=np.zeros((2, 2, 3))), ValueError, "preprocess_batch"),
     (dict(affine=np.eye(2, 3), box=(0, 0, 4, 4)), ValueError, "not both"),
     (dict(affine=np.eye(2, 3), interpolation="area"), ValueError, "area"),
     (dict(interpolation="cubic"), ValueError, "interpolation"),
@@ -411,3 +412,42 @@ def test_property_letterbox_transform_roundtrip(img, data):
     assert 0 <= px and 0 <= py and px + cw <= size[0] + 1e-9 and py + ch <= size[1] + 1e-9
     assert abs(t.scale[0] - t.scale[1]) <= max(t.scale) / min(cw, ch) + 1e-9  # aspect kept up to rounding
     np.testing.assert_allclose(t.boxes_to_frame([[px, py, px + cw, py + ch]]), [[0, 0, w, h]], atol=1e-6)
+
+
+# ---------------------------------------------------------------- backend selection
+
+_SUB = """
+import sys, warnings
+import numpy as np
+warnings.simplefilter("ignore")
+from emoedge import kernels
+from emoedge._native_loader import backend_name
+rng = np.random.default_rng(0)
+img = rng.integers(0, 256, (40, 50, 3), dtype=np.uint8)
+x = kernels.preprocess(img, (16, 12), box=(-3, 4, 30, 20), color="gray", mean=0.5, std=0.5)
+y = kernels.preprocess(img, (16, 12), affine=[[0.5, 0.1, 2.0], [-0.1, 0.5, 3.0]], color="swap_rb")
+np.save(sys.argv[1], np.concatenate([x.ravel(), y.ravel()]))
+print(backend_name(), "numba" in sys.modules)
+"""
+
+
+def _run_sub(tmp_path, env_native):
+    import os
+    import subprocess
+    import sys
+    out = tmp_path / f"r{env_native}.npy"
+    env = dict(os.environ, EMOEDGE_NATIVE=env_native)
+    r = subprocess.run([sys.executable, "-c", _SUB, str(out)], capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode == 0, r.stderr
+    return r.stdout.split(), np.load(out)
+
+
+def test_env_forced_numba_fallback_matches_native(tmp_path):
+    pytest.importorskip("numba")
+    (name_n, numba_loaded_n), nat = _run_sub(tmp_path, "1")
+    if name_n != "native":
+        pytest.skip("emoedge._native is not built")
+    assert numba_loaded_n == "False"  # numba is imported lazily, only for the fallback
+    (name_f, numba_loaded_f), fb = _run_sub(tmp_path, "0")
+    assert name_f == "numba" and numba_loaded_f == "True"
+    np.testing.assert_allclose(fb, nat, atol=TIGHT_MAX / 127.5)

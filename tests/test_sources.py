@@ -189,3 +189,88 @@ def test_paced_releases_in_real_time():
     t0 = time.monotonic()
     out = list(S.paced(iter(items), speed=1.0))
     assert len(out) == 5 and time.monotonic() - t0 >= 0.19
+
+
+class FakeCapture:
+    """Stands in for cv2.VideoCapture: 40 frames, then end of stream."""
+
+    def __init__(self, index):
+        self.index, self.n, self.props = index, 0, {}
+
+    def isOpened(self):
+        return True
+
+    def set(self, k, v):
+        self.props[k] = v
+
+    def read(self):
+        import time
+        if self.n >= 40:
+            return False, None
+        self.n += 1
+        time.sleep(0.002)
+        return True, np.full((48, 64, 3), 100, np.uint8)
+
+    def release(self):
+        pass
+
+
+class FakeSoundDevice:
+    """Stands in for the sounddevice module: an InputStream whose callback delivers 1 s of blocks."""
+
+    class InputStream:
+        def __init__(self, device, channels, samplerate, dtype, blocksize, callback):
+            self.cb, self.block, self.sr = callback, blocksize, samplerate
+            self._th = None
+
+        def __enter__(self):
+            import threading
+
+            def feed():
+                for _ in range(int(self.sr // self.block)):
+                    self.cb(np.full((self.block, 1), 0.01, np.float32), self.block, None, None)
+            self._th = threading.Thread(target=feed)
+            self._th.start()
+            return self
+
+        def __exit__(self, *exc):
+            self._th.join()
+
+
+def test_camera_and_mic_sources_through_the_live_driver(monkeypatch):
+    import sys
+    import cv2
+    import threading
+    from test_engine import fake_engine
+    monkeypatch.setattr(cv2, "VideoCapture", FakeCapture)
+    monkeypatch.setitem(sys.modules, "sounddevice", FakeSoundDevice)
+    mic = S.MicSource("3", sample_rate=16000, block_s=0.1)
+    assert mic.device == 3
+    run = fake_engine().run(camera=0, mic=mic)
+    assert run.live and run.stream.mode == "live"
+    got = []
+
+    def consume():
+        for ev in run:
+            got.append(ev)
+    th = threading.Thread(target=consume)
+    th.start()
+    import time
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and run.stats.audio_chunks < 10:
+        time.sleep(0.05)
+    mic.close()   # a microphone never ends by itself
+    th.join(10)
+    st = run.stats
+    assert st.frames_processed + st.frames_dropped == 40
+    assert st.audio_chunks == 10 and st.audio_seconds == pytest.approx(1.0)
+    ta = [e.t for e in got if e.trigger == "audio"]
+    assert len(ta) == 2 and ta == sorted(ta)
+
+
+def test_mic_without_sounddevice(monkeypatch):
+    import sys
+    from emoedge.errors import BackendUnavailableError
+    monkeypatch.setitem(sys.modules, "sounddevice", None)
+    with pytest.raises(BackendUnavailableError, match=r"emoedge\[live\]"):
+        S.MicSource()

@@ -20,7 +20,7 @@ def rss_mb() -> float:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
-def simulated(seconds, fps=FPS, sr=16000, chunk=0.1, text_every=20.0, seed=0):
+def simulated(seconds, fps=FPS, sr=16000, chunk=0.1, text_every=20.0, seed=0, pictures=None, speech=None):
     """Frames (a moving bright square, sometimes absent), noise audio and a text line every 20 s,
     in time order by item key (frames by t, audio chunks by their end)."""
     rng = np.random.default_rng(seed)
@@ -32,7 +32,9 @@ def simulated(seconds, fps=FPS, sr=16000, chunk=0.1, text_every=20.0, seed=0):
         tf, ta = i / fps, (j + 1) * chunk
         if i < nf and (j >= nc or tf <= ta):
             img = base.copy()
-            if (i // 30) % 4 != 3:
+            if pictures is not None:   # real frames, with a face-free stretch every 8 s
+                img = pictures[i % len(pictures)] if (i // 30) % 4 != 3 else base
+            elif (i // 30) % 4 != 3:
                 x = int(40 + 30 * np.sin(i / 20))
                 img[30:90, x:x + 50] = 200
             else:
@@ -41,20 +43,25 @@ def simulated(seconds, fps=FPS, sr=16000, chunk=0.1, text_every=20.0, seed=0):
             i += 1
         else:
             n = int(chunk * sr)
-            yield S.AudioChunk(t=j * chunk, pcm=(rng.standard_normal(n) * 0.05).astype(np.float32), sample_rate=sr)
+            if speech is not None:
+                k0 = (j * n) % (speech.size - n)
+                pcm = speech[k0:k0 + n]
+            else:
+                pcm = (rng.standard_normal(n) * 0.05).astype(np.float32)
+            yield S.AudioChunk(t=j * chunk, pcm=pcm, sample_rate=sr)
             j += 1
             if j * chunk >= k * text_every:
                 yield S.TextItem(t=j * chunk, text="I feel happy about this" if k % 2 else "this is sad")
                 k += 1
 
 
-def _soak(engine, seconds):
+def _soak(engine, seconds, **kw):
     s = engine.stream()
     warm = int(min(20.0, seconds / 4) * FPS)
     frames = 0
     base = None
     peak = 0.0
-    for it in simulated(seconds):
+    for it in simulated(seconds, **kw):
         if it.kind == "video":
             s.push_frame(it.image, it.t)
             frames += 1
@@ -110,3 +117,24 @@ def test_soak_live_run_accounts_for_every_frame():
     st = run.stats
     assert st.frames_processed + st.frames_dropped == n
     assert evs == st.frames_processed and st.frames_dropped > 0
+
+
+@pytest.mark.slow
+def test_soak_real_models_flat_memory():
+    """The real default models on the demo clip's frames and speech, looped (60 s in CI)."""
+    import importlib
+    for m in ("emoedge.faces", "emoedge.voice", "emoedge.text"):
+        try:
+            importlib.import_module(m)
+        except ImportError as e:
+            pytest.skip(f"{m} is not part of this build yet ({e})")
+    from emoedge.bench.e2e import sample_audio, sample_frames
+    from emoedge.engine import Engine
+    pcm, sr = sample_audio()
+    assert sr == 16000
+    seconds = float(os.environ.get("EMOEDGE_SOAK_S", "60"))
+    s, frames, growth = _soak(Engine(), seconds, pictures=sample_frames(30), speech=pcm)
+    st = s.stats
+    assert st.frames_processed == frames == int(seconds * FPS)
+    assert st.frames_with_faces >= 0.6 * frames and st.voice_windows > 0 and st.texts == int(seconds // 20)
+    assert growth <= 5.0, f"RSS grew by {growth:.2f} MB over {seconds} s of simulated input"

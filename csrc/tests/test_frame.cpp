@@ -160,6 +160,19 @@ TEST_CASE("bad input throws instead of crashing") {
   CHECK_THROWS(preprocess_boxes(a.im, good, 1, bv, o.o));
 }
 
+TEST_CASE("affine fast path: exact-size 3-channel buffer, bottom-right taps stay in bounds (ASan)") {
+  Img a(4, 5, 3);  // the vector holds exactly 4*5*3 bytes
+  Options opt = raw();
+  Out o(1, 3, 4, 5);
+  const double shift[6] = {1, 0, 0.5, 0, 1, 0.5};  // samples (x+0.5, y+0.5)
+  preprocess_affine(a.im, shift, 1, opt, o.o);
+  for (int c = 0; c < 3; ++c) {
+    const double want = (a.at(2, 3, c) + a.at(2, 4, c) + a.at(3, 3, c) + a.at(3, 4, c)) / 4.0;
+    CHECK_NEAR(o.at(0, c, 2, 3), want, 1e-3);
+  }
+  CHECK_NEAR(o.at(0, 0, 3, 4), a.at(3, 4, 0) / 4.0, 1e-3);  // constant border 0 on three taps
+}
+
 TEST_CASE("SIMD row kernels agree with scalar arithmetic on odd lengths") {
   // blended rows of every length 1..40 (SIMD body + overlapping tail) against a direct computation
   for (int w = 1; w <= 40; ++w) {

@@ -4,7 +4,6 @@ prints a readable timeline of the fused emotion with each modality's evidence, t
 from __future__ import annotations
 
 import pathlib
-import sys
 import time
 
 SAMPLES = pathlib.Path(__file__).resolve().parents[1] / "samples"
@@ -45,13 +44,18 @@ def _main(args) -> int:
 
     video, text = sample_paths()
     t0 = time.perf_counter()
-    engine = Engine(precision=args.precision, threads=args.threads)
+    engine = Engine(precision=args.precision, threads=args.threads, skip_missing=True)
     t_load = time.perf_counter() - t0
     info = engine.info()
     print(f"emoedge demo: {video.name} (9 s synthetic clip: NASA public-domain portrait, espeak-ng speech) "
           f"+ {text.name}; see {SAMPLES / 'ATTRIBUTION.md'}")
     print(f"models: face={info.get('face_model')}  voice={info.get('voice_model')}  text={info.get('text_model')}  "
           f"backend={engine.backend}, {engine.threads} thread(s); loaded in {t_load * 1000:.0f} ms")
+    for note in info.get("notes", []):
+        print(f"note: {note}")
+    if not info["modalities"]:
+        print("no model is installed: nothing to demo; reinstall emoedge")
+        return 1
     print()
     print(f"{'time':>7}  {'fused emotion':<25}  {'faces':>5}  {'face evidence':<22}  {'voice evidence':<22}  {'text evidence':<22}")
     run = engine.run(video=video, text=text, keep_frames=bool(args.out))

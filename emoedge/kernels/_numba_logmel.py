@@ -23,7 +23,7 @@ def _kernels():
             return _jitted
         import numba
 
-        @numba.njit(cache=False, nogil=True)
+        @numba.njit(cache=True, nogil=True)
         def fft_inplace(re, im, bitrev, cos_t, sin_t):  # pragma: no cover - compiled
             n = re.size
             for i in range(n):
@@ -49,7 +49,7 @@ def _kernels():
                         im[a] += ti
                 size *= 2
 
-        @numba.njit(cache=False, nogil=True)
+        @numba.njit(cache=True, nogil=True)
         def frames(x, first_start, n_frames, hop, win, bitrev, cos_t, sin_t, fstart, flen, foff, fw,
                    log_db, amin, out):  # pragma: no cover - compiled
             # x: float64 signal; frame f covers x[first_start + f*hop : ... + n_fft], zeros outside x.

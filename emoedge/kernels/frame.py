@@ -103,6 +103,22 @@ def _invert(m: np.ndarray) -> np.ndarray:
 _NATIVE = [None]
 
 
+def _invert_many(a: np.ndarray) -> np.ndarray:
+    """Invert [N, 2, 3] affines at once (same formula as _invert / cv2.invertAffineTransform)."""
+    d = a[:, 0, 0] * a[:, 1, 1] - a[:, 0, 1] * a[:, 1, 0]
+    if not (np.all(d != 0) and np.all(np.isfinite(d))):
+        raise ValueError("affine matrix is singular (its 2x2 part has determinant 0); pass an invertible 2x3 matrix")
+    d = 1.0 / d
+    out = np.empty_like(a)
+    out[:, 0, 0] = a[:, 1, 1] * d
+    out[:, 1, 1] = a[:, 0, 0] * d
+    out[:, 0, 1] = -a[:, 0, 1] * d
+    out[:, 1, 0] = -a[:, 1, 0] * d
+    out[:, 0, 2] = -out[:, 0, 0] * a[:, 0, 2] - out[:, 0, 1] * a[:, 1, 2]
+    out[:, 1, 2] = -out[:, 1, 0] * a[:, 0, 2] - out[:, 1, 1] * a[:, 1, 2]
+    return out
+
+
 def _impl():
     mod = get_native()
     if mod is not None:
@@ -253,7 +269,7 @@ def _check_affines(affines, inverse: bool) -> Tuple[np.ndarray, np.ndarray]:
         raise ValueError("affine matrix contains NaN or Inf; pass a finite 2x3 matrix")
     if a.size and np.abs(a).max() > _MAX_COORD:
         raise ValueError(f"affine matrix has entries beyond +-{_MAX_COORD:g}; check its units (pixels)")
-    other = np.stack([_invert(m) for m in a]) if len(a) else a
+    other = _invert_many(a)
     fwd, inv = (other, a) if inverse else (a, other)
     if inv.size and np.abs(inv).max() > _MAX_COORD:
         raise ValueError("affine matrix is nearly singular (its inverse has huge entries); pass a well-conditioned matrix")
@@ -385,6 +401,9 @@ def preprocess(image: np.ndarray, size: Optional[Tuple[int, int]] = None, box=No
         float32 array [1, C, H, W] (or [1, H, W, C]); C = 1 for gray, else 3. With
         ``return_transform``: ``(array, FrameTransform)``.
     """
+    if affine is not None and np.shape(affine) != (2, 3):
+        raise ValueError(f"affine must be one 2x3 matrix, got shape {np.shape(affine)}; "
+                         "use preprocess_batch(image, size=..., affines=[N, 2, 3]) for many")
     return _run(image, None if box is None else [box], affine, size, interpolation=interpolation, color=color,
                 mean=mean, std=std, scale=scale, offset=offset, layout=layout, out=out, input_order=input_order,
                 border=border, border_value=border_value, letterbox=letterbox, pad_value=pad_value,
