@@ -186,6 +186,51 @@ void hdot8_base(const int16_t* __restrict tmp, const int* __restrict x0, const f
   }
 }
 
+// Source coordinates of output row oy: integer parts (ix, iy) and fractions (fx, fy), d < n.
+// Coordinates are clamped to +-4M pixels first, so the integer casts are always defined.
+inline void affine_coords_base(const double* M, int oy, int n, int* ix, int* iy, float* fx, float* fy) {
+  const double bxr = M[1] * oy + M[2], byr = M[4] * oy + M[5], lim = 4.0 * 1048576.0;
+  for (int d = 0; d < n; ++d) {
+    const double xs = std::min(std::max(M[0] * d + bxr, -lim), lim);
+    const double ys = std::min(std::max(M[3] * d + byr, -lim), lim);
+    const double flx = std::floor(xs), fly = std::floor(ys);
+    ix[d] = static_cast<int>(flx);
+    iy[d] = static_cast<int>(fly);
+    fx[d] = static_cast<float>(xs - flx);
+    fy[d] = static_cast<float>(ys - fly);
+  }
+}
+#ifdef EMOEDGE_HAVE_AVX2_PATH
+__attribute__((target("avx2,fma"))) inline void affine_coords_avx2(const double* M, int oy, int n, int* ix, int* iy,
+                                                                   float* fx, float* fy) {
+  const double bxr = M[1] * oy + M[2], byr = M[4] * oy + M[5], lim = 4.0 * 1048576.0;
+  const __m256d L = _mm256_set1_pd(lim), NL = _mm256_set1_pd(-lim);
+  const __m256d M0 = _mm256_set1_pd(M[0]), M3 = _mm256_set1_pd(M[3]);
+  const __m256d BX = _mm256_set1_pd(bxr), BY = _mm256_set1_pd(byr);
+  int d = 0;
+  for (; d + 4 <= n; d += 4) {
+    const __m256d D = _mm256_setr_pd(d, d + 1, d + 2, d + 3);
+    // same operation order as the scalar path: M0 * d + b (no FMA contraction), so both agree exactly
+    const __m256d xs = _mm256_min_pd(_mm256_max_pd(_mm256_add_pd(_mm256_mul_pd(M0, D), BX), NL), L);
+    const __m256d ys = _mm256_min_pd(_mm256_max_pd(_mm256_add_pd(_mm256_mul_pd(M3, D), BY), NL), L);
+    const __m256d flx = _mm256_floor_pd(xs), fly = _mm256_floor_pd(ys);
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(ix + d), _mm256_cvttpd_epi32(flx));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(iy + d), _mm256_cvttpd_epi32(fly));
+    _mm_storeu_ps(fx + d, _mm256_cvtpd_ps(_mm256_sub_pd(xs, flx)));
+    _mm_storeu_ps(fy + d, _mm256_cvtpd_ps(_mm256_sub_pd(ys, fly)));
+  }
+  for (; d < n; ++d) {
+    const double xs = std::min(std::max(M[0] * d + bxr, -lim), lim);
+    const double ys = std::min(std::max(M[3] * d + byr, -lim), lim);
+    const double flx = std::floor(xs), fly = std::floor(ys);
+    ix[d] = static_cast<int>(flx);
+    iy[d] = static_cast<int>(fly);
+    fx[d] = static_cast<float>(xs - flx);
+    fy[d] = static_cast<float>(ys - fly);
+  }
+}
+#endif
+
 // The float kernels are instantiated per instruction set by this macro.
 #define EMOEDGE_FRAME_KERNELS(SUFFIX, ATTR)                                                                      \
   template <bool SWAP>                                                                                          \
@@ -253,27 +298,16 @@ void hdot8_base(const int16_t* __restrict tmp, const int* __restrict x0, const f
   ATTR void affine_row_##SUFFIX(const uint8_t* __restrict data, int H, int W, std::ptrdiff_t rs, int cin,       \
                                 const double* M, int oy, int n, float* __restrict vals,                         \
                                 uint8_t* __restrict slow, int* __restrict ixy, float* __restrict fxy) {         \
-    const double bxr = M[1] * oy + M[2], byr = M[4] * oy + M[5], m0 = M[0], m3 = M[3];                         \
-    const double lim = 4.0 * 1048576.0;                                                                         \
-    /* pass 1 (vectorizable): coordinates, integer parts, fractions */                                          \
-    for (int d = 0; d < n; ++d) {                                                                               \
-      const double fxs = std::min(std::max(m0 * d + bxr, -lim), lim);                                           \
-      const double fys = std::min(std::max(m3 * d + byr, -lim), lim);                                           \
-      const double flx = std::floor(fxs), fly = std::floor(fys);                                                \
-      ixy[2 * d] = static_cast<int>(flx);                                                                       \
-      ixy[2 * d + 1] = static_cast<int>(fly);                                                                   \
-      fxy[2 * d] = static_cast<float>(fxs - flx);                                                               \
-      fxy[2 * d + 1] = static_cast<float>(fys - fly);                                                           \
-    }                                                                                                           \
+    affine_coords_##SUFFIX(M, oy, n, ixy, ixy + n, fxy, fxy + n);                                              \
     /* pass 2: the four taps of every pixel whose 2x2 neighbourhood is inside */                                \
     const unsigned wl = static_cast<unsigned>(W - 1), hl = static_cast<unsigned>(H - 1);                        \
     for (int d = 0; d < n; ++d) {                                                                               \
-      const int sx = ixy[2 * d], sy = ixy[2 * d + 1];                                                           \
+      const int sx = ixy[d], sy = ixy[n + d];                                                           \
       bool ok = static_cast<unsigned>(sx) < wl && static_cast<unsigned>(sy) < hl;                               \
       if (ok && cin == 3 && sy + 1 == H - 1 && sx + 1 == W - 1) ok = false; /* 4-byte load past the end */     \
       slow[d] = !ok;                                                                                            \
       if (!ok) continue;                                                                                        \
-      const float fx = fxy[2 * d], fy = fxy[2 * d + 1];                                                         \
+      const float fx = fxy[d], fy = fxy[n + d];                                                         \
       const uint8_t* p0 = data + sy * rs + static_cast<std::ptrdiff_t>(sx) * cin;                               \
       const uint8_t* p1 = p0 + rs;                                                                              \
       if (cin == 1) {                                                                                           \

@@ -362,6 +362,67 @@ class _Failure:
         self.exc = exc
 
 
+class _ReaderCtx:
+    def __init__(self, stop, realtime, speed):
+        self.stop, self.realtime, self.speed = stop, realtime, speed
+
+
+def _put(ctx, q, item):
+    while not ctx.stop.is_set():
+        try:
+            q.put(item, timeout=0.1)
+            return
+        except queue.Full:
+            continue
+
+
+def _file_reader(ctx, src, q):
+    try:
+        items = src.items()
+        if ctx.realtime and not src.live:
+            from .sources import paced
+            items = paced(items, speed=ctx.speed, stop=ctx.stop)
+        for it in items:
+            _put(ctx, q, it)
+            if ctx.stop.is_set():
+                return
+        _put(ctx, q, _END)
+    except BaseException as e:  # forwarded to the consumer
+        _put(ctx, q, _Failure(e))
+
+
+def _live_reader(ctx, src, inbox, cond):
+    try:
+        items = src.items()
+        if not src.live:
+            from .sources import paced
+            items = paced(items, speed=ctx.speed, stop=ctx.stop)
+        for it in items:
+            if ctx.stop.is_set():
+                return
+            with cond:
+                if it.kind == "video":
+                    slot = inbox["video"]
+                    if slot.item is not None:
+                        slot.replaced += 1
+                    slot.item = it
+                else:
+                    dq = inbox[it.kind]
+                    if len(dq) >= 1024:  # consumer far behind: drop the oldest, counted
+                        dq.pop(0)
+                        inbox["audio_dropped" if it.kind == "audio" else "text_dropped"] += 1
+                    dq.append(it)
+                cond.notify()
+        with cond:
+            inbox["ended"] += 1
+            cond.notify()
+    except BaseException as e:
+        with cond:
+            inbox["errors"].append(e)
+            inbox["ended"] += 1
+            cond.notify()
+
+
 class _Latest:
     """Live video slot: the newest frame wins; replaced frames are counted."""
 
@@ -384,64 +445,13 @@ class Run:
         self._queue_size = max(1, int(queue_size))
         self._gen = None
         self._threads: List[threading.Thread] = []
+        self._ctx = _ReaderCtx(self._stop, realtime, speed)
         self.t = 0.0
 
-    # -- reader threads
-    def _file_reader(self, src, q: "queue.Queue"):
-        try:
-            items = src.items()
-            if self._realtime and not src.live:
-                from .sources import paced
-                items = paced(items, speed=self._speed, stop=self._stop)
-            for it in items:
-                self._put(q, it)
-                if self._stop.is_set():
-                    return
-            self._put(q, _END)
-        except BaseException as e:  # forwarded to the consumer
-            self._put(q, _Failure(e))
-
-    def _put(self, q, item):
-        while not self._stop.is_set():
-            try:
-                q.put(item, timeout=0.1)
-                return
-            except queue.Full:
-                continue
-
-    def _live_reader(self, src, inbox, cond):
-        try:
-            items = src.items()
-            if not src.live:
-                from .sources import paced
-                items = paced(items, speed=self._speed, stop=self._stop)
-            for it in items:
-                if self._stop.is_set():
-                    return
-                with cond:
-                    if it.kind == "video":
-                        slot = inbox["video"]
-                        if slot.item is not None:
-                            slot.replaced += 1
-                        slot.item = it
-                    else:
-                        dq = inbox[it.kind]
-                        if len(dq) >= 1024:  # consumer far behind: drop the oldest, counted
-                            dq.pop(0)
-                            inbox["audio_dropped" if it.kind == "audio" else "text_dropped"] += 1
-                        dq.append(it)
-                    cond.notify()
-            with cond:
-                inbox["ended"] += 1
-                cond.notify()
-        except BaseException as e:
-            with cond:
-                inbox["errors"].append(e)
-                inbox["ended"] += 1
-                cond.notify()
-
+    # -- reader threads (module functions: a thread must not keep the Run alive, so that an abandoned
+    # iteration is garbage-collected and its __del__ stops the readers)
     def _start(self, target, *args):
-        th = threading.Thread(target=target, args=args, daemon=True, name="emoedge-reader")
+        th = threading.Thread(target=target, args=(self._ctx,) + args, daemon=True, name="emoedge-reader")
         th.start()
         self._threads.append(th)
 
@@ -462,7 +472,7 @@ class Run:
         for s in self.sources:
             q = queue.Queue(maxsize=self._queue_size)
             qs.append(q)
-            self._start(self._file_reader, s, q)
+            self._start(_file_reader, s, q)
         bufs = {(i, k): [] for i, s in enumerate(self.sources) for k in s.kinds}
         done = [False] * len(self.sources)
         kind_rank = {"audio": 0, "text": 1, "video": 2}
@@ -503,7 +513,7 @@ class Run:
         inbox = {"video": _Latest(), "audio": [], "text": [], "ended": 0, "errors": [], "audio_dropped": 0,
                  "text_dropped": 0}
         for s in self.sources:
-            self._start(self._live_reader, s, inbox, cond)
+            self._start(_live_reader, s, inbox, cond)
         counted = {"replaced": 0, "audio": 0}
         while True:
             with cond:

@@ -66,12 +66,16 @@ def _text(img, s, org, scale=0.45, color=(255, 255, 255), thick=1):
 
 def _bars(img, probs: dict, x: int, y: int, width: int = 110, row: int = 12):
     import cv2
+    h, w = img.shape[:2]
+    x0, y0, x1, y1 = max(0, x - 3), max(0, y - 3), min(w, x + width + 66), min(h, y + row * len(CANONICAL) + 1)
+    if x1 > x0 and y1 > y0:  # darken the panel behind the bars so the text stays readable
+        img[y0:y1, x0:x1] = (img[y0:y1, x0:x1] * 0.35).astype(img.dtype)
     for i, lab in enumerate(CANONICAL):
         p = float(probs.get(lab, 0.0))
         yy = y + i * row
         cv2.rectangle(img, (x, yy), (x + width, yy + row - 3), (40, 40, 40), -1)
         cv2.rectangle(img, (x, yy), (x + int(round(p * width)), yy + row - 3), COLORS[lab], -1)
-        _text(img, f"{lab[:4]} {p:.2f}", (x + width + 4, yy + row - 3), 0.35)
+        _text(img, f"{lab[:5]} {p:.2f}", (x + width + 4, yy + row - 3), 0.35)
 
 
 def annotate(image: np.ndarray, event: EmotionEvent) -> np.ndarray:

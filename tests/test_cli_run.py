@@ -14,7 +14,7 @@ from test_sources import make_video, write_wav
 
 @pytest.fixture
 def fake(monkeypatch):
-    monkeypatch.setattr(run_cli, "make_engine", lambda args: fake_engine())
+    monkeypatch.setattr(run_cli, "make_engine", lambda args, **kw: fake_engine())
 
 
 def test_run_video_jsonl_out_progress_summary(tmp_path, fake, capsys):
@@ -68,7 +68,7 @@ def test_run_realtime_counts_drops_not_silently(tmp_path, monkeypatch, capsys):
         def analyze(self, frame, t=None, tracker=None):
             time.sleep(0.03)
             return super().analyze(frame, t, tracker)
-    monkeypatch.setattr(run_cli, "make_engine", lambda args: fake_engine(face=Slow()))
+    monkeypatch.setattr(run_cli, "make_engine", lambda args, **kw: fake_engine(face=Slow()))
     v = make_video(tmp_path / "fast.mp4", n=60, fps=60, audio_sr=None)
     assert main(["run", str(v), "--realtime", "--quiet"]) == 0
     err = capsys.readouterr().err
@@ -88,3 +88,33 @@ def test_run_errors_name_the_file(tmp_path, fake, capsys):
     assert "broken wav header" in capsys.readouterr().err
     assert main(["run", str(tmp_path / "missing.mp4")]) == 1
     assert "no such file" in capsys.readouterr().err
+
+
+def test_run_loads_only_what_the_inputs_need(tmp_path, monkeypatch, capsys):
+    seen = {}
+
+    def spy(args, face=True, voice=True, text=True):
+        seen.update(face=face, voice=voice)
+        return fake_engine()
+    monkeypatch.setattr(run_cli, "make_engine", spy)
+    v = make_video(tmp_path / "silent.mp4", n=3, audio_sr=None)
+    assert main(["run", str(v), "--quiet"]) == 0
+    assert seen == {"face": True, "voice": False}
+    w = write_wav(tmp_path / "a.wav", np.zeros(1600))
+    assert main(["run", str(w), "--quiet"]) == 0
+    assert seen == {"face": False, "voice": True}
+
+
+def test_run_missing_camera_fails_before_loading_models(monkeypatch, capsys):
+    import cv2
+
+    class Closed:
+        def __init__(self, i):
+            pass
+
+        def isOpened(self):
+            return False
+    monkeypatch.setattr(cv2, "VideoCapture", Closed)
+    monkeypatch.setattr(run_cli, "make_engine", lambda *a, **k: pytest.fail("models loaded before the camera check"))
+    assert main(["run", "5"]) == 1
+    assert "camera 5 could not be opened" in capsys.readouterr().err

@@ -369,3 +369,21 @@ def test_run_early_close_stops_readers():
 def test_run_needs_a_source():
     with pytest.raises(InvalidInputError, match="at least one source"):
         fake_engine().run()
+
+
+def test_abandoned_run_stops_its_readers():
+    import gc
+    import time
+    eng = fake_engine()
+    run = eng.run(video=S.ArraySource(list(frames(300)), kinds=("video",)), queue_size=2)
+    threads = None
+    for i, _ in enumerate(run):
+        threads = list(run._threads)
+        if i == 3:
+            break
+    del run
+    gc.collect()
+    deadline = time.monotonic() + 5
+    while any(t.is_alive() for t in threads) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(t.is_alive() for t in threads)

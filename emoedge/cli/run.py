@@ -4,6 +4,7 @@ track), a camera index, an audio file or a microphone ('mic'). A progress bar (f
 summary table (frames, faces, drops, p50/p95/p99 per stage) closes the run."""
 from __future__ import annotations
 
+import os
 import sys
 import time
 
@@ -18,14 +19,15 @@ def add_engine_arguments(p) -> None:
     p.add_argument("--no-text", action="store_true", help="do not load the text model")
 
 
-def make_engine(args):
+def make_engine(args, face: bool = True, voice: bool = True, text: bool = True):
+    """The engine for a run: only the modalities the inputs need (and the flags allow) are loaded."""
     from ..engine import Engine
     kw = {}
-    if getattr(args, "no_face", False):
+    if getattr(args, "no_face", False) or not face:
         kw["face"] = False
-    if getattr(args, "no_voice", False):
+    if getattr(args, "no_voice", False) or not voice:
         kw["voice"] = False
-    if getattr(args, "no_text", False) or not getattr(args, "text_file", None):
+    if getattr(args, "no_text", False) or not text or not getattr(args, "text_file", None):
         kw["text"] = False
     return Engine(backend=args.backend, precision=args.precision, threads=args.threads, **kw)
 
@@ -86,13 +88,16 @@ def _main(args) -> int:
 
     src = args.source
     video = camera = audio = mic = None
+    video_has_audio = False
+    clock = S.LiveClock()  # camera and microphone on one clock
     if src == "mic" or src.startswith("mic:"):
         mic = True if src == "mic" else src[4:]
-    elif src.isdigit():
-        camera = int(src)
+    elif src.isdigit() and not os.path.exists(src):
+        camera = S.CameraSource(int(src), clock=clock)   # opened first: a missing camera fails before models load
     else:
         s = S.open_source(src)
         if isinstance(s, S.VideoFileSource):
+            video_has_audio = "audio" in s.kinds
             s.close()
             video = src
         elif isinstance(s, S.AudioFileSource):
@@ -111,7 +116,16 @@ def _main(args) -> int:
     if args.out and video is None and camera is None:
         raise InvalidInputError("--out needs a video SOURCE (a file or a camera)")
 
-    engine = make_engine(args)
+    if mic is not None and not isinstance(mic, S.Source):
+        mic = S.MicSource(None if mic is True else mic, clock=clock)
+    has_audio = audio is not None or mic is not None or (video_has_audio and not args.audio)
+    try:
+        engine = make_engine(args, face=video is not None or camera is not None, voice=has_audio)
+    except BaseException:
+        for x in (camera, mic):
+            if isinstance(x, S.Source):
+                x.close()
+        raise
     live = camera is not None or mic is not None
     run = engine.run(video=video, camera=camera, audio=audio, mic=mic, text=args.text_file, realtime=args.realtime,
                      keep_frames=bool(args.out or args.show))
