@@ -61,6 +61,12 @@ EMOEDGE_INLINE double fast_ln(double x) {
   return kd * 0.6931471805599453094 + 2.0 * s * p;
 }
 
+#if defined(__clang__) || (defined(__GNUC__) && __GNUC__ >= 12)
+#define EMOEDGE_HAVE_SHUFFLEVECTOR 1
+#else
+#define EMOEDGE_HAVE_SHUFFLEVECTOR 0
+#endif
+
 // One batch of kB frames (compile-time, so the batch lanes live in registers): window + split, FFT
 // power, sparse mel, log. Always inlined into the portable and the AVX2+FMA instances below.
 template <int kLanes, int kB, typename T>
@@ -69,6 +75,44 @@ EMOEDGE_INLINE void frames_body(const LogMel::Tables& t, const T* const* ptrs, f
   const double* __restrict win = std::is_same<T, std::int16_t>::value ? t.window_i16.data() : t.window.data();
   double* __restrict zr = w.zr.data();
   double* __restrict zi = w.zi.data();
+#if EMOEDGE_HAVE_SHUFFLEVECTOR
+  if constexpr (kLanes == 4 && kB == 4) {
+    // 4 frames x 4 k at a time: contiguous loads per frame, even/odd split, 4x4 transpose.
+    typedef double v4d __attribute__((vector_size(32), aligned(8)));
+    typedef float v4f __attribute__((vector_size(16), aligned(4)));
+    typedef std::int16_t v4s __attribute__((vector_size(8), aligned(2)));
+    for (int k0 = 0; k0 + 4 <= M; k0 += 4) {
+      v4d ev[4], od[4];
+      for (int b = 0; b < 4; ++b) {
+        v4d lo, hi;
+        if constexpr (std::is_same<T, std::int16_t>::value) {
+          lo = __builtin_convertvector(*reinterpret_cast<const v4s*>(ptrs[b] + 2 * k0), v4d);
+          hi = __builtin_convertvector(*reinterpret_cast<const v4s*>(ptrs[b] + 2 * k0 + 4), v4d);
+        } else {
+          lo = __builtin_convertvector(*reinterpret_cast<const v4f*>(ptrs[b] + 2 * k0), v4d);
+          hi = __builtin_convertvector(*reinterpret_cast<const v4f*>(ptrs[b] + 2 * k0 + 4), v4d);
+        }
+        ev[b] = __builtin_shufflevector(lo, hi, 0, 2, 4, 6);
+        od[b] = __builtin_shufflevector(lo, hi, 1, 3, 5, 7);
+      }
+      for (int half = 0; half < 2; ++half) {
+        const v4d* R = half ? od : ev;
+        const v4d t0 = __builtin_shufflevector(R[0], R[1], 0, 4, 2, 6);
+        const v4d t1 = __builtin_shufflevector(R[0], R[1], 1, 5, 3, 7);
+        const v4d t2 = __builtin_shufflevector(R[2], R[3], 0, 4, 2, 6);
+        const v4d t3 = __builtin_shufflevector(R[2], R[3], 1, 5, 3, 7);
+        v4d C[4];
+        C[0] = __builtin_shufflevector(t0, t2, 0, 1, 4, 5);
+        C[1] = __builtin_shufflevector(t1, t3, 0, 1, 4, 5);
+        C[2] = __builtin_shufflevector(t0, t2, 2, 3, 6, 7);
+        C[3] = __builtin_shufflevector(t1, t3, 2, 3, 6, 7);
+        double* dst = half ? zi : zr;
+        for (int j = 0; j < 4; ++j)
+          *reinterpret_cast<v4d*>(dst + std::size_t(k0 + j) * 4) = C[j] * win[2 * (k0 + j) + half];
+      }
+    }
+  } else
+#endif
   // k outer, frames inner: contiguous stores of kB lanes (the loads gather from kB frames).
   for (int k = 0; k < M; ++k) {
     const double w0 = win[2 * k], w1 = win[2 * k + 1];

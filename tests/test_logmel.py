@@ -400,3 +400,27 @@ def test_threads_share_one_kernel():
         t.join()
     for a, b in zip(got, want):
         np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.skipif(get_native() is None, reason="native extension not built")
+def test_offline_call_releases_the_gil():
+    """While a long native log_mel runs in a worker thread, the main thread keeps running Python code."""
+    import time
+    k = get_native().LogMel()
+    y = _noise(SR * 300, seed=20)  # 5 minutes: tens of ms of native compute
+    window = {}
+
+    def work():
+        window["t0"] = time.perf_counter()
+        k.compute(y)
+        window["t1"] = time.perf_counter()
+
+    th = threading.Thread(target=work)
+    stamps = []
+    th.start()
+    while th.is_alive():
+        stamps.append(time.perf_counter())
+    th.join()
+    t0, t1 = window["t0"], window["t1"]
+    inside = [t for t in stamps if t0 + 0.1 * (t1 - t0) < t < t1 - 0.1 * (t1 - t0)]
+    assert len(inside) >= 3, f"main thread ran {len(inside)} times during {1e3 * (t1 - t0):.1f} ms of compute"

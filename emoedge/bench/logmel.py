@@ -150,6 +150,16 @@ def stream_timings(n_chunks: int, rounds: int):
     return np.concatenate(ours), (np.concatenate(anc) if anc else None)
 
 
+def _with_min(r: dict, a, b) -> dict:
+    """Add best-of-run times and their ratio: on a loaded machine the medians of the longer anchor
+    calls are inflated by preemption more than ours, the minima much less."""
+    r["ours_min_ms"] = float(np.min(a)) / 1e6
+    if b is not None:
+        r["anchor_min_ms"] = float(np.min(b)) / 1e6
+        r["ratio_min"] = r["anchor_min_ms"] / r["ours_min_ms"]
+    return r
+
+
 def run(quick: bool = True) -> list:
     """Rows (see emoedge.bench): offline 10 s vs librosa and knf, int16, and 10 ms streaming chunks."""
     single_thread()
@@ -164,11 +174,12 @@ def run(quick: bool = True) -> list:
     lib_v = _version("librosa")
     if lib_v is not None:
         a, b = compare(lambda: log_mel(y, opts), librosa_fn(y), repeats=reps)
-        rows.append(row("logmel_10s_vs_librosa", a, b, anchor="librosa.feature.melspectrogram+power_to_db",
-                        anchor_version=lib_v, target_ratio=5.0, **extra))
+        rows.append(_with_min(row("logmel_10s_vs_librosa", a, b, anchor="librosa.feature.melspectrogram+power_to_db",
+                                  anchor_version=lib_v, target_ratio=5.0, **extra), a, b))
         a, b = compare(lambda: log_mel(yi, opts), librosa_fn(y), repeats=reps)
-        rows.append(row("logmel_10s_int16_vs_librosa", a, b, anchor="librosa.feature.melspectrogram+power_to_db",
-                        anchor_version=lib_v, **extra))
+        rows.append(_with_min(row("logmel_10s_int16_vs_librosa", a, b,
+                                  anchor="librosa.feature.melspectrogram+power_to_db", anchor_version=lib_v, **extra),
+                              a, b))
     knf_v = _dist_version("kaldi_native_fbank")
     try:
         knf_fn = knf_offline_fn(y)
@@ -176,14 +187,14 @@ def run(quick: bool = True) -> list:
         knf_fn = None
     if knf_fn is not None:
         a, b = compare(lambda: log_mel(y, opts), knf_fn, repeats=reps)
-        rows.append(row("logmel_10s_vs_knf", a, b,
-                        anchor="kaldi_native_fbank.OnlineFbank.accept_waveform(list)+get_frame",
-                        anchor_version=knf_v, target_ratio=2.0, **extra))
+        rows.append(_with_min(row("logmel_10s_vs_knf", a, b,
+                                  anchor="kaldi_native_fbank.OnlineFbank.accept_waveform(list)+get_frame",
+                                  anchor_version=knf_v, target_ratio=2.0, **extra), a, b))
     ours_ns, knf_ns = stream_timings(500 if quick else 2000, 3 if quick else 5)
     r = row("logmel_stream_10ms_chunk", ours_ns, knf_ns,
             anchor="kaldi_native_fbank.OnlineFbank.accept_waveform(chunk)+get_frame" if knf_ns is not None else None,
             anchor_version=knf_v if knf_ns is not None else None, kernels=backend_name(), chunk_samples=160,
             mean_us=float(ours_ns.mean()) / 1e3)
     r.update(target_ms=0.010, meets_target=bool(r["ours_ms"] <= 0.010))
-    rows.append(r)
+    rows.append(_with_min(r, ours_ns, knf_ns))
     return rows

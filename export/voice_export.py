@@ -1,0 +1,204 @@
+"""Export the trained voice CNN: ONNX FP32 (opset 17, dynamic batch) -> static INT8 QDQ (per-channel,
+calibrated on real training windows) -> temperature fitted on held-out speakers -> speaker-independent
+metrics through the runtime (emoedge.voice / emoedge eval voice) -> latency FP32 vs INT8 (same run,
+1 thread) -> manifest entries ``voice-ser-fp32`` / ``voice-ser-int8`` (family ``voice-ser``, task ``voice``).
+
+    /work/venv/bin/python export/voice_export.py --ckpt /work/cache/voice/voice_cnn.pt
+(run automatically at the end of export/voice_train.py)
+"""
+from __future__ import annotations
+
+import argparse
+import pathlib
+import sys
+import time
+
+import numpy as np
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "export"))
+
+import voice_data as vd  # noqa: E402
+
+MODELS = ROOT / "emoedge" / "models"
+MADE_BY = ("nohup /work/venv/bin/python export/voice_train.py > /work/cache/voice_train.log 2>&1 "
+           "(train + export; export only: python export/voice_export.py --ckpt /work/cache/voice/voice_cnn.pt)")
+
+
+def log(*a):
+    print(time.strftime("%H:%M:%S"), *a, flush=True)
+
+
+def fit_temperature(logits: np.ndarray, y: np.ndarray) -> float:
+    """T > 0 minimising the mean NLL of softmax(logits / T) (grid in log space, then golden refinement)."""
+    def nll(T):
+        z = logits / T
+        z = z - z.max(1, keepdims=True)
+        lse = np.log(np.exp(z).sum(1))
+        return float(np.mean(lse - z[np.arange(len(y)), y]))
+    grid = np.exp(np.linspace(np.log(0.25), np.log(8.0), 61))
+    i = int(np.argmin([nll(t) for t in grid]))
+    lo, hi = grid[max(0, i - 1)], grid[min(len(grid) - 1, i + 1)]
+    g = (np.sqrt(5) - 1) / 2
+    for _ in range(40):
+        a, b = hi - g * (hi - lo), lo + g * (hi - lo)
+        if nll(a) < nll(b):
+            hi = b
+        else:
+            lo = a
+    return float((lo + hi) / 2)
+
+
+def heldout_windows(held, W, H, min_fill, pad):
+    from voice_train import clip_windows
+    xs, ys = [], []
+    for c in held:
+        w = clip_windows(c, W, H, min_fill, pad)
+        xs.append(w)
+        ys.append(np.full(len(w), c.label))
+    return np.concatenate(xs), np.concatenate(ys)
+
+
+def calibration_windows(train, W, min_fill, pad, n=400, seed=123):
+    from emoedge.voice import window_at
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in rng.choice(len(train), size=min(n, len(train)), replace=False):
+        c = train[int(i)]
+        nfr = len(c.frames)
+        e = int(rng.integers(min(nfr, min_fill), nfr + 1))
+        out.append(window_at(c.frames, e, W, pad))
+    return np.stack(out)
+
+
+def bench(paths: dict, W: int, M: int, iters: int = 400, warm: int = 50) -> dict:
+    """Median ms per window (batch 1), 1 intra-op thread, sessions interleaved in one run."""
+    from emoedge.session import SessionOptions, make_session
+    ss = {k: make_session(p, SessionOptions(intra_threads=1)) for k, p in paths.items()}
+    x = np.random.default_rng(0).normal(-40, 15, (1, W, M)).astype(np.float32)
+    t = {k: [] for k in ss}
+    for it in range(iters + warm):
+        for k, s in ss.items():
+            t0 = time.perf_counter_ns()
+            s.run(None, {"logmel": x})
+            dt = time.perf_counter_ns() - t0
+            if it >= warm:
+                t[k].append(dt)
+    return {k: {"p50_ms": float(np.median(v) / 1e6), "p95_ms": float(np.percentile(v, 95) / 1e6)} for k, v in t.items()}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--ckpt", default="/work/cache/voice/voice_cnn.pt")
+    ap.add_argument("--models-dir", default=str(MODELS))
+    ap.add_argument("--manifest", default=None)
+    args = ap.parse_args(argv)
+    import onnx
+    import torch
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    from emoedge import kernels
+    from emoedge.manifest import update_entry
+    from voice_model import VoiceCNN, count_params
+    torch.set_num_threads(1)
+    ck = torch.load(args.ckpt, map_location="cpu", weights_only=False)
+    model = VoiceCNN(n_mels=ck["n_mels"], n_classes=len(ck["labels"]), widths=tuple(ck["widths"]),
+                     cmn=bool(ck.get("cmn", False)), pad_value=ck["pad_value"])
+    model.load_state_dict(ck["state_dict"])
+    model.eval()
+    W, H, min_fill, pad = ck["window_frames"], ck["hop_frames"], ck["min_fill_frames"], ck["pad_value"]
+    M = ck["n_mels"]
+    out = pathlib.Path(args.models_dir)
+    fp32 = out / "voice-ser-fp32.onnx"
+    int8 = out / "voice-ser-int8.onnx"
+    x = torch.zeros(1, W, M)
+    torch.onnx.export(model, (x,), str(fp32), input_names=["logmel"], output_names=["logits"],
+                      dynamic_axes={"logmel": {0: "batch"}, "logits": {0: "batch"}}, opset_version=17, dynamo=False)
+    onnx.checker.check_model(str(fp32))
+    log(f"exported {fp32} ({fp32.stat().st_size} B, {count_params(model)} params)")
+
+    opts = kernels.LogMelOptions(**ck["logmel"])
+    clips, skipped = vd.load_clips(opts, log=log)
+    train, held = vd.split(clips)
+    calib = calibration_windows(train, W, min_fill, pad)
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.it = iter([{"logmel": calib[i:i + 1]} for i in range(len(calib))])
+
+        def get_next(self):
+            return next(self.it, None)
+
+    pre = out / ".voice-pre.onnx"
+    quant_pre_process(str(fp32), str(pre))
+    quantize_static(str(pre), str(int8), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+    pre.unlink()
+    log(f"quantized {int8} ({int8.stat().st_size} B) with {len(calib)} calibration windows")
+
+    # held-out window logits through onnxruntime -> temperature per precision
+    from emoedge.session import SessionOptions, make_session
+    xh, yh = heldout_windows(held, W, H, min_fill, pad)
+    temps = {}
+    for prec, p in (("fp32", fp32), ("int8", int8)):
+        lg = make_session(p, SessionOptions()).run(None, {"logmel": xh})[0]
+        temps[prec] = fit_temperature(lg, yh)
+        log(f"{prec}: temperature {temps[prec]:.3f} on {len(yh)} held-out windows")
+
+    lat = bench({"fp32": fp32, "int8": int8}, W, M)
+    speedup = lat["fp32"]["p50_ms"] / lat["int8"]["p50_ms"]
+    log(f"latency per window (1 thread, batch 1, medians): {lat}; INT8 speed-up {speedup:.2f}x")
+
+    split_desc = {"train": "RAVDESS actors 1-16 + EmoDB speakers 09-14 (boredom excluded)",
+                  "heldout": "RAVDESS actors 17-20 (240 clips) + EmoDB speakers 03, 08 (boredom skipped); "
+                             "never trained on; used for temperature fitting and reporting only (fixed schedule, "
+                             "no checkpoint selection)"}
+    common = {
+        "task": "voice", "family": "voice-ser", "labels": list(ck["labels"]), "output": "logits",
+        "input": {"name": "logmel", "shape": ["batch", W, M], "dtype": "float32",
+                  "description": "raw log-mel frames (dB) from emoedge.kernels.log_mel/LogMelStream with the "
+                                 "'logmel' options, oldest first; frames before the stream start = pad_value"},
+        "logmel": vd.opts_dict(opts), "window_frames": W, "hop_frames": H, "window_s": ck["window_s"],
+        "hop_s": ck["hop_s"], "min_fill_s": ck["min_fill_s"], "pad_value": pad,
+        "label_map": {"calm": "neutral (fusion)", "emodb boredom": "no counterpart, excluded"},
+        "params": count_params(model), "made_by": MADE_BY, "split": split_desc,
+        "training": {"steps": ck["steps"], "seconds": round(ck["train_seconds"]), "args": ck["args"]},
+    }
+    for prec, p in (("fp32", fp32), ("int8", int8)):
+        update_entry(f"voice-ser-{prec}", {**common, "file": p.name, "precision": prec,
+                                           "temperature": round(temps[prec], 4),
+                                           "latency_ms_1thread": lat[prec]}, path=args.manifest)
+
+    # metrics through the runtime path (streaming windows, clip decision), reproducible with
+    # `emoedge eval voice --data ... --speakers ...`
+    from emoedge.evaluation.voice import evaluate_file
+    metrics = {}
+    for prec in ("fp32", "int8"):
+        metrics[prec] = {}
+        for corpus, fname in (("ravdess", vd.RAVDESS), ("emodb", vd.EMODB)):
+            rep = evaluate_file(vd.DATA / fname, name=f"voice-ser-{prec}", manifest=args.manifest,
+                                speakers=vd.HELDOUT[corpus])
+            metrics[prec][f"{corpus}_heldout"] = {
+                "accuracy": rep["accuracy"], "macro_f1": rep["macro_f1"], "n": rep["n"],
+                "per_class_recall": {k: v["recall"] for k, v in rep["per_class"].items()},
+                "speakers": list(vd.HELDOUT[corpus]), "file": fname,
+                "command": f"emoedge eval voice --data {vd.DATA / fname} --model voice-ser-{prec} "
+                           f"--speakers {','.join(str(s) for s in vd.HELDOUT[corpus])} --json"}
+            log(f"{prec} {corpus} held-out: acc {rep['accuracy']:.4f} macro-F1 {rep['macro_f1']:.4f} N={rep['n']}")
+    d_acc = metrics["fp32"]["ravdess_heldout"]["accuracy"] - metrics["int8"]["ravdess_heldout"]["accuracy"]
+    int8_default = speedup >= 1.0 and d_acc <= 0.015
+    for prec, p in (("fp32", fp32), ("int8", int8)):
+        update_entry(f"voice-ser-{prec}", {**common, "file": p.name, "precision": prec,
+                                           "temperature": round(temps[prec], 4),
+                                           "latency_ms_1thread": lat[prec], "int8_speedup": round(speedup, 3),
+                                           "metrics": metrics[prec]}, path=args.manifest,
+                     default_for="voice" if (prec == "int8") == int8_default else None)
+    log(f"manifest updated; default voice model: voice-ser-{'int8' if int8_default else 'fp32'} "
+        f"(INT8 - FP32 RAVDESS accuracy {-d_acc * 100:+.2f} points, speed-up {speedup:.2f}x)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
