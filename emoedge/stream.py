@@ -28,7 +28,7 @@ from .events import EmotionEvent, FaceResult
 
 
 MODES = ("file", "live")
-STAGES = ("detect", "align", "classify", "voice", "text", "fuse", "total")
+STAGES = ("detect", "align", "classify", "audio", "voice", "text", "fuse", "total")
 
 
 class LatencyStats:
@@ -272,7 +272,9 @@ class Stream:
                 self._voice_flushed = False
             t0 = time.perf_counter_ns()
             items = self._voice.push(arr, sr, t)
-            return self._voice_events(items, _ms(time.perf_counter_ns() - t0))
+            push_ms = _ms(time.perf_counter_ns() - t0)
+            self.stats.latency.add("audio", push_ms)   # whole chunk: resample, log-mel, VAD, model runs
+            return self._voice_events(items, push_ms)
 
     def _voice_events(self, items, push_ms: float) -> List[EmotionEvent]:
         out = []
