@@ -160,7 +160,7 @@ class TextModel:
         p, z = self._run([f])
         return self._pred(f, p[0], z[0], (time.perf_counter_ns() - t0) / 1e6)
 
-    def predict_batch(self, texts: Sequence, batch_size: int = 64) -> List[TextPrediction]:
+    def predict_batch(self, texts: Sequence, batch_size: int = 16) -> List[TextPrediction]:
         """Predict many texts; runs the graph on chunks of ``batch_size`` texts."""
         if isinstance(texts, (str, bytes)):
             raise InvalidInputError("predict_batch takes a sequence of texts; use predict() for one text")
@@ -175,7 +175,7 @@ class TextModel:
             out += [self._pred(f, p, z, ms) for f, p, z in zip(feats, probs, logits)]
         return out
 
-    def scores(self, texts: Sequence, batch_size: int = 64) -> Tuple[np.ndarray, np.ndarray]:
+    def scores(self, texts: Sequence, batch_size: int = 16) -> Tuple[np.ndarray, np.ndarray]:
         """(calibrated probs, raw logits), both float32 [len(texts), C]."""
         if isinstance(texts, (str, bytes)):
             raise InvalidInputError("scores/predict_proba take a sequence of texts; use predict() for one text")
@@ -187,7 +187,7 @@ class TextModel:
                 [self.featurizer.featurize(t) for t in texts[s:s + batch_size]])
         return probs, logits
 
-    def predict_proba(self, texts: Sequence, batch_size: int = 64) -> np.ndarray:
+    def predict_proba(self, texts: Sequence, batch_size: int = 16) -> np.ndarray:
         """Calibrated probabilities float32 [len(texts), C]."""
         return self.scores(texts, batch_size)[0]
 
