@@ -88,7 +88,7 @@ class EmotionEvent:
     ``label`` is None (and ``probs`` uniform, ``confidence`` 0) until some modality has produced evidence.
     ``trigger`` says which input made the event ready: 'frame', 'audio', 'text' or 'flush'.
     ``latency_ms``: per-stage wall time of the work done for this event (detect, align, classify, voice,
-    text, fuse, total). ``drops``: the stream's cumulative counters (frames_dropped, audio_dropped, ...).
+    text, fuse, total; the stream summary also has "audio": the whole push_audio of each chunk). ``drops``: the stream's cumulative counters (frames_dropped, audio_dropped, ...).
     ``frame``: the BGR frame of a frame-triggered event, only when requested (never serialized)."""
     t: float
     label: Optional[str]

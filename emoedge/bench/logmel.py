@@ -9,6 +9,8 @@ Cases (10 s of 16 kHz audio, LogMelOptions() defaults: n_fft 512, win 400, hop 1
                           list conversion and the 200-sample zero padding that make knf (snip_edges=True,
                           hann, no dither/pre-emphasis/DC removal, is_librosa slaney mels) produce the same 1001
                           frames are done outside the timing, in knf's favour.
+  logmel_10s_vs_librosa_float64  the same against librosa fed float64 (its float64 path: the parity reference;
+                          ours computes in float64 internally either way); informational, no target
   logmel_10s_int16        log_mel(int16) vs librosa on the same audio as float32 (the conversion is inside ours)
   logmel_stream_10ms      LogMelStream.accept of 160-sample chunks: median per call including the Python call
                           (target <= 0.010 ms); anchor: knf OnlineFbank.accept_waveform(chunk) + get_frame of
@@ -176,6 +178,12 @@ def run(quick: bool = True) -> list:
         a, b = compare(lambda: log_mel(y, opts), librosa_fn(y), repeats=reps)
         rows.append(_with_min(row("logmel_10s_vs_librosa", a, b, anchor="librosa.feature.melspectrogram+power_to_db",
                                   anchor_version=lib_v, target_ratio=5.0, **extra), a, b))
+        y64 = y.astype(np.float64)
+        a, b = compare(lambda: log_mel(y, opts), librosa_fn(y64), repeats=reps)
+        rows.append(_with_min(row("logmel_10s_vs_librosa_float64", a, b,
+                                  anchor="librosa.feature.melspectrogram+power_to_db (float64 input, as the parity "
+                                         "reference; ours computes in float64 too)",
+                                  anchor_version=lib_v, **extra), a, b))
         a, b = compare(lambda: log_mel(yi, opts), librosa_fn(y), repeats=reps)
         rows.append(_with_min(row("logmel_10s_int16_vs_librosa", a, b,
                                   anchor="librosa.feature.melspectrogram+power_to_db", anchor_version=lib_v, **extra),
