@@ -503,6 +503,21 @@ class Run:
                 break
             key, _, i, _, it = min(heads)
             bufs[(i, it.kind)].pop(0)
+            if it.kind != "audio":
+                from .sources import AudioChunk
+                # Audio heads all end after this item (they are keyed by end time); push the part of
+                # each that starts before it first, so voice evidence is never stamped before an event
+                # that was already emitted.
+                for (j, k), b in bufs.items():
+                    if k == "audio" and b and b[0][4].t < it.t:
+                        c = b[0][4]
+                        n = int(round((it.t - c.t) * c.sample_rate))
+                        if 0 < n < c.pcm.shape[0]:
+                            head, rest = c.pcm[:n], c.pcm[n:]
+                            b[0] = (b[0][0], b[0][1], b[0][2], b[0][3],
+                                    AudioChunk(c.t + n / float(c.sample_rate), rest, c.sample_rate))
+                            for ev in self._process(AudioChunk(c.t, head, c.sample_rate)):
+                                yield ev
             for ev in self._process(it):
                 yield ev
         for ev in self.stream.flush():

@@ -8,8 +8,11 @@ ready:
 * ``push_text(text, t)``: one event (at ``t``).
 
 Timestamps are seconds on the source clock and must not go backwards within a modality (frames: strictly
-increasing); fusion is evaluated at the latest time seen, so evidence never ages backwards when modalities
-are pushed slightly out of step. A frame whose size differs from the previous one resets the face tracker
+increasing). Fusion is evaluated at the latest time seen, and that is the event's ``t``, so a stream's
+events never go back in time even when modalities arrive slightly out of step (e.g. a voice window ending
+at 1.50 s that is finished by an audio chunk pushed after the frame at 1.53 s gives an event at 1.53 s;
+the window's own end time is in ``event.evidence["voice"].t``). Frame events in file mode carry their
+frame's time. A frame whose size differs from the previous one resets the face tracker
 and per-face smoothing (counted in ``stats.size_changes``); it is not an error.
 A stream is not thread-safe: feed it from one thread (many streams may share one engine across threads).
 """
@@ -194,7 +197,7 @@ class Stream:
         t0 = time.perf_counter_ns()
         est = self._fusion.update(t_fuse, evidence)
         lat["fuse"] = _ms(time.perf_counter_ns() - t0)
-        ev = self.engine._event_from_estimate(est, t=t, trigger=trigger, faces=faces, latency=lat,
+        ev = self.engine._event_from_estimate(est, t=t_fuse, trigger=trigger, faces=faces, latency=lat,
                                              drops=self.stats.drops(), frame_index=frame_index,
                                              stream_id=self.stream_id)
         if frame is not None and self.keep_frames:

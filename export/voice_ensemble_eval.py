@@ -1,7 +1,7 @@
 """Measurement only (nothing is shipped from it): clip-level RAVDESS held-out accuracy (actors 17-20) of two
 trained checkpoints and of their logit-average ensemble, in torch on the same windows as the runtime.
 
-    /work/venv/bin/python export/voice_ensemble_eval.py /work/cache/voice/voice_cnn.pt /work/cache/voice_cmn/voice_cnn.pt
+    /work/venv/bin/python export/voice_ensemble_eval.py /work/cache/voice/voice_cnn_run1.pt /work/cache/voice_cmn/voice_cnn.pt
 
 The second checkpoint comes from ``export/voice_train.py --cmn 1 --mixup 0.4 --epochs 90 --no-export
 --out /work/cache/voice_cmn``. Note: the idea to ensemble came after seeing held-out numbers, so an ensemble

@@ -136,7 +136,7 @@ def evaluate_torch(model, clips, W, H, min_fill, pad):
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--epochs", type=int, default=100, help="passes; each draws one window per training clip")
+    ap.add_argument("--epochs", type=int, default=80, help="passes; each draws one window per training clip")
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--lr", type=float, default=3e-3)
     ap.add_argument("--wd", type=float, default=1e-3)
@@ -149,6 +149,8 @@ def main(argv=None) -> int:
                     "(tried: --cmn 1 --mixup 0.4 --epochs 90 reached 55.0%% vs 57.1%% on RAVDESS actors 17-20)")
     ap.add_argument("--mixup", type=float, default=0.0, help="mixup Beta(a, a) parameter (0: off)")
     ap.add_argument("--mixup-p", type=float, default=0.5, help="fraction of batches mixed")
+    ap.add_argument("--speed", default="0.9,1.1", help="speed-perturbation factors (waveform resampling; "
+                    "each training draw picks the original or one variant with equal probability; '' = off)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", default="/work/cache/voice")
@@ -181,6 +183,14 @@ def main(argv=None) -> int:
     band_mean, band_std = allf.mean(0), allf.std(0)
     log(f"train {len(train)} clips, held-out {len(held)} clips; W={W} H={H} min_fill={min_fill} pad={pad:.1f} dB")
     noises = noise_bank(opts, args.seed)
+    factors = tuple(float(f) for f in args.speed.split(",") if f.strip())
+    if factors:
+        import dataclasses
+        var = vd.speed_variants(train, opts, factors, log=log, cache_dir=None if args.smoke else "/work/cache")
+        base = list(train)
+        for f in factors:
+            train = train + [dataclasses.replace(c, frames=fr) for c, fr in zip(base, var[f])]
+        log(f"speed perturbation {factors}: {len(train)} training clips incl. variants")
     sampler = Sampler(train, W, min_fill, pad, band_mean, noises, args.seed)
 
     widths = tuple(int(v) for v in args.widths.split(","))
@@ -189,7 +199,7 @@ def main(argv=None) -> int:
     model.set_norm(band_mean, band_std)
     log(f"VoiceCNN widths={widths} params={count_params(model)}")
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.wd)
-    steps_per_epoch = max(1, len(train) // args.batch)
+    steps_per_epoch = max(1, len(train) // args.batch // (1 + len(factors)))   # epoch = one pass of originals
     total = 3 if args.smoke else args.epochs * steps_per_epoch
     warm = max(1, int(0.03 * total))
     sched = torch.optim.lr_scheduler.LambdaLR(

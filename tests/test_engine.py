@@ -387,3 +387,12 @@ def test_abandoned_run_stops_its_readers():
     while any(t.is_alive() for t in threads) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not any(t.is_alive() for t in threads)
+
+
+def test_event_times_never_go_back_when_audio_lags():
+    s = fake_engine().stream()
+    s.push_frame(np.full((64, 64, 3), 80, np.uint8), 0.53)
+    evs = s.push_audio(np.full(9600, 0.05, np.float32), 16000, 0.0)   # one window ending at 0.5 s
+    assert len(evs) == 1
+    assert evs[0].t == pytest.approx(0.53) and evs[0].evidence["voice"].t == pytest.approx(0.5)
+    assert evs[0].evidence["voice"].age == pytest.approx(0.03)
