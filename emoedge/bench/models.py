@@ -6,30 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import compare, row
-
-
-def _feeds(sess, batch, rng, task=""):
-    """Realistic inputs per model kind: VAD (576-sample chunks + state + sr), text (hashed n-gram
-    features of ~60 per text), everything else: random float tensors with the batch in dim 0."""
-    names = [i.name for i in sess.get_inputs()]
-    if task == "vad" or {"state", "sr"} <= set(names):
-        return {"input": (rng.standard_normal((batch, 576)) * 0.05).astype(np.float32),
-                "state": np.zeros((2, batch, 128), np.float32), "sr": np.array(16000, dtype=np.int64)}
-    if {"indices", "tf", "segment", "n_texts"} <= set(names):
-        n = 60 * batch
-        return {"indices": rng.integers(0, 1 << 18, n).astype(np.int64), "tf": np.ones(n, np.float32),
-                "segment": np.repeat(np.arange(batch, dtype=np.int64), 60), "n_texts": np.array([batch], np.int64)}
-    feeds = {}
-    for i in sess.get_inputs():
-        shape = [batch if (j == 0 and not isinstance(s, int)) else (s if isinstance(s, int) and s > 0 else 1)
-                 for j, s in enumerate(i.shape)]
-        if i.type == "tensor(float)":
-            feeds[i.name] = rng.standard_normal(shape).astype(np.float32)
-        elif i.type == "tensor(int64)":
-            feeds[i.name] = np.zeros(shape, np.int64)
-        else:
-            feeds[i.name] = np.zeros(shape, dtype=np.float32)
-    return feeds
+from ..compile import sample_feeds as _feeds
 
 
 def backends_available():
