@@ -15,7 +15,6 @@ import json
 import os
 import pathlib
 import shutil
-import sys
 import tempfile
 import threading
 import time
