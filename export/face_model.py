@@ -57,9 +57,6 @@ class FaceNet(nn.Module):
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-        for m in self.modules():  # zero-init the last BN of each residual branch
-            if isinstance(m, BasicBlock):
-                nn.init.zeros_(m.c2[1].weight)
 
     def forward(self, x):
         x = self.stages(self.stem(x))

@@ -16,7 +16,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import pathlib
 import subprocess
@@ -79,11 +78,8 @@ SOFTWARE.
 
 
 def sha256(path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for b in iter(lambda: f.read(1 << 20), b""):
-            h.update(b)
-    return h.hexdigest()
+    from emoedge.manifest import sha256_file
+    return sha256_file(path)
 
 
 def fetch(cache: pathlib.Path) -> tuple:

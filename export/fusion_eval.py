@@ -300,7 +300,8 @@ def main(argv=None) -> int:
         "fusion_options": F.FusionOptions().to_dict(), "kernel": F.kernel_backend(),
         "face": {"model": entry.get("name"), "temperature_applied_by_fusion": face_T, "labels": list(face_labels),
                  "split": "FER2013 PublicTest (shared/data/faces/fer2013_val.npz), 48x48 dataset crops",
-                 "preprocess": face_how, "trained_on": entry.get("split") or entry.get("training", {}).get("data")
+                 "preprocess": face_how, "made_by": entry.get("made_by"),
+                 "training": entry.get("split") or entry.get("train") or entry.get("training")
                  or ("fer package weights (upstream training data; see LICENSES/fer-minixception.txt)"
                      if "minixception" in str(entry.get("name")) else None),
                  "n_images": int(len(face_y))},

@@ -4,7 +4,16 @@ import pathlib
 import pytest
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
-SHARED = pathlib.Path(os.environ.get("EMOEDGE_SHARED", REPO.parent / "shared"))
+def _find_shared() -> pathlib.Path:
+    if os.environ.get("EMOEDGE_SHARED"):
+        return pathlib.Path(os.environ["EMOEDGE_SHARED"])
+    for up in REPO.parents:  # ../shared beside the clone (CI), or further up (git worktrees)
+        if (up / "shared" / "data").is_dir():
+            return up / "shared"
+    return REPO.parent / "shared"
+
+
+SHARED = _find_shared()
 DATA = SHARED / "data"
 
 

@@ -60,8 +60,8 @@ def test_bundled_model_accuracy_floor(name, val_subset):
     rep = evaluate(e, man.model_path(name), images, labels, names)
     assert rep["n"] == 300
     # full PublicTest accuracy is in the manifest; a 300-face subset has ~2.6 points of std error
-    assert rep["accuracy"] >= 0.62, rep["accuracy"]
-    assert rep["macro_f1"] >= 0.50, rep["macro_f1"]
+    assert rep["accuracy"] >= 0.58, rep["accuracy"]
+    assert rep["macro_f1"] >= 0.45, rep["macro_f1"]
 
 
 def test_int8_agrees_with_fp32(val_subset):

@@ -6,20 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import compare, row
-
-
-def _feeds(sess, batch, rng):
-    feeds = {}
-    for i in sess.get_inputs():
-        shape = [batch if (j == 0 and not isinstance(s, int)) else (s if isinstance(s, int) and s > 0 else 1)
-                 for j, s in enumerate(i.shape)]
-        if i.type == "tensor(float)":
-            feeds[i.name] = rng.standard_normal(shape).astype(np.float32)
-        elif i.type == "tensor(int64)":
-            feeds[i.name] = np.full(shape, 16000, dtype=np.int64) if i.name == "sr" else np.zeros(shape, np.int64)
-        else:
-            feeds[i.name] = np.zeros(shape, dtype=np.float32)
-    return feeds
+from ..compile import sample_feeds as _feeds
 
 
 def backends_available():
@@ -58,12 +45,19 @@ def run(quick: bool = True, threads=(1,)) -> list:
                 if not sessions:
                     continue
                 any_s = next(iter(sessions.values()))
-                dyn = any(not isinstance(i.shape[0], int) for i in any_s.get_inputs())
+                task = m.entry(next(iter(variants.values()))).get("task", "")
+                dyn = any(i.shape and not isinstance(i.shape[0], int) for i in any_s.get_inputs())
                 for b in ([1, 8] if dyn else [1]):
-                    feeds = _feeds(any_s, b, rng)
+                    feeds = _feeds(any_s, b, rng, task)
                     fp32 = sessions.get("fp32")
                     for prec, s in sorted(sessions.items()):
                         anchor = fp32 if (prec != "fp32" and fp32 is not None) else None
+                        try:
+                            s.run(None, feeds)
+                        except Exception as ex:  # reported per model, the rest still runs
+                            rows.append({"name": f"{variants[prec]}/{backend}/b{b}", "error": f"{type(ex).__name__}: {ex}"[:300],
+                                         "ours_ms": float("nan"), "anchor": None, "ratio": None, "threads": th})
+                            continue
                         ours_ns, anc_ns = compare(lambda: s.run(None, feeds),
                                                   (lambda: anchor.run(None, feeds)) if anchor is not None else None, reps)
                         r = row(f"{variants[prec]}/{backend}/b{b}", ours_ns, anc_ns,

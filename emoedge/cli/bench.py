@@ -64,8 +64,9 @@ def format_table(res: dict) -> str:
              "|---|---|---:|---:|---:|---|---:|---:|---:|"]
     for sec, rows in res["sections"].items():
         for r in rows:
-            if r.get("error"):
-                lines.append(f"| {sec} | {r['name']} | {r.get('threads', '')} | error: {r['error'][:80]} | | | | | |")
+            if r.get("error") or r.get("skipped"):
+                what = f"error: {r['error'][:80]}" if r.get("error") else f"skipped: {r['skipped'][:80]}"
+                lines.append(f"| {sec} | {r['name']} | {r.get('threads', '')} | {what} | | | | | |")
                 continue
             anc = f"{r['anchor']} {r.get('anchor_version') or ''}".strip() if r.get("anchor") else "-"
             tg = f">= {r['target_ratio']}" if r.get("target_ratio") else "-"
