@@ -17,5 +17,17 @@ except ImportError:  # pragma: no cover
 from .errors import (BackendUnavailableError, EmoEdgeError, InvalidInputError, ModelError,
                      ModelNotFoundError, StreamClosedError)
 
-__all__ = ["__version__", "EmoEdgeError", "InvalidInputError", "ModelError", "ModelNotFoundError",
+_LAZY = {"Engine": "engine", "EmotionEvent": "events", "FusionOptions": "fusion", "TextModel": "text",
+         "VoiceModel": "voice", "FaceAnalyzer": "faces"}
+
+
+def __getattr__(name):
+    # Heavy modules (onnxruntime sessions, PyAV) load on first use, so `import emoedge` stays cheap.
+    if name in _LAZY:
+        import importlib
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module 'emoedge' has no attribute {name!r}")
+
+
+__all__ = ["Engine", "EmotionEvent", "FusionOptions", "TextModel", "VoiceModel", "FaceAnalyzer", "__version__", "EmoEdgeError", "InvalidInputError", "ModelError", "ModelNotFoundError",
            "BackendUnavailableError", "StreamClosedError"]

@@ -123,7 +123,7 @@ class FaceTracker:
         sc = np.ones(k) if scores is None else np.asarray(scores, dtype=np.float64).reshape(-1)
         if len(sc) != k:
             raise InvalidInputError(f"scores has {len(sc)} values for {k} boxes")
-        kp = None if keypoints is None else np.asarray(keypoints, dtype=np.float32).reshape(k, -1, 2)
+        kp = None if (keypoints is None or k == 0) else np.asarray(keypoints, dtype=np.float32).reshape(k, -1, 2)
         o = self.options
         # candidate pairs: (priority, track index, detection index); IoU pairs first, then centre distance
         pairs = []

@@ -24,3 +24,10 @@ def test_info_json():
     info = json.loads(out.stdout)
     assert info["kernels"] == "native"
     assert "CPUExecutionProvider" in info["ort_available_providers"]
+
+
+def test_top_level_exports_are_lazy_and_resolve():
+    code = ("import sys, emoedge; heavy = 'emoedge.engine' in sys.modules; "
+            "from emoedge import Engine, EmotionEvent; print(heavy, Engine.__module__, EmotionEvent.__module__)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=tempfile.gettempdir())
+    assert out.stdout.split() == ["False", "emoedge.engine", "emoedge.events"]

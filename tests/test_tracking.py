@@ -75,3 +75,11 @@ def test_bad_options_and_input():
     assert TrackerOptions.from_dict(TrackerOptions(max_missed=3).to_dict()).max_missed == 3
     with pytest.raises(ValueError, match="unknown"):
         TrackerOptions.from_dict({"bogus": 1})
+
+
+def test_update_with_no_detections_and_empty_keypoints():
+    import numpy as np
+    from emoedge.tracking import FaceTracker
+    tr = FaceTracker()
+    assert tr.update(np.zeros((1, 4)) + [10, 10, 50, 50], [0.9], np.zeros((1, 6, 2)), t=0.0)
+    assert tr.update(np.zeros((0, 4)), np.zeros(0), np.zeros((0, 6, 2)), t=0.1) == []

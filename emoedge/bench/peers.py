@@ -9,14 +9,10 @@ import numpy as np
 from . import compare, row
 
 
-def _frames(n=8, seed=0):
-    """640x480 BGR frames with one real face when the sample media is bundled, else synthetic."""
-    try:
-        from ..e2e_frames import sample_frames  # provided by the engine's benchmark helpers when present
-        return sample_frames(n)
-    except Exception:
-        rng = np.random.default_rng(seed)
-        return [rng.integers(0, 255, (480, 640, 3), dtype=np.uint8) for _ in range(n)]
+def _frames(n=8):
+    """640x480 BGR frames with one real face, from the bundled demo clip (the same frames as e2e)."""
+    from .e2e import sample_frames
+    return sample_frames(n)
 
 
 def run(quick: bool = True) -> list:
