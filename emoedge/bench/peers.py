@@ -1,7 +1,9 @@
 """Peer libraries on the same input (`emoedge bench --peers`): the fer package (TensorFlow + OpenCV Haar +
 its Keras mini-Xception) on the same 640x480 frames as emoedge's end-to-end path. Skipped with a clear
-message when fer/TensorFlow are not installed (they are a heavy, optional peers environment:
-`pip install fer tensorflow-cpu`). librosa and kaldi-native-fbank are the log-mel section's anchors."""
+message when fer/TensorFlow are not installed (they are a heavy, optional peers environment, kept
+out of emoedge's own: `python -m venv peers && peers/bin/pip install . fer==25.10.3 tensorflow-cpu
+"opencv-python-headless<5" "setuptools<80"` — fer needs cv2.CascadeClassifier, gone from OpenCV 5's
+main wheels, and pkg_resources). fer/TensorFlow use their default thread pools; emoedge runs 1 thread. librosa and kaldi-native-fbank are the log-mel section's anchors."""
 from __future__ import annotations
 
 import numpy as np
@@ -17,10 +19,13 @@ def _frames(n=8):
 
 def run(quick: bool = True) -> list:
     try:
-        from fer import FER  # type: ignore
+        try:
+            from fer import FER  # type: ignore
+        except ImportError:
+            from fer.fer import FER  # type: ignore  # fer 25.x keeps the class in fer.fer
     except Exception as ex:
         return [{"name": "fer_package_per_frame", "skipped": f"fer peer not installed ({type(ex).__name__}); "
-                 "pip install fer tensorflow-cpu to compare", "ours_ms": float("nan"), "anchor": "fer", "ratio": None,
+                 "see emoedge/bench/peers.py for the peers environment", "ours_ms": float("nan"), "anchor": "fer", "ratio": None,
                  "threads": 1}]
     from ..engine import Engine  # type: ignore
     frames = _frames()
