@@ -53,6 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-steps", type=int, default=0, help="stop each epoch after this many steps (timing/smoke)")
     p.add_argument("--deadline", default="", help="HH:MM: if the schedule would run past this wall-clock time, "
                    "compress the remaining LR schedule to end then (the run is then not step-reproducible; logged)")
+    p.add_argument("--init", default="", help="start from the weights of this checkpoint (warm restart)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
     p.add_argument("--smoke", action="store_true", help="2 epochs x few steps on 256 train / 128 val images")
     return p
@@ -136,6 +137,9 @@ def main(argv=None) -> int:
     model = FaceNet(n_classes=len(face_data.LABELS), dropout=args.dropout)
     params, flops = count_params(model), count_flops(model, face_data.SIZE)
     print(f"model: FaceNet {params:,} parameters, {flops / 1e6:.1f} MFLOPs per face (2 x MACs of conv+linear)", flush=True)
+    if args.init:
+        model.load_state_dict(torch.load(args.init, weights_only=False)["model"])
+        print(f"initialised from {args.init}", flush=True)
     model = model.to(memory_format=torch.channels_last)
     decay, no_decay = [], []
     for n_, p_ in model.named_parameters():
