@@ -55,23 +55,46 @@ def _fmt(v, nd=4):
     return "-" if v is None or (isinstance(v, float) and v != v) else f"{v:.{nd}f}"
 
 
+def _notes(r: dict) -> str:
+    """Extra measurements a row carries (p99, per-stage medians, RTF, memory, targets)."""
+    out = []
+    if r.get("ours_p99_ms") is not None and r.get("unit") == "ms":
+        out.append(f"p99 {r['ours_p99_ms']:.3f} ms")
+    if r.get("stage_p50_ms"):
+        out.append("stages p50: " + ", ".join(f"{k} {v:.2f}" for k, v in r["stage_p50_ms"].items()))
+    if r.get("faces_per_frame") is not None:
+        out.append(f"{r['faces_per_frame']:.2f} faces/frame detected")
+    if r.get("rtf") is not None:
+        out.append(f"RTF {r['rtf']:.4f} ({r.get('unit', '')}, {r.get('audio_seconds', 0):.1f} s audio)")
+    if r.get("value") is not None:
+        out.append(f"{r['value']:.1f} {r.get('unit', '')}")
+    for k in ("target_ms", "target_p99_ms", "target_rtf", "target"):
+        if r.get(k) is not None:
+            out.append(f"{k} {r[k]}")
+    if "meets_target" in r:
+        out.append("meets target" if r["meets_target"] else "MISSES target")
+    if r.get("skipped"):
+        out.append(r["skipped"])
+    return "; ".join(out)
+
+
 def format_table(res: dict) -> str:
     m = res["machine"]
     lines = [f"Measured on: {m.get('cpu_model', '?')} ({m.get('cores')} cores, flags: {m.get('cpu_flags')}), "
              f"onnxruntime {m.get('onnxruntime')}, OpenCV {m.get('cv2')}, numpy {m.get('numpy')}, kernels: {m.get('kernels')}; "
              f"run {res['run_id']}", "",
-             "| section | case | threads | ours p50 (ms) | p95 (ms) | anchor | anchor p50 (ms) | ratio (x) | target |",
-             "|---|---|---:|---:|---:|---|---:|---:|---:|"]
+             "| section | case | threads | ours p50 (ms) | p95 (ms) | anchor | anchor p50 (ms) | ratio (x) | target | notes |",
+             "|---|---|---:|---:|---:|---|---:|---:|---:|---|"]
     for sec, rows in res["sections"].items():
         for r in rows:
             if r.get("error") or r.get("skipped"):
                 what = f"error: {r['error'][:80]}" if r.get("error") else f"skipped: {r['skipped'][:80]}"
-                lines.append(f"| {sec} | {r['name']} | {r.get('threads', '')} | {what} | | | | | |")
+                lines.append(f"| {sec} | {r['name']} | {r.get('threads', '')} | {what} | | | | | | |")
                 continue
             anc = f"{r['anchor']} {r.get('anchor_version') or ''}".strip() if r.get("anchor") else "-"
             tg = f">= {r['target_ratio']}" if r.get("target_ratio") else "-"
             lines.append(f"| {sec} | {r['name']} | {r.get('threads', 1)} | {_fmt(r.get('ours_ms'))} | {_fmt(r.get('ours_p95_ms'))} | "
-                         f"{anc} | {_fmt(r.get('anchor_ms'))} | {_fmt(r.get('ratio'), 2)} | {tg} |")
+                         f"{anc} | {_fmt(r.get('anchor_ms'))} | {_fmt(r.get('ratio'), 2)} | {tg} | {_notes(r)} |")
     return "\n".join(lines)
 
 
