@@ -437,7 +437,8 @@ def _run_sub(tmp_path, env_native):
     import sys
     out = tmp_path / f"r{env_native}.npy"
     env = dict(os.environ, EMOEDGE_NATIVE=env_native)
-    r = subprocess.run([sys.executable, "-c", _SUB, str(out)], capture_output=True, text=True, env=env, timeout=300)
+    r = subprocess.run([sys.executable, "-c", _SUB, str(out)], capture_output=True, text=True, env=env, timeout=300,
+                       cwd=str(tmp_path))  # not the repo root: its emoedge/ has no built extension in CI
     assert r.returncode == 0, r.stderr
     return r.stdout.split(), np.load(out)
 
