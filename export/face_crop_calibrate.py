@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
 import pathlib
 import sys
 import time
@@ -29,15 +28,7 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 
-def _shared() -> pathlib.Path:
-    """../shared next to the checkout (or next to its worktree folder); EMOEDGE_SHARED overrides."""
-    import os
-    if os.environ.get("EMOEDGE_SHARED"):
-        return pathlib.Path(os.environ["EMOEDGE_SHARED"])
-    for p in (REPO.parent / "shared", REPO.parent.parent / "shared"):
-        if p.is_dir():
-            return p
-    return REPO.parent / "shared"
+from shared_paths import shared_dir as _shared  # noqa: E402
 
 
 def compose(img48: np.ndarray, rng, size: int, angle_deg: float = 0.0, frame_hw=(480, 640)):
