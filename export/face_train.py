@@ -48,6 +48,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--patience", type=int, default=12, help="stop after this many epochs without a better val accuracy")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--device", default="cpu", help="cpu, cuda or auto (cuda when available); the recipe is the "
+                   "same on both, a GPU only makes it faster")
+    p.add_argument("--workers", type=int, default=0, help="augmentation worker processes (0: in the training "
+                   "process); results do not depend on it (each step's augmentation has its own seed)")
+    p.add_argument("--mixup", type=float, default=0.0, help="mixup Beta(alpha, alpha) on images and targets (0: off)")
+    p.add_argument("--ema", type=float, default=0.0, help="evaluate and save an exponential moving average of the "
+                   "weights with this decay per step (0: off)")
     p.add_argument("--limit-train", type=int, default=0, help="use only the first N (shuffled) training images")
     p.add_argument("--limit-val", type=int, default=0)
     p.add_argument("--max-steps", type=int, default=0, help="stop each epoch after this many steps (timing/smoke)")
@@ -87,15 +94,15 @@ def soft_ce(logits, target):
     return -(target * torch.log_softmax(logits, 1)).sum(1).mean()
 
 
-def evaluate(model, x: np.ndarray, y: np.ndarray, batch: int = 500):
+def evaluate(model, x: np.ndarray, y: np.ndarray, batch: int = 500, device="cpu"):
     """(accuracy, mean NLL of the original labels, logits [N,7])."""
     import torch
     model.eval()
     outs = []
     with torch.no_grad():
         for i in range(0, len(x), batch):
-            xb = torch.from_numpy(x[i:i + batch]).contiguous(memory_format=torch.channels_last)
-            outs.append(model(xb))
+            xb = torch.from_numpy(x[i:i + batch]).to(device).contiguous(memory_format=torch.channels_last)
+            outs.append(model(xb).float().cpu())
     logits = torch.cat(outs)
     yt = torch.from_numpy(y)
     nll = float(torch.nn.functional.cross_entropy(logits, yt))
@@ -103,10 +110,40 @@ def evaluate(model, x: np.ndarray, y: np.ndarray, batch: int = 500):
     return acc, nll, logits.numpy()
 
 
+def step_batches(x_img: np.ndarray, perm: np.ndarray, batch: int, steps: int, seed: int, epoch: int, workers: int,
+                 pin: bool = False):
+    """Iterator over (augmented float32 batch [B,1,S,S], indices) for one epoch. Step ``k`` draws its
+    augmentation from ``default_rng([seed, epoch, k])``, so the batches do not depend on ``workers``."""
+    import torch
+
+    class _Steps(torch.utils.data.Dataset):
+        def __len__(self):
+            return steps
+
+        def __getitem__(self, k):
+            idx = perm[k * batch:(k + 1) * batch]
+            xb = face_data.augment_batch(x_img[idx], np.random.default_rng([seed, epoch, k]))
+            return torch.from_numpy(xb), torch.from_numpy(idx)
+
+    if workers <= 0:
+        ds = _Steps()
+        return (ds[k] for k in range(steps))
+    return iter(torch.utils.data.DataLoader(_Steps(), batch_size=None, shuffle=False, num_workers=workers,
+                                            prefetch_factor=4, pin_memory=pin,
+                                            # own generator: the loader must not draw from the global torch RNG
+                                            # (dropout's), or results would depend on ``workers``
+                                            generator=torch.Generator().manual_seed(seed)))
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     import torch
     torch.set_num_threads(args.threads)
+    if args.device == "auto":
+        args.device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(args.device)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     cmd = "python export/face_train.py " + " ".join(argv if argv is not None else sys.argv[1:])
@@ -140,7 +177,13 @@ def main(argv=None) -> int:
     if args.init:
         model.load_state_dict(torch.load(args.init, weights_only=False)["model"])
         print(f"initialised from {args.init}", flush=True)
-    model = model.to(memory_format=torch.channels_last)
+    model = model.to(device).to(memory_format=torch.channels_last)
+    ema = None
+    if args.ema > 0:
+        import copy
+        ema = copy.deepcopy(model)
+        for p_ in ema.parameters():
+            p_.requires_grad_(False)
     decay, no_decay = [], []
     for n_, p_ in model.named_parameters():
         (no_decay if p_.ndim <= 1 else decay).append(p_)
@@ -159,6 +202,8 @@ def main(argv=None) -> int:
         st = torch.load(out / "last.pt", weights_only=False)
         model.load_state_dict(st["model"])
         opt.load_state_dict(st["opt"])
+        if ema is not None and st.get("ema") is not None:
+            ema.load_state_dict(st["ema"])
         torch.set_rng_state(st["torch_rng"])
         start_epoch, best, history, since_best = st["epoch"] + 1, st["best"], st["history"], st["since_best"]
         step_count, train_s = st["step_count"], st["train_s"]
@@ -171,13 +216,23 @@ def main(argv=None) -> int:
     for epoch in range(start_epoch, args.epochs):
         te = time.time()
         model.train()
-        rng = np.random.default_rng([args.seed, epoch])
-        perm = rng.permutation(len(x_img))
+        perm = np.random.default_rng([args.seed, epoch]).permutation(len(x_img))
         tot, seen, prep_s = 0.0, 0, 0.0
+        batches = step_batches(x_img, perm, args.batch, steps_per_epoch, args.seed, epoch, args.workers,
+                               pin=device.type == "cuda")
         for step in range(steps_per_epoch):
-            idx = perm[step * args.batch:(step + 1) * args.batch]
             tp = time.time()
-            xb = torch.from_numpy(face_data.augment_batch(x_img[idx], rng)).contiguous(memory_format=torch.channels_last)
+            xb, idx = next(batches)
+            idx = idx.numpy()
+            xb = xb.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
+            tb = torch.from_numpy(t_tr[idx]).to(device, non_blocking=True)
+            if args.mixup > 0:  # mix each image with a partner from the same batch
+                mrng = np.random.default_rng([args.seed, epoch, step, 1])
+                lam = float(mrng.beta(args.mixup, args.mixup))
+                lam = max(lam, 1.0 - lam)
+                pi = torch.from_numpy(mrng.permutation(len(idx))).to(device)
+                xb = lam * xb + (1.0 - lam) * xb[pi]
+                tb = lam * tb + (1.0 - lam) * tb[pi]
             prep_s += time.time() - tp
             prog = step_count / total_steps
             if deadline is not None:  # compress the schedule so it ends by the deadline
@@ -185,12 +240,17 @@ def main(argv=None) -> int:
             lr = lr_at(prog, args.lr)
             for g in opt.param_groups:
                 g["lr"] = lr
-            tb = torch.from_numpy(t_tr[idx])
             loss = soft_ce(model(xb), tb)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             step_count += 1
+            if ema is not None:
+                d = min(args.ema, (1.0 + step_count) / (10.0 + step_count))
+                with torch.no_grad():
+                    torch._foreach_lerp_(list(ema.parameters()), list(model.parameters()), 1.0 - d)
+                    for be, b in zip(ema.buffers(), model.buffers()):
+                        be.copy_(b)
             tot += float(loss.detach()) * len(idx)
             seen += len(idx)
             if (step + 1) % 50 == 0:
@@ -202,7 +262,8 @@ def main(argv=None) -> int:
                 finished = True
                 print(f"  schedule complete at step {step_count} (deadline {args.deadline}); finishing", flush=True)
                 break
-        acc, nll, _ = evaluate(model, x_val, y_val)
+        eval_model = ema if ema is not None else model
+        acc, nll, _ = evaluate(eval_model, x_val, y_val, device=device)
         dt = time.time() - te
         epoch_times.append(dt)
         improved = acc > best
@@ -217,14 +278,16 @@ def main(argv=None) -> int:
               f"best {best:.4f} {dt:.0f} s/epoch ETA {remaining / 60:.1f} min{' *' if improved else ''}", flush=True)
         meta = {"params": params, "flops": flops, "labels": list(face_data.LABELS), "preprocess": face_data.PREPROCESS,
                 "args": vars(args), "command": cmd, "dropout": args.dropout}
-        state = {"model": model.state_dict(), "opt": opt.state_dict(), "step_count": step_count,
+        cpu_sd = lambda m: {k: v.detach().cpu() for k, v in m.state_dict().items()}  # noqa: E731
+        state = {"model": cpu_sd(model), "ema": None if ema is None else cpu_sd(ema), "opt": opt.state_dict(),
+                 "step_count": step_count,
                  "train_s": train_s + time.time() - t_start,
                  "torch_rng": torch.get_rng_state(), "epoch": epoch, "best": best, "history": history,
                  "since_best": since_best, "meta": meta}
         torch.save(state, out / "last.tmp")
         os.replace(out / "last.tmp", out / "last.pt")
         if improved:
-            torch.save({"model": model.state_dict(), "epoch": epoch + 1, "val_acc": acc, "meta": meta}, out / "best.tmp")
+            torch.save({"model": cpu_sd(eval_model), "epoch": epoch + 1, "val_acc": acc, "meta": meta}, out / "best.tmp")
             os.replace(out / "best.tmp", out / "best.pt")
         (out / "history.json").write_text(json.dumps(history, indent=1))
         if finished:
