@@ -60,8 +60,8 @@ def test_bundled_model_accuracy_floor(name, val_subset):
     rep = evaluate(e, man.model_path(name), images, labels, names)
     assert rep["n"] == 300
     # full PublicTest accuracy is in the manifest; a 300-face subset has ~2.6 points of std error
-    assert rep["accuracy"] >= 0.58, rep["accuracy"]
-    assert rep["macro_f1"] >= 0.45, rep["macro_f1"]
+    assert rep["accuracy"] >= 0.63, rep["accuracy"]
+    assert rep["macro_f1"] >= 0.52, rep["macro_f1"]
 
 
 def test_int8_agrees_with_fp32(val_subset):
@@ -116,3 +116,47 @@ def test_training_smoke_and_export(tmp_path, shared_data):
     from emoedge.cli import main as cli_main
     assert cli_main(["eval", "face", "--data", str(shared_data / "faces" / "fer2013_val.npz"), "--limit", "50",
                      "--precision", "int8", "--json", "--manifest", str(mdir / "manifest.json")]) == 0
+
+
+def _export_module(name):
+    sys.path.insert(0, str(REPO / "export"))
+    try:
+        return __import__(name)
+    finally:
+        sys.path.remove(str(REPO / "export"))
+
+
+def test_training_results_do_not_depend_on_workers(tmp_path, shared_data):
+    """Each step's augmentation has its own seed and the loader has its own generator, so the run with
+    augmentation worker processes equals the in-process run (mixup and EMA on)."""
+    if importlib.util.find_spec("torch") is None:
+        pytest.skip("torch is not installed (it is in the 'train' extra, not 'test')")
+    if not (shared_data / "faces" / "fer2013_train.npz").is_file():
+        pytest.skip("fer2013_train.npz not found in shared data")
+    face_train = _export_module("face_train")
+    hist = {}
+    for w in (0, 1):
+        out = tmp_path / f"w{w}"
+        assert face_train.main(["--out", str(out), "--smoke", "--workers", str(w), "--mixup", "0.2",
+                                "--ema", "0.99", "--device", "auto"]) == 0
+        hist[w] = __import__("json").loads((out / "history.json").read_text())
+    for a, b in zip(hist[0], hist[1]):
+        assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-6)
+        assert a["val_acc"] == b["val_acc"]
+
+
+def test_pack_split_is_lossless(tmp_path, shared_data):
+    """face_data.pack_split (WebP-lossless transport copy) decodes to the original images and labels."""
+    p = shared_data / "faces" / "fer2013_val.npz"
+    if not p.is_file():
+        pytest.skip(f"{p} not found")
+    face_data = _export_module("face_data")
+    z = np.load(p)
+    small = tmp_path / "small.npz"
+    np.savez(small, images=z["images"][:64], labels=z["labels"][:64], ferplus_votes=z["ferplus_votes"][:64],
+             class_names=z["class_names"])
+    face_data.pack_split(small, tmp_path / "packed.npz")
+    orig, packed = face_data.load_split(small), face_data.load_split(tmp_path / "packed.npz")
+    assert np.array_equal(orig["images"], packed["images"])
+    assert np.array_equal(orig["labels"], packed["labels"])
+    assert np.array_equal(orig["votes"], packed["votes"])
