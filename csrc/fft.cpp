@@ -55,6 +55,17 @@ RealFFTPlan::RealFFTPlan(int n) : n_(n), m_(n / 2) {
     const std::size_t n1 = std::size_t(st.n_cur / 4);
     for (int j = 0; j < 6; ++j) st.w[j] = tw_.data() + offsets[i] + n1 * std::size_t(j);
   }
+  // dif_fft: stage i (radix r) sends bin k's digit k % r to sub-block (k % r) of the current length.
+  dif_pos_.resize(m_);
+  for (int k = 0; k < m_; ++k) {
+    int rest = k, len = m_, off = 0;
+    for (const Stage& st : stages_) {
+      len /= st.radix;
+      off += (rest % st.radix) * len;
+      rest /= st.radix;
+    }
+    dif_pos_[k] = off;
+  }
   spr_.resize(m_ + 1);
   spi_.resize(m_ + 1);
   for (int k = 0; k <= m_; ++k) {

@@ -70,19 +70,81 @@ class RealFFTPlan {
   const std::vector<Stage>& stages() const { return stages_; }
   const double* split_cos() const { return spr_.data(); }  // cos(-2 pi k / n), k = 0..n/2
   const double* split_sin() const { return spi_.data(); }  // sin(-2 pi k / n)
+  // Where the in-place decimation-in-frequency FFT (fft_detail::dif_fft) leaves bin k, k < half().
+  const int* dif_pos() const { return dif_pos_.data(); }
 
  private:
   int n_ = 0, m_ = 0;
   std::vector<Stage> stages_;
   std::vector<double> tw_;
   std::vector<double> spr_, spi_;
+  std::vector<int> dif_pos_;
 };
 
 namespace fft_detail {
 
+#if defined(__GNUC__) || defined(__clang__)
+// Radix-4 butterfly on kL-lane vectors: legs a..d in, y0..y3 out (twiddles applied unless kTrivial).
+template <int kL, bool kTrivial>
+EMOEDGE_INLINE void radix4_vec_stage(const RealFFTPlan::Stage& st, std::size_t S, const double* xr, const double* xi,
+                                     double* yr, double* yi) {
+  typedef double vd __attribute__((vector_size(8 * kL), aligned(8)));
+  const int n1 = st.n_cur / 4;
+  for (int p = 0; p < n1; ++p) {
+    vd w1r, w1i, w2r, w2i, w3r, w3i;
+    if (!kTrivial) {
+      w1r = vd{} + st.w[0][p]; w1i = vd{} + st.w[1][p];
+      w2r = vd{} + st.w[2][p]; w2i = vd{} + st.w[3][p];
+      w3r = vd{} + st.w[4][p]; w3i = vd{} + st.w[5][p];
+    }
+    const double* ar = xr + S * p;
+    const double* ai = xi + S * p;
+    const std::size_t L = S * std::size_t(n1);
+    double* y0r = yr + S * (4 * p);
+    double* y0i = yi + S * (4 * p);
+    for (std::size_t q = 0; q < S; q += kL) {
+      const vd a_r = *reinterpret_cast<const vd*>(ar + q), a_i = *reinterpret_cast<const vd*>(ai + q);
+      const vd b_r = *reinterpret_cast<const vd*>(ar + L + q), b_i = *reinterpret_cast<const vd*>(ai + L + q);
+      const vd c_r = *reinterpret_cast<const vd*>(ar + 2 * L + q), c_i = *reinterpret_cast<const vd*>(ai + 2 * L + q);
+      const vd d_r = *reinterpret_cast<const vd*>(ar + 3 * L + q), d_i = *reinterpret_cast<const vd*>(ai + 3 * L + q);
+      const vd apcr = a_r + c_r, apci = a_i + c_i, amcr = a_r - c_r, amci = a_i - c_i;
+      const vd bpdr = b_r + d_r, bpdi = b_i + d_i, bmdr = b_r - d_r, bmdi = b_i - d_i;
+      const vd t1r = amcr + bmdi, t1i = amci - bmdr;
+      const vd t2r = apcr - bpdr, t2i = apci - bpdi;
+      const vd t3r = amcr - bmdi, t3i = amci + bmdr;
+      *reinterpret_cast<vd*>(y0r + q) = apcr + bpdr;
+      *reinterpret_cast<vd*>(y0i + q) = apci + bpdi;
+      if (kTrivial) {
+        *reinterpret_cast<vd*>(y0r + S + q) = t1r;
+        *reinterpret_cast<vd*>(y0i + S + q) = t1i;
+        *reinterpret_cast<vd*>(y0r + 2 * S + q) = t2r;
+        *reinterpret_cast<vd*>(y0i + 2 * S + q) = t2i;
+        *reinterpret_cast<vd*>(y0r + 3 * S + q) = t3r;
+        *reinterpret_cast<vd*>(y0i + 3 * S + q) = t3i;
+      } else {
+        *reinterpret_cast<vd*>(y0r + S + q) = w1r * t1r - w1i * t1i;
+        *reinterpret_cast<vd*>(y0i + S + q) = w1r * t1i + w1i * t1r;
+        *reinterpret_cast<vd*>(y0r + 2 * S + q) = w2r * t2r - w2i * t2i;
+        *reinterpret_cast<vd*>(y0i + 2 * S + q) = w2r * t2i + w2i * t2r;
+        *reinterpret_cast<vd*>(y0r + 3 * S + q) = w3r * t3r - w3i * t3i;
+        *reinterpret_cast<vd*>(y0i + 3 * S + q) = w3r * t3i + w3i * t3r;
+      }
+    }
+  }
+}
+#endif
+
 // One radix-4 Stockham stage over all p, with S = s * B contiguous elements per butterfly leg.
+template <int kLanes = 2>
 EMOEDGE_INLINE void radix4_stage(const RealFFTPlan::Stage& st, std::size_t S, const double* xr, const double* xi,
                                  double* yr, double* yi) {
+#if defined(__GNUC__) || defined(__clang__)
+  if (kLanes >= 4 && S % kLanes == 0) {  // explicit vectors: no alias checks or remainder loops per p
+    if (st.n_cur == 4) radix4_vec_stage<kLanes, true>(st, S, xr, xi, yr, yi);  // last stage: twiddles are 1
+    else radix4_vec_stage<kLanes, false>(st, S, xr, xi, yr, yi);
+    return;
+  }
+#endif
   const int n1 = st.n_cur / 4;
   const double* __restrict W1r = st.w[0];
   const double* __restrict W1i = st.w[1];
@@ -163,6 +225,7 @@ EMOEDGE_INLINE void radix4_stage(const RealFFTPlan::Stage& st, std::size_t S, co
 
 // The half()-point complex FFT on (re, im), ping-ponging with (sr, si). Returns true when the
 // result ended in (sr, si).
+template <int kLanes = 2>
 EMOEDGE_INLINE bool complex_fft(const RealFFTPlan& plan, double* re, double* im, double* sr, double* si, int B) {
   double* xr = re;
   double* xi = im;
@@ -172,7 +235,7 @@ EMOEDGE_INLINE bool complex_fft(const RealFFTPlan& plan, double* re, double* im,
   std::size_t S = std::size_t(B);
   for (const auto& st : plan.stages()) {
     if (st.radix == 4) {
-      radix4_stage(st, S, xr, xi, yr, yi);
+      radix4_stage<kLanes>(st, S, xr, xi, yr, yi);
       S *= 4;
     } else {  // radix 2 with n_cur == 2: one butterfly, twiddle 1
       const double* __restrict ar = xr;
@@ -198,6 +261,104 @@ EMOEDGE_INLINE bool complex_fft(const RealFFTPlan& plan, double* re, double* im,
   }
   return swapped;
 }
+
+#if defined(__GNUC__) || defined(__clang__)
+// In-place decimation-in-frequency FFT of B interleaved signals (B a multiple of kL), same stages and
+// twiddles as the Stockham version but half the working set (no ping-pong buffer), which keeps a
+// batch in L1. Bin k ends at position plan.dif_pos()[k].
+template <int kL>
+EMOEDGE_INLINE void dif_fft(const RealFFTPlan& plan, double* re, double* im, int B) {
+  typedef double vd __attribute__((vector_size(8 * kL), aligned(8)));
+  const int m = plan.half();
+  for (const auto& st : plan.stages()) {
+    const int nc = st.n_cur;
+    if (st.radix == 2) {
+      for (int base = 0; base < m; base += 2)
+        for (int b = 0; b < B; b += kL) {
+          vd* ar = reinterpret_cast<vd*>(re + std::size_t(base) * B + b);
+          vd* ai = reinterpret_cast<vd*>(im + std::size_t(base) * B + b);
+          vd* br = reinterpret_cast<vd*>(re + std::size_t(base + 1) * B + b);
+          vd* bi = reinterpret_cast<vd*>(im + std::size_t(base + 1) * B + b);
+          const vd xr = *ar, xi = *ai, yr = *br, yi = *bi;
+          *ar = xr + yr; *ai = xi + yi; *br = xr - yr; *bi = xi - yi;
+        }
+      continue;
+    }
+    const int L = nc / 4;
+    const std::size_t LB = std::size_t(L) * B;
+    for (int base = 0; base < m; base += nc)
+      for (int p = 0; p < L; ++p) {
+        const bool trivial = p == 0;  // all twiddles are 1 (every p of the last stage)
+        vd w1r{}, w1i{}, w2r{}, w2i{}, w3r{}, w3i{};
+        if (!trivial) {
+          w1r += st.w[0][p]; w1i += st.w[1][p];
+          w2r += st.w[2][p]; w2i += st.w[3][p];
+          w3r += st.w[4][p]; w3i += st.w[5][p];
+        }
+        double* xr = re + std::size_t(base + p) * B;
+        double* xi = im + std::size_t(base + p) * B;
+        for (int b = 0; b < B; b += kL) {
+          vd* pa_r = reinterpret_cast<vd*>(xr + b);
+          vd* pa_i = reinterpret_cast<vd*>(xi + b);
+          vd* pb_r = reinterpret_cast<vd*>(xr + LB + b);
+          vd* pb_i = reinterpret_cast<vd*>(xi + LB + b);
+          vd* pc_r = reinterpret_cast<vd*>(xr + 2 * LB + b);
+          vd* pc_i = reinterpret_cast<vd*>(xi + 2 * LB + b);
+          vd* pd_r = reinterpret_cast<vd*>(xr + 3 * LB + b);
+          vd* pd_i = reinterpret_cast<vd*>(xi + 3 * LB + b);
+          const vd a_r = *pa_r, a_i = *pa_i, b_r = *pb_r, b_i = *pb_i;
+          const vd c_r = *pc_r, c_i = *pc_i, d_r = *pd_r, d_i = *pd_i;
+          const vd apcr = a_r + c_r, apci = a_i + c_i, amcr = a_r - c_r, amci = a_i - c_i;
+          const vd bpdr = b_r + d_r, bpdi = b_i + d_i, bmdr = b_r - d_r, bmdi = b_i - d_i;
+          const vd t1r = amcr + bmdi, t1i = amci - bmdr;  // amc - j*bmd
+          const vd t2r = apcr - bpdr, t2i = apci - bpdi;
+          const vd t3r = amcr - bmdi, t3i = amci + bmdr;  // amc + j*bmd
+          *pa_r = apcr + bpdr;
+          *pa_i = apci + bpdi;
+          if (trivial) {
+            *pb_r = t1r; *pb_i = t1i; *pc_r = t2r; *pc_i = t2i; *pd_r = t3r; *pd_i = t3i;
+          } else {
+            *pb_r = w1r * t1r - w1i * t1i;
+            *pb_i = w1r * t1i + w1i * t1r;
+            *pc_r = w2r * t2r - w2i * t2i;
+            *pc_i = w2r * t2i + w2i * t2r;
+            *pd_r = w3r * t3r - w3i * t3i;
+            *pd_i = w3r * t3i + w3i * t3r;
+          }
+        }
+      }
+  }
+}
+
+// |X[k]|^2 of B real signals (B a multiple of kL) from the digit-reversed output of dif_fft.
+template <int kL>
+EMOEDGE_INLINE void split_power_dif(const RealFFTPlan& plan, const double* zr, const double* zi, int B, double* pw) {
+  typedef double vd __attribute__((vector_size(8 * kL), aligned(8)));
+  const int m = plan.half();
+  const double* spr = plan.split_cos();
+  const double* spi = plan.split_sin();
+  const int* pos = plan.dif_pos();
+  for (int b = 0; b < B; b += kL) {  // bins 0 and m from Z[0] (position 0)
+    const vd r = *reinterpret_cast<const vd*>(zr + b), i = *reinterpret_cast<const vd*>(zi + b);
+    const vd x0 = r + i, xm = r - i;
+    *reinterpret_cast<vd*>(pw + b) = x0 * x0;
+    *reinterpret_cast<vd*>(pw + std::size_t(m) * B + b) = xm * xm;
+  }
+  for (int k = 1; k < m; ++k) {
+    const double c = spr[k], s = spi[k];
+    const std::size_t ok = std::size_t(pos[k]) * B, oj = std::size_t(pos[m - k]) * B;
+    for (int b = 0; b < B; b += kL) {
+      const vd kr = *reinterpret_cast<const vd*>(zr + ok + b), ki = *reinterpret_cast<const vd*>(zi + ok + b);
+      const vd jr = *reinterpret_cast<const vd*>(zr + oj + b), ji = *reinterpret_cast<const vd*>(zi + oj + b);
+      const vd fer = 0.5 * (kr + jr), fei = 0.5 * (ki - ji);
+      const vd forr = 0.5 * (ki + ji), foi = -0.5 * (kr - jr);
+      const vd xr = fer + (c * forr - s * foi);
+      const vd xi = fei + (c * foi + s * forr);
+      *reinterpret_cast<vd*>(pw + std::size_t(k) * B + b) = xr * xr + xi * xi;
+    }
+  }
+}
+#endif
 
 // Even/odd split: X[k] = Fe[k] + e^{-2 pi i k/n} Fo[k], Fe = (Z[k] + conj Z[m-k]) / 2,
 // Fo = (Z[k] - conj Z[m-k]) / 2i. kPower: out_a = |X|^2; otherwise out_a = Re X, out_b = Im X.
@@ -288,9 +449,16 @@ EMOEDGE_INLINE void split(const RealFFTPlan& plan, const double* zr, const doubl
 template <int kLanes = 2>
 EMOEDGE_INLINE void power_split(const RealFFTPlan& plan, double* zr, double* zi, int B, double* pw,
                                 double* scratch) {
+#if defined(__GNUC__) || defined(__clang__)
+  if (kLanes >= 4 && B % kLanes == 0) {  // in place: zr/zi + pw stay in L1 for a batch of 4 x 512 points
+    dif_fft<kLanes>(plan, zr, zi, B);
+    split_power_dif<kLanes>(plan, zr, zi, B, pw);
+    return;
+  }
+#endif
   double* sr = scratch;
   double* si = scratch + std::size_t(plan.half()) * B + RealFFTPlan::kSkew;
-  if (complex_fft(plan, zr, zi, sr, si, B)) split<true, kLanes>(plan, sr, si, B, pw, nullptr);
+  if (complex_fft<kLanes>(plan, zr, zi, sr, si, B)) split<true, kLanes>(plan, sr, si, B, pw, nullptr);
   else split<true, kLanes>(plan, zr, zi, B, pw, nullptr);
 }
 

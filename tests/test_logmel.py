@@ -132,6 +132,8 @@ VARIANTS = [
     dict(log="ln"),
     dict(top_db=60.0),
     dict(n_fft=512, win_length=511, hop_length=100),
+    dict(n_fft=32, win_length=32, hop_length=16, n_mels=6),        # smallest FFT plans (radix 4 x 4)
+    dict(n_fft=4096, win_length=4096, hop_length=1024, n_mels=128),  # radix 4^5 x 2
 ]
 
 
