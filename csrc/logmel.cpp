@@ -67,6 +67,63 @@ EMOEDGE_INLINE double fast_ln(double x) {
 #define EMOEDGE_HAVE_SHUFFLEVECTOR 0
 #endif
 
+// acc[m * kB + b] (mel power) -> out[b * n_mels + m] (log, float).
+template <int kB = 4>
+EMOEDGE_INLINE void log_out(const LogMel::Tables& t, double* acc, float* out) {
+  const int nm = t.n_mels;
+  const std::size_t total = std::size_t(nm) * kB;
+  const double amin = t.amin;
+  const double scale = t.log_db ? 4.342944819032518277 : 1.0;  // 10 / ln(10)
+  for (std::size_t i = 0; i < total; ++i) acc[i] = scale * fast_ln(acc[i] > amin ? acc[i] : amin);
+  for (int b = 0; b < kB; ++b)
+    for (int m = 0; m < nm; ++m) out[std::size_t(b) * nm + m] = float(acc[std::size_t(m) * kB + b]);
+}
+
+#if EMOEDGE_HAVE_SHUFFLEVECTOR
+// Even/odd split of the in-place FFT output fused with the mel sums, 4 frames per vector. Bins come
+// in segments: every bin of segment s lies in filters q_s (weight seg_wa) and q_s + 1 (seg_wb) only,
+// so the two open sums stay in registers and the power spectrum is never stored. Computes
+// 2X = A + (c + i s) B (no halving) and weights pre-scaled by 1/4 (exact), i.e. the same sums.
+EMOEDGE_INLINE void split_mel_4(const LogMel::Tables& t, const double* zr, const double* zi, double* acc) {
+  typedef double v4d __attribute__((vector_size(32), aligned(8)));
+  const RealFFTPlan& plan = *t.fft;
+  const int m = plan.half(), nm = t.n_mels;
+  const double* spr = plan.split_cos();
+  const double* spi = plan.split_sin();
+  const int* pos = plan.dif_pos();
+  const double* wa = t.seg_wa.data();
+  const double* wb = t.seg_wb.data();
+  for (int i = 0; i < nm; ++i) *reinterpret_cast<v4d*>(acc + 4 * i) = v4d{};
+  const int nseg = int(t.seg_q.size());
+  for (int sg = 0; sg < nseg; ++sg) {
+    v4d sa{}, sb{};
+    const int k1 = t.seg_start[sg + 1];
+    for (int k = t.seg_start[sg]; k < k1; ++k) {
+      v4d pk;  // 4 |X[k]|^2
+      if (k == 0 || k == m) {
+        const v4d r = *reinterpret_cast<const v4d*>(zr), i = *reinterpret_cast<const v4d*>(zi);
+        const v4d x = k == 0 ? r + i : r - i;
+        pk = 4.0 * x * x;
+      } else {
+        const double c = spr[k], s = spi[k];
+        const std::size_t ok = std::size_t(pos[k]) * 4, oj = std::size_t(pos[m - k]) * 4;
+        const v4d kr = *reinterpret_cast<const v4d*>(zr + ok), ki = *reinterpret_cast<const v4d*>(zi + ok);
+        const v4d jr = *reinterpret_cast<const v4d*>(zr + oj), ji = *reinterpret_cast<const v4d*>(zi + oj);
+        const v4d ar = kr + jr, ai = ki - ji, br = ki + ji, bi = jr - kr;
+        const v4d xr = ar + (c * br - s * bi);
+        const v4d xi = ai + (c * bi + s * br);
+        pk = xr * xr + xi * xi;
+      }
+      sa += wa[k] * pk;
+      sb += wb[k] * pk;
+    }
+    const int q = t.seg_q[sg];
+    *reinterpret_cast<v4d*>(acc + 4 * q) += sa;
+    if (q + 1 < nm) *reinterpret_cast<v4d*>(acc + 4 * (q + 1)) += sb;
+  }
+}
+#endif
+
 // One batch of kB frames (compile-time, so the batch lanes live in registers): window + split, FFT
 // power, sparse mel, log. Always inlined into the portable and the AVX2+FMA instances below.
 template <int kLanes, int kB, typename T>
@@ -84,6 +141,13 @@ EMOEDGE_INLINE void frames_body(const LogMel::Tables& t, const T* const* ptrs, f
     typedef float v8f __attribute__((vector_size(32), aligned(4)));
     typedef std::int16_t v8s __attribute__((vector_size(16), aligned(2)));
     for (int k0 = 0; k0 + 4 <= M; k0 += 4) {
+      if (k0 < t.k_lo || k0 >= t.k_hi) {  // window is zero here (win_length < n_fft): no loads
+        for (int j = 0; j < 4; ++j) {
+          *reinterpret_cast<v4d*>(zr + std::size_t(k0 + j) * 4) = v4d{};
+          *reinterpret_cast<v4d*>(zi + std::size_t(k0 + j) * 4) = v4d{};
+        }
+        continue;
+      }
       v8f R[4];
       for (int b = 0; b < 4; ++b) {
         if constexpr (std::is_same<T, std::int16_t>::value)
@@ -119,9 +183,19 @@ EMOEDGE_INLINE void frames_body(const LogMel::Tables& t, const T* const* ptrs, f
       i[b] = double(ptrs[b][2 * k + 1]) * w1;
     }
   }
+  double* __restrict acc = w.acc.data();
+#if EMOEDGE_HAVE_SHUFFLEVECTOR
+  if constexpr (kLanes == 4 && kB == 4) {
+    if (!t.seg_start.empty()) {
+      fft_detail::dif_fft<4>(*t.fft, zr, zi, 4);
+      split_mel_4(t, zr, zi, acc);
+      log_out(t, acc, out);
+      return;
+    }
+  }
+#endif
   double* __restrict pw = w.pw.data();
   fft_detail::power_split<kLanes>(*t.fft, zr, zi, kB, pw, w.scratch.data());
-  double* __restrict acc = w.acc.data();
   for (int m = 0; m < nm; ++m) {
     const double* __restrict wt = t.fw.data() + t.foff[m];
     const double* __restrict base = pw + std::size_t(t.fstart[m]) * kB;
@@ -157,12 +231,7 @@ EMOEDGE_INLINE void frames_body(const LogMel::Tables& t, const T* const* ptrs, f
       for (int b = 0; b < kB; ++b) acc[std::size_t(m) * kB + b] = a[b] + c[b];
     }
   }
-  const std::size_t total = std::size_t(nm) * kB;
-  const double amin = t.amin;
-  const double scale = t.log_db ? 4.342944819032518277 : 1.0;  // 10 / ln(10)
-  for (std::size_t i = 0; i < total; ++i) acc[i] = scale * fast_ln(acc[i] > amin ? acc[i] : amin);
-  for (int b = 0; b < kB; ++b)
-    for (int m = 0; m < nm; ++m) out[std::size_t(b) * nm + m] = float(acc[std::size_t(m) * kB + b]);
+  log_out<kB>(t, acc, out);
 }
 
 // Full batches use the kBatch-wide body; partial batches run frame by frame.
@@ -280,7 +349,56 @@ LogMel::LogMel(const LogMelConfig& cfg) : cfg_(cfg) {
       t_.fw.insert(t_.fw.end(), row.begin() + first, row.begin() + last + 1);
     }
   }
+  // Window support in complex points (pairs of samples), rounded out to the 4-point blocks.
+  const int M = n_fft / 2;
+  t_.k_lo = (lpad / 2) & ~3;
+  t_.k_hi = std::min(M, (((lpad + wl - 1) / 2 + 1) + 3) & ~3);
+  build_segments();
   simd_ = cfg_.allow_simd && kHaveAvx2Path && cpu_has_avx2_fma();
+}
+
+void LogMel::build_segments() {
+  // Each bin must lie in filters {q, q + 1} for one q (true for triangular filters, whose supports
+  // only overlap neighbours); otherwise the fused path is not used.
+  const int nb = n_bins(), nm = cfg_.n_mels;
+  const std::vector<float> dense = dense_filterbank();
+  std::vector<int> qk(nb);
+  std::vector<double> wa(nb, 0.0), wb(nb, 0.0);
+  int prev = 0;
+  for (int k = 0; k < nb; ++k) {
+    int lo = -1, hi = -1, cnt = 0;
+    for (int mm = 0; mm < nm; ++mm)
+      if (dense[std::size_t(mm) * nb + k] != 0.0f) {
+        if (lo < 0) lo = mm;
+        hi = mm;
+        ++cnt;
+      }
+    int q = prev;
+    if (cnt == 0) {
+      q = prev;
+    } else if (cnt == 2 && hi == lo + 1) {
+      q = lo;
+    } else if (cnt == 1) {
+      q = (prev + 1 == lo) ? prev : lo;
+    } else {
+      t_.seg_start.clear(); t_.seg_q.clear(); t_.seg_wa.clear(); t_.seg_wb.clear();
+      return;
+    }
+    qk[k] = q;
+    wa[k] = 0.25 * double(dense[std::size_t(q) * nb + k]);
+    wb[k] = q + 1 < nm ? 0.25 * double(dense[std::size_t(q + 1) * nb + k]) : 0.0;
+    prev = q;
+  }
+  t_.seg_start.assign(1, 0);
+  t_.seg_q.assign(1, qk[0]);
+  for (int k = 1; k < nb; ++k)
+    if (qk[k] != qk[k - 1]) {
+      t_.seg_start.push_back(k);
+      t_.seg_q.push_back(qk[k]);
+    }
+  t_.seg_start.push_back(nb);
+  t_.seg_wa = std::move(wa);
+  t_.seg_wb = std::move(wb);
 }
 
 std::vector<float> LogMel::dense_filterbank() const {

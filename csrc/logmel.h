@@ -79,11 +79,17 @@ class LogMel {
     std::vector<int> fstart, flen;   // per mel filter: first nonzero bin and count
     std::vector<std::size_t> foff;   // offset of filter m's weights in fw
     std::vector<double> fw;          // float32-rounded weights (as librosa), held as double
+    // Fused split + mel (AVX2 batch): bins [seg_start[s], seg_start[s+1]) feed filters seg_q[s] (weights
+    // seg_wa, x 1/4) and seg_q[s] + 1 (seg_wb, x 1/4). Empty when the filters do not have that shape.
+    std::vector<int> seg_start, seg_q;
+    std::vector<double> seg_wa, seg_wb;
+    int k_lo = 0, k_hi = 0;          // complex points [k_lo, k_hi) (multiples of 4) hold the nonzero window
   };
 
  private:
   template <typename T>
   void compute_impl(const T* x, std::int64_t n, float* out) const;
+  void build_segments();
 
   LogMelConfig cfg_;
   std::shared_ptr<const RealFFTPlan> fft_;
