@@ -59,6 +59,7 @@ class LogMel {
   // Scratch for frames(); one per thread / stream.
   struct Work {
     std::vector<double> zr, zi, scratch, pw, acc;
+    std::vector<float> accf;
   };
   static constexpr int kBatch = 4;
   void init_work(Work& w) const;
