@@ -270,8 +270,61 @@ template <int kL>
 EMOEDGE_INLINE void dif_fft(const RealFFTPlan& plan, double* re, double* im, int B) {
   typedef double vd __attribute__((vector_size(8 * kL), aligned(8)));
   const int m = plan.half();
-  for (const auto& st : plan.stages()) {
+  const auto& stages = plan.stages();
+  for (std::size_t si = 0; si < stages.size(); ++si) {
+    const auto& st = stages[si];
     const int nc = st.n_cur;
+    if (nc == 16 && si + 1 < stages.size() && stages[si + 1].radix == 4) {
+      // The last two radix-4 stages (lengths 16 and 4) on one 16-point block at a time, in registers:
+      // saves a load/store pass over the whole batch.
+      const double* w = st.w[0];  // twiddles of length 16, p = 0..3: w1r, w1i, w2r, w2i, w3r, w3i (4 each)
+      for (int base = 0; base < m; base += 16)
+        for (int b = 0; b < B; b += kL) {
+          double* xr = re + std::size_t(base) * B + b;
+          double* xi = im + std::size_t(base) * B + b;
+          vd r[16], i[16];
+          for (int j = 0; j < 16; ++j) {
+            r[j] = *reinterpret_cast<const vd*>(xr + std::size_t(j) * B);
+            i[j] = *reinterpret_cast<const vd*>(xi + std::size_t(j) * B);
+          }
+          for (int p = 0; p < 4; ++p) {  // length-16 stage: legs p, p+4, p+8, p+12
+            const vd apcr = r[p] + r[p + 8], apci = i[p] + i[p + 8], amcr = r[p] - r[p + 8], amci = i[p] - i[p + 8];
+            const vd bpdr = r[p + 4] + r[p + 12], bpdi = i[p + 4] + i[p + 12];
+            const vd bmdr = r[p + 4] - r[p + 12], bmdi = i[p + 4] - i[p + 12];
+            const vd t1r = amcr + bmdi, t1i = amci - bmdr;
+            const vd t2r = apcr - bpdr, t2i = apci - bpdi;
+            const vd t3r = amcr - bmdi, t3i = amci + bmdr;
+            r[p] = apcr + bpdr;
+            i[p] = apci + bpdi;
+            if (p == 0) {
+              r[p + 4] = t1r; i[p + 4] = t1i; r[p + 8] = t2r; i[p + 8] = t2i; r[p + 12] = t3r; i[p + 12] = t3i;
+            } else {
+              const double w1r = w[p], w1i = w[4 + p], w2r = w[8 + p], w2i = w[12 + p], w3r = w[16 + p], w3i = w[20 + p];
+              r[p + 4] = w1r * t1r - w1i * t1i;
+              i[p + 4] = w1r * t1i + w1i * t1r;
+              r[p + 8] = w2r * t2r - w2i * t2i;
+              i[p + 8] = w2r * t2i + w2i * t2r;
+              r[p + 12] = w3r * t3r - w3i * t3i;
+              i[p + 12] = w3r * t3i + w3i * t3r;
+            }
+          }
+          for (int q = 0; q < 16; q += 4) {  // length-4 stage: twiddles 1
+            const vd apcr = r[q] + r[q + 2], apci = i[q] + i[q + 2], amcr = r[q] - r[q + 2], amci = i[q] - i[q + 2];
+            const vd bpdr = r[q + 1] + r[q + 3], bpdi = i[q + 1] + i[q + 3];
+            const vd bmdr = r[q + 1] - r[q + 3], bmdi = i[q + 1] - i[q + 3];
+            *reinterpret_cast<vd*>(xr + std::size_t(q) * B) = apcr + bpdr;
+            *reinterpret_cast<vd*>(xi + std::size_t(q) * B) = apci + bpdi;
+            *reinterpret_cast<vd*>(xr + std::size_t(q + 1) * B) = amcr + bmdi;
+            *reinterpret_cast<vd*>(xi + std::size_t(q + 1) * B) = amci - bmdr;
+            *reinterpret_cast<vd*>(xr + std::size_t(q + 2) * B) = apcr - bpdr;
+            *reinterpret_cast<vd*>(xi + std::size_t(q + 2) * B) = apci - bpdi;
+            *reinterpret_cast<vd*>(xr + std::size_t(q + 3) * B) = amcr - bmdi;
+            *reinterpret_cast<vd*>(xi + std::size_t(q + 3) * B) = amci + bmdr;
+          }
+        }
+      ++si;  // the length-4 stage is done
+      continue;
+    }
     if (st.radix == 2) {
       for (int base = 0; base < m; base += 2)
         for (int b = 0; b < B; b += kL) {
