@@ -124,17 +124,37 @@ EMOEDGE_INLINE void log_out(const LogMel::Tables& t, double* acc, float* accf, f
 }
 
 #if EMOEDGE_HAVE_SHUFFLEVECTOR
-// Even/odd split of the in-place FFT output fused with the mel sums, 4 frames per vector. Bins come
-// in segments: every bin of segment s lies in filters q_s (weight seg_wa) and q_s + 1 (seg_wb) only,
-// so the two open sums stay in registers and the power spectrum is never stored. Computes
-// 2X = A + (c + i s) B (no halving) and weights pre-scaled by 1/4 (exact), i.e. the same sums.
-EMOEDGE_INLINE void split_mel_4(const LogMel::Tables& t, const double* zr, const double* zi, double* acc) {
+// Even/odd split of the in-place FFT output, then the mel sums, 4 frames per vector. The split makes
+// bins k and m - k from one pair of loads and stores 4 |X|^2 (no halving; the mel weights are
+// pre-scaled by 1/4, exact). Bins come in segments: every bin of segment s lies in filters q_s
+// (weight seg_wa) and q_s + 1 (seg_wb) only, so each segment's two sums stay in registers.
+EMOEDGE_INLINE void split_mel_4(const LogMel::Tables& t, const double* zr, const double* zi, double* pw, double* acc) {
   typedef double v4d __attribute__((vector_size(32), aligned(8)));
   const RealFFTPlan& plan = *t.fft;
   const int m = plan.half(), nm = t.n_mels;
   const double* spr = plan.split_cos();
   const double* spi = plan.split_sin();
   const int* pos = plan.dif_pos();
+  {  // bins 0 and m from Z[0] (position 0)
+    const v4d r = *reinterpret_cast<const v4d*>(zr), i = *reinterpret_cast<const v4d*>(zi);
+    const v4d x0 = r + i, xm = r - i;
+    *reinterpret_cast<v4d*>(pw) = 4.0 * x0 * x0;
+    *reinterpret_cast<v4d*>(pw + 4 * std::size_t(m)) = 4.0 * xm * xm;
+  }
+  // Bins k and j = m - k from the same two loads: with A = Z_k + conj Z_j, B = (Z_k - conj Z_j) / i and
+  // (P, Q) = (c + i s) B, 2 X_k = (A_r + P, A_i + Q) and 2 X_j = (A_r - P, Q - A_i) (cos flips sign at j).
+  for (int k = 1; 2 * k <= m; ++k) {
+    const int j = m - k;
+    const double c = spr[k], s = spi[k];
+    const std::size_t ok = std::size_t(pos[k]) * 4, oj = std::size_t(pos[j]) * 4;
+    const v4d kr = *reinterpret_cast<const v4d*>(zr + ok), ki = *reinterpret_cast<const v4d*>(zi + ok);
+    const v4d jr = *reinterpret_cast<const v4d*>(zr + oj), ji = *reinterpret_cast<const v4d*>(zi + oj);
+    const v4d ar = kr + jr, ai = ki - ji, br = ki + ji, bi = jr - kr;
+    const v4d P = c * br - s * bi, Q = c * bi + s * br;
+    const v4d xr = ar + P, xi = ai + Q, yr = ar - P, yi = Q - ai;
+    *reinterpret_cast<v4d*>(pw + 4 * std::size_t(k)) = xr * xr + xi * xi;
+    *reinterpret_cast<v4d*>(pw + 4 * std::size_t(j)) = yr * yr + yi * yi;  // k == j at m/2: same value
+  }
   const double* wa = t.seg_wa.data();
   const double* wb = t.seg_wb.data();
   for (int i = 0; i < nm; ++i) *reinterpret_cast<v4d*>(acc + 4 * i) = v4d{};
@@ -143,21 +163,7 @@ EMOEDGE_INLINE void split_mel_4(const LogMel::Tables& t, const double* zr, const
     v4d sa{}, sb{};
     const int k1 = t.seg_start[sg + 1];
     for (int k = t.seg_start[sg]; k < k1; ++k) {
-      v4d pk;  // 4 |X[k]|^2
-      if (k == 0 || k == m) {
-        const v4d r = *reinterpret_cast<const v4d*>(zr), i = *reinterpret_cast<const v4d*>(zi);
-        const v4d x = k == 0 ? r + i : r - i;
-        pk = 4.0 * x * x;
-      } else {
-        const double c = spr[k], s = spi[k];
-        const std::size_t ok = std::size_t(pos[k]) * 4, oj = std::size_t(pos[m - k]) * 4;
-        const v4d kr = *reinterpret_cast<const v4d*>(zr + ok), ki = *reinterpret_cast<const v4d*>(zi + ok);
-        const v4d jr = *reinterpret_cast<const v4d*>(zr + oj), ji = *reinterpret_cast<const v4d*>(zi + oj);
-        const v4d ar = kr + jr, ai = ki - ji, br = ki + ji, bi = jr - kr;
-        const v4d xr = ar + (c * br - s * bi);
-        const v4d xi = ai + (c * bi + s * br);
-        pk = xr * xr + xi * xi;
-      }
+      const v4d pk = *reinterpret_cast<const v4d*>(pw + 4 * std::size_t(k));
       sa += wa[k] * pk;
       sb += wb[k] * pk;
     }
@@ -232,7 +238,7 @@ EMOEDGE_INLINE void frames_body(const LogMel::Tables& t, const T* const* ptrs, f
   if constexpr (kLanes == 4 && kB == 4) {
     if (!t.seg_start.empty()) {
       fft_detail::dif_fft<4>(*t.fft, zr, zi, 4);
-      split_mel_4(t, zr, zi, acc);
+      split_mel_4(t, zr, zi, w.pw.data(), acc);
       log_out(t, acc, w.accf.data(), out);
       return;
     }
