@@ -325,6 +325,14 @@ def test_offline_bad_input(backend):
     y[500] = np.inf
     with pytest.raises(ValueError, match="Inf at sample 500"):
         k.compute(y)
+    for i, bad in [(0, np.nan), (99_999, -np.inf), (159_999, np.inf), (4096, np.nan)]:  # across check blocks
+        y = _noise(160_000)
+        y[i] = bad
+        with pytest.raises(ValueError, match=f"{'NaN' if np.isnan(bad) else 'Inf'} at sample {i}"):
+            k.compute(y)
+    y = _noise(160_000)
+    y[1234] = np.finfo(np.float32).max  # huge but finite: accepted
+    assert np.isfinite(k.compute(y)).all()
     k2 = backend[1](LogMelOptions(center=False))
     with pytest.raises(ValueError, match="center=False needs at least n_fft"):
         k2.compute(_noise(100))
