@@ -117,7 +117,7 @@ def main(argv=None) -> int:
     for path in args.ckpt:
         ck = torch.load(path, map_location="cpu", weights_only=False)
         m = VoiceCNN(n_mels=ck["n_mels"], n_classes=len(ck["labels"]), widths=tuple(ck["widths"]),
-                     cmn=bool(ck.get("cmn", False)), pad_value=ck["pad_value"])
+                     cmn=bool(ck.get("cmn", False)), pad_value=ck["pad_value"], pool=ck.get("pool", "mean"))
         m.load_state_dict(ck["state_dict"])
         cks.append(ck)
         members.append(m.eval())

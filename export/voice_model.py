@@ -20,9 +20,12 @@ class VoiceCNN(nn.Module):
     widths=(16, 24, 48, 96): ~0.17 M parameters, ~20 M multiply-adds for a 200x64 window."""
 
     def __init__(self, n_mels: int = 64, n_classes: int = 8, widths=(16, 24, 48, 96), dropout: float = 0.3,
-                 cmn: bool = False, pad_value: float = -100.0):
+                 cmn: bool = False, pad_value: float = -100.0, pool: str = "mean"):
         super().__init__()
         w0, w1, w2, w3 = widths
+        if pool not in ("mean", "flat"):
+            raise ValueError(f"pool must be 'mean' or 'flat', got {pool!r}")
+        self.pool = pool
         self.cmn = cmn
         self.pad_value = float(pad_value)
         self.register_buffer("mean", torch.zeros(n_mels))
@@ -34,7 +37,10 @@ class VoiceCNN(nn.Module):
             conv_bn(w2, w3, 2), conv_bn(w3, w3, 1),
         )
         self.drop = nn.Dropout(dropout)
-        self.head = nn.Linear(2 * w3, n_classes)
+        # pool="mean": frequency mean, then time mean+max; "flat": time mean+max of every (channel, frequency
+        # row) of the last feature map (keeps where in the spectrum a pattern is; n_mels/16 rows)
+        f_out = 1 if pool == "mean" else -(-n_mels // 16)
+        self.head = nn.Linear(2 * w3 * f_out, n_classes)
 
     def set_norm(self, mean, std) -> None:
         self.mean.copy_(torch.as_tensor(mean, dtype=torch.float32))
@@ -56,6 +62,9 @@ class VoiceCNN(nn.Module):
 
     def forward_normalized(self, z: torch.Tensor) -> torch.Tensor:
         h = self.features(z)              # [B, C, F', T']
+        if self.pool == "flat":
+            h = torch.cat([h.mean(dim=3).flatten(1), h.amax(dim=3).flatten(1)], dim=1)
+            return self.head(self.drop(h))
         h = h.mean(dim=2)                 # [B, C, T']
         h = torch.cat([h.mean(dim=2), h.amax(dim=2)], dim=1)
         return self.head(self.drop(h))
@@ -103,6 +112,7 @@ class VoiceEnsemble(nn.Module):
         self.window_frames = [int(w) for w in window_frames]
         self.W = max(self.window_frames)
         self.cmn = [bool(m.cmn) for m in members]
+        self.pool = [getattr(m, "pool", "mean") for m in members]
         self.pad_value = float(members[0].pad_value)
         g = [m for m in members if not m.cmn]
         for m in g[1:]:
@@ -139,8 +149,11 @@ class VoiceEnsemble(nn.Module):
                     zg = ((x - self.mean) * self.inv_std).unsqueeze(1)                       # [B, 1, W, M]
                 z = zg if w == self.W else zg[:, :, self.W - w:]
             h = self.bodies[k](torch.relu(self.stems[k](z)))     # [B, C, T', M']
-            h = h.mean(dim=3)                                     # frequency mean -> [B, C, T']
-            h = torch.cat([h.mean(dim=2), h.amax(dim=2)], dim=1)
+            if self.pool[k] == "flat":                            # per (channel, frequency row), over time
+                h = torch.cat([h.mean(dim=2).flatten(1), h.amax(dim=2).flatten(1)], dim=1)
+            else:
+                h = h.mean(dim=3)                                 # frequency mean -> [B, C, T']
+                h = torch.cat([h.mean(dim=2), h.amax(dim=2)], dim=1)
             pk = torch.softmax(self.heads[k](h), dim=1)
             p = pk if p is None else p + pk
         return torch.log((p / len(self.window_frames)).clamp_min(1e-6))

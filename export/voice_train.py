@@ -147,6 +147,9 @@ def main(argv=None) -> int:
     ap.add_argument("--label-smoothing", type=float, default=0.1)
     ap.add_argument("--cmn", type=int, default=0, help="1: per-window band-mean normalisation in the model graph "
                     "(tried: --cmn 1 --mixup 0.4 --epochs 90 reached 55.0%% vs 57.1%% on RAVDESS actors 17-20)")
+    ap.add_argument("--pool", default="mean", choices=("mean", "flat"),
+                    help="mean: frequency mean then time mean+max (shipped); flat: time mean+max per channel and "
+                         "frequency row of the last feature map")
     ap.add_argument("--mixup", type=float, default=0.0, help="mixup Beta(a, a) parameter (0: off)")
     ap.add_argument("--mixup-p", type=float, default=0.5, help="fraction of batches mixed")
     ap.add_argument("--speed", default="0.9,1.1", help="speed-perturbation factors (waveform resampling; "
@@ -195,7 +198,7 @@ def main(argv=None) -> int:
 
     widths = tuple(int(v) for v in args.widths.split(","))
     model = VoiceCNN(n_mels=opts.n_mels, n_classes=len(vd.MODEL_LABELS), widths=widths, cmn=bool(args.cmn),
-                     pad_value=pad)
+                     pad_value=pad, pool=args.pool)
     model.set_norm(band_mean, band_std)
     log(f"VoiceCNN widths={widths} params={count_params(model)}")
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.wd)
@@ -240,7 +243,7 @@ def main(argv=None) -> int:
             log(f"held-out clip accuracy (monitor only, no selection): {acc}")
     model.eval()
     ckpt = out / "voice_cnn.pt"
-    torch.save({"state_dict": model.state_dict(), "widths": widths, "n_mels": opts.n_mels, "cmn": bool(args.cmn),
+    torch.save({"state_dict": model.state_dict(), "widths": widths, "n_mels": opts.n_mels, "cmn": bool(args.cmn), "pool": args.pool,
                 "labels": list(vd.MODEL_LABELS), "logmel": vd.opts_dict(opts), "window_frames": W, "hop_frames": H,
                 "min_fill_frames": min_fill, "window_s": args.window_s, "hop_s": args.hop_s,
                 "min_fill_s": args.min_fill_s, "pad_value": pad, "args": vars(args), "history": hist,
