@@ -28,7 +28,9 @@ import voice_data as vd  # noqa: E402
 
 MODELS = ROOT / "emoedge" / "models"
 MADE_BY = ("nohup /work/venv/bin/python export/voice_train.py > /work/cache/voice_train.log 2>&1 "
-           "(train + export; export only: python export/voice_export.py --ckpt /work/cache/voice/voice_cnn.pt)")
+           "(defaults: two CNNs, --seed 5,6, trained one after the other and exported as one ensemble graph; "
+           "export only: python export/voice_export.py --ckpt /work/cache/voice/seed5/voice_cnn.pt "
+           "/work/cache/voice/seed6/voice_cnn.pt)")
 
 
 def log(*a):
@@ -206,9 +208,7 @@ def main(argv=None) -> int:
     if args.selection_note:
         split_desc["heldout"] = ("RAVDESS actors 17-20 (240 clips) + EmoDB speakers 03, 08 (boredom skipped); never "
                                  "trained on; used for temperature fitting and reporting; " + args.selection_note)
-    made_by = MADE_BY if len(cks) == 1 else (
-        "python export/voice_export.py --ckpt " + " ".join(str(a) for a in args.ckpt) +
-        " (each member: python export/voice_train.py --no-export with the args under training.members)")
+    made_by = MADE_BY + "; this export: python export/voice_export.py --ckpt " + " ".join(str(a) for a in args.ckpt)
     common = {
         "task": "voice", "family": "voice-ser", "labels": list(ck["labels"]), "output": "logits",
         "input": {"name": "logmel", "shape": ["batch", W, M], "dtype": "float32",
