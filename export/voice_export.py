@@ -5,6 +5,11 @@ metrics through the runtime (emoedge.voice / emoedge eval voice) -> latency FP32
 
     /work/venv/bin/python export/voice_export.py --ckpt /work/cache/voice/voice_cnn.pt
 (run automatically at the end of export/voice_train.py)
+
+    /work/venv/bin/python export/voice_export.py --ckpt A.pt B.pt C.pt
+exports a probability-average ensemble of the checkpoints as ONE graph (voice_model.VoiceEnsemble; input
+window = the longest member window, shorter members see its end); only the members' layers are quantized,
+the softmax/average/log tail stays FP32.
 """
 from __future__ import annotations
 
@@ -23,7 +28,9 @@ import voice_data as vd  # noqa: E402
 
 MODELS = ROOT / "emoedge" / "models"
 MADE_BY = ("nohup /work/venv/bin/python export/voice_train.py > /work/cache/voice_train.log 2>&1 "
-           "(train + export; export only: python export/voice_export.py --ckpt /work/cache/voice/voice_cnn.pt)")
+           "(defaults: two CNNs, --seed 5,6, trained one after the other and exported as one ensemble graph; "
+           "export only: python export/voice_export.py --ckpt /work/cache/voice/seed5/voice_cnn.pt "
+           "/work/cache/voice/seed6/voice_cnn.pt)")
 
 
 def log(*a):
@@ -90,9 +97,14 @@ def bench(paths: dict, W: int, M: int, iters: int = 400, warm: int = 50) -> dict
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--ckpt", default="/work/cache/voice/voice_cnn.pt")
+    ap.add_argument("--ckpt", nargs="+", default=["/work/cache/voice/voice_cnn.pt"],
+                    help="one checkpoint, or several: probability-average ensemble in one graph")
     ap.add_argument("--models-dir", default=str(MODELS))
     ap.add_argument("--manifest", default=None)
+    ap.add_argument("--selection-note", default=None,
+                    help="how the checkpoint(s) were chosen (recorded in the manifest's split.heldout)")
+    ap.add_argument("--fp32-stem", type=int, default=1, help="ensemble: keep each member's first (1-channel) "
+                    "convolution in FP32 in the INT8 graph (faster than QLinearConv there)")
     args = ap.parse_args(argv)
     import onnx
     import torch
@@ -101,14 +113,29 @@ def main(argv=None) -> int:
 
     from emoedge import kernels
     from emoedge.manifest import update_entry
-    from voice_model import VoiceCNN, count_params
+    from voice_model import VoiceCNN, VoiceEnsemble, count_params
     torch.set_num_threads(1)
-    ck = torch.load(args.ckpt, map_location="cpu", weights_only=False)
-    model = VoiceCNN(n_mels=ck["n_mels"], n_classes=len(ck["labels"]), widths=tuple(ck["widths"]),
-                     cmn=bool(ck.get("cmn", False)), pad_value=ck["pad_value"])
-    model.load_state_dict(ck["state_dict"])
-    model.eval()
-    W, H, min_fill, pad = ck["window_frames"], ck["hop_frames"], ck["min_fill_frames"], ck["pad_value"]
+    cks, members = [], []
+    for path in args.ckpt:
+        ck = torch.load(path, map_location="cpu", weights_only=False)
+        m = VoiceCNN(n_mels=ck["n_mels"], n_classes=len(ck["labels"]), widths=tuple(ck["widths"]),
+                     cmn=bool(ck.get("cmn", False)), pad_value=ck["pad_value"], pool=ck.get("pool", "mean"))
+        m.load_state_dict(ck["state_dict"])
+        cks.append(ck)
+        members.append(m.eval())
+    ck = cks[0]
+    for c in cks[1:]:
+        for k in ("hop_frames", "min_fill_frames", "pad_value", "n_mels", "labels", "logmel", "hop_s", "min_fill_s"):
+            if c[k] != ck[k]:
+                raise SystemExit(f"ensemble members disagree on {k}: {c[k]!r} vs {ck[k]!r}")
+    if len(members) == 1:
+        model = members[0]
+        W = ck["window_frames"]
+    else:
+        model = VoiceEnsemble(members, [c["window_frames"] for c in cks]).eval()
+        W = model.W
+        ck = {**ck, "window_frames": W, "window_s": max(c["window_s"] for c in cks)}
+    H, min_fill, pad = ck["hop_frames"], ck["min_fill_frames"], ck["pad_value"]
     M = ck["n_mels"]
     out = pathlib.Path(args.models_dir)
     fp32 = out / "voice-ser-fp32.onnx"
@@ -133,8 +160,30 @@ def main(argv=None) -> int:
 
     pre = out / ".voice-pre.onnx"
     quant_pre_process(str(fp32), str(pre))
+    exclude = None
+    if len(members) > 1:   # keep the ensemble tail (softmax, average, log) in FP32
+        g = onnx.load(str(pre)).graph
+        tail = {o for n in g.node if n.op_type == "Gemm" for o in n.output}
+        exclude = []
+        for n in g.node:   # topological order: everything downstream of the members' heads
+            if any(i in tail for i in n.input):
+                exclude.append(n.name)
+                tail.update(n.output)
+        if args.fp32_stem:   # the stems, their ReLU, and everything feeding them (normalisation) stay FP32
+            prod = {o: n for n in g.node for o in n.output}
+            stems = [n for n in g.node if n.name.startswith("/stems.")]
+            keep, todo = set(), list(stems)
+            while todo:
+                n = todo.pop()
+                if n.name in keep:
+                    continue
+                keep.add(n.name)
+                todo += [prod[i] for i in n.input if i in prod]
+            outs = {o for n in stems for o in n.output}
+            keep |= {n.name for n in g.node if n.op_type == "Relu" and outs & set(n.input)}
+            exclude += sorted(keep)
     quantize_static(str(pre), str(int8), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
-                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, nodes_to_exclude=exclude)
     pre.unlink()
     log(f"quantized {int8} ({int8.stat().st_size} B) with {len(calib)} calibration windows")
 
@@ -156,6 +205,10 @@ def main(argv=None) -> int:
                              "never trained on; used for temperature fitting and reporting (fixed schedule, no "
                              "checkpoint selection; but of three training configurations tried, the shipped one was "
                              "picked by held-out RAVDESS accuracy: 57.1% / 55.0% / 58.3% FP32, so slightly optimistic)"}
+    if args.selection_note:
+        split_desc["heldout"] = ("RAVDESS actors 17-20 (240 clips) + EmoDB speakers 03, 08 (boredom skipped); never "
+                                 "trained on; used for temperature fitting and reporting; " + args.selection_note)
+    made_by = MADE_BY + "; this export: python export/voice_export.py --ckpt " + " ".join(str(a) for a in args.ckpt)
     common = {
         "task": "voice", "family": "voice-ser", "labels": list(ck["labels"]), "output": "logits",
         "input": {"name": "logmel", "shape": ["batch", W, M], "dtype": "float32",
@@ -164,8 +217,13 @@ def main(argv=None) -> int:
         "logmel": vd.opts_dict(opts), "window_frames": W, "hop_frames": H, "window_s": ck["window_s"],
         "hop_s": ck["hop_s"], "min_fill_s": ck["min_fill_s"], "pad_value": pad,
         "label_map": {"calm": "neutral (fusion)", "emodb boredom": "no counterpart, excluded"},
-        "params": count_params(model), "made_by": MADE_BY, "split": split_desc,
-        "training": {"steps": ck["steps"], "seconds": round(ck["train_seconds"]), "args": ck["args"]},
+        "params": sum(count_params(m) for m in members), "made_by": made_by, "split": split_desc,
+        "training": ({"steps": ck["steps"], "seconds": round(ck["train_seconds"]), "args": ck["args"]}
+                     if len(cks) == 1 else
+                     {"ensemble": "mean of member softmax probabilities (output = log of it)",
+                      "members": [{"steps": c["steps"], "seconds": round(c["train_seconds"]), "args": c["args"],
+                                   "window_frames": c["window_frames"], "params": count_params(m)}
+                                  for c, m in zip(cks, members)]}),
     }
     for prec, p in (("fp32", fp32), ("int8", int8)):
         update_entry(f"voice-ser-{prec}", {**common, "file": p.name, "precision": prec,

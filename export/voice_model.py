@@ -20,9 +20,12 @@ class VoiceCNN(nn.Module):
     widths=(16, 24, 48, 96): ~0.17 M parameters, ~20 M multiply-adds for a 200x64 window."""
 
     def __init__(self, n_mels: int = 64, n_classes: int = 8, widths=(16, 24, 48, 96), dropout: float = 0.3,
-                 cmn: bool = False, pad_value: float = -100.0):
+                 cmn: bool = False, pad_value: float = -100.0, pool: str = "mean"):
         super().__init__()
         w0, w1, w2, w3 = widths
+        if pool not in ("mean", "flat"):
+            raise ValueError(f"pool must be 'mean' or 'flat', got {pool!r}")
+        self.pool = pool
         self.cmn = cmn
         self.pad_value = float(pad_value)
         self.register_buffer("mean", torch.zeros(n_mels))
@@ -34,7 +37,10 @@ class VoiceCNN(nn.Module):
             conv_bn(w2, w3, 2), conv_bn(w3, w3, 1),
         )
         self.drop = nn.Dropout(dropout)
-        self.head = nn.Linear(2 * w3, n_classes)
+        # pool="mean": frequency mean, then time mean+max; "flat": time mean+max of every (channel, frequency
+        # row) of the last feature map (keeps where in the spectrum a pattern is; n_mels/16 rows)
+        f_out = 1 if pool == "mean" else -(-n_mels // 16)
+        self.head = nn.Linear(2 * w3 * f_out, n_classes)
 
     def set_norm(self, mean, std) -> None:
         self.mean.copy_(torch.as_tensor(mean, dtype=torch.float32))
@@ -56,6 +62,9 @@ class VoiceCNN(nn.Module):
 
     def forward_normalized(self, z: torch.Tensor) -> torch.Tensor:
         h = self.features(z)              # [B, C, F', T']
+        if self.pool == "flat":
+            h = torch.cat([h.mean(dim=3).flatten(1), h.amax(dim=3).flatten(1)], dim=1)
+            return self.head(self.drop(h))
         h = h.mean(dim=2)                 # [B, C, T']
         h = torch.cat([h.mean(dim=2), h.amax(dim=2)], dim=1)
         return self.head(self.drop(h))
@@ -66,3 +75,85 @@ class VoiceCNN(nn.Module):
 
 def count_params(m: nn.Module) -> int:
     return sum(p.numel() for p in m.parameters())
+
+
+
+def _fold_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d):
+    s = bn.weight.detach() / torch.sqrt(bn.running_var + bn.eps)
+    return conv.weight.detach() * s[:, None, None, None], bn.bias.detach() - bn.running_mean * s
+
+
+def _time_major_conv(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
+    """conv+BN of a [B, C, M, T] VoiceCNN layer as one conv on [B, C, T, M]: BN folded, kernel transposed
+    (3x3, equal strides and padding in both axes, so the output is exactly the transposed output)."""
+    w, b = _fold_bn(conv, bn)
+    assert conv.stride[0] == conv.stride[1] and conv.padding[0] == conv.padding[1]
+    c = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, stride=conv.stride,
+                  padding=conv.padding, bias=True)
+    c.weight.data.copy_(w.transpose(2, 3))
+    c.bias.data.copy_(b)
+    return c
+
+
+class VoiceEnsemble(nn.Module):
+    """Probability average of several trained VoiceCNN members in one graph (same function as running the
+    members separately and averaging their softmax). Input ``logmel`` [B, W, n_mels] with W = the longest
+    member window; a member with a shorter window sees the latest ``window_frames`` frames (exactly the
+    window the runtime would give it). Output: log of the mean member softmax (clamped at 1e-6), named
+    ``logits``, so the runtime's softmax(logits / T) returns the averaged probabilities for T = 1.
+
+    Built for speed at batch 1: members with the global band normalisation share it (one Sub/Mul), the
+    layers run time-major on [B, C, T, M] (transposed kernels, so no Transpose of the input), BatchNorm is
+    folded into the convolutions. The first convolution of each member is ``stems[k]`` (export/voice_export.py
+    keeps it FP32: a 1-channel convolution is faster in FP32 than as QLinearConv)."""
+
+    def __init__(self, members, window_frames):
+        super().__init__()
+        self.window_frames = [int(w) for w in window_frames]
+        self.W = max(self.window_frames)
+        self.cmn = [bool(m.cmn) for m in members]
+        self.pool = [getattr(m, "pool", "mean") for m in members]
+        self.pad_value = float(members[0].pad_value)
+        g = [m for m in members if not m.cmn]
+        for m in g[1:]:
+            if not (torch.allclose(m.mean, g[0].mean) and torch.allclose(m.inv_std, g[0].inv_std)):
+                raise ValueError("members with global normalisation need the same band mean/std")
+        self.register_buffer("mean", (g[0] if g else members[0]).mean.clone())
+        self.register_buffer("inv_std", (g[0] if g else members[0]).inv_std.clone())
+        self.register_buffer("cmn_inv_std", torch.stack([m.inv_std for m in members]))
+        self.stems = nn.ModuleList()
+        self.bodies = nn.ModuleList()
+        self.heads = nn.ModuleList()
+        for m in members:
+            layers = [_time_major_conv(seq[0], seq[1]) for seq in m.features]
+            self.stems.append(layers[0])
+            body = []
+            for c in layers[1:]:
+                body += [c, nn.ReLU()]
+            self.bodies.append(nn.Sequential(*body))
+            self.heads.append(m.head)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        zg = None
+        p = None
+        for k, w in enumerate(self.window_frames):
+            xk = x if w == self.W else x[:, self.W - w:]
+            if self.cmn[k]:
+                real = (xk.amax(dim=2, keepdim=True) > self.pad_value + 1.0).to(x.dtype)      # [B, T, 1]
+                cnt = real.sum(dim=1, keepdim=True).clamp_min(1.0)
+                mu = (xk * real).sum(dim=1, keepdim=True) / cnt
+                zc = (xk - mu) * self.cmn_inv_std[k] * real
+                z = torch.stack([zc, real.expand_as(zc)], dim=1)                             # [B, 2, T, M]
+            else:
+                if zg is None:
+                    zg = ((x - self.mean) * self.inv_std).unsqueeze(1)                       # [B, 1, W, M]
+                z = zg if w == self.W else zg[:, :, self.W - w:]
+            h = self.bodies[k](torch.relu(self.stems[k](z)))     # [B, C, T', M']
+            if self.pool[k] == "flat":                            # per (channel, frequency row), over time
+                h = torch.cat([h.mean(dim=2).flatten(1), h.amax(dim=2).flatten(1)], dim=1)
+            else:
+                h = h.mean(dim=3)                                 # frequency mean -> [B, C, T']
+                h = torch.cat([h.mean(dim=2), h.amax(dim=2)], dim=1)
+            pk = torch.softmax(self.heads[k](h), dim=1)
+            p = pk if p is None else p + pk
+        return torch.log((p / len(self.window_frames)).clamp_min(1e-6))
