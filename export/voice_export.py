@@ -28,9 +28,9 @@ import voice_data as vd  # noqa: E402
 
 MODELS = ROOT / "emoedge" / "models"
 MADE_BY = ("nohup /work/venv/bin/python export/voice_train.py > /work/cache/voice_train.log 2>&1 "
-           "(defaults: two CNNs, --seed 5,6, trained one after the other and exported as one ensemble graph; "
+           "(defaults: three CNNs, --seed 5,6,7, trained one after the other and exported as one ensemble graph; "
            "export only: python export/voice_export.py --ckpt /work/cache/voice/seed5/voice_cnn.pt "
-           "/work/cache/voice/seed6/voice_cnn.pt)")
+           "/work/cache/voice/seed6/voice_cnn.pt /work/cache/voice/seed7/voice_cnn.pt)")
 
 
 def log(*a):
