@@ -203,8 +203,8 @@ def main(argv=None) -> int:
     split_desc = {"train": "RAVDESS actors 1-16 + EmoDB speakers 09-14 (boredom excluded)",
                   "heldout": "RAVDESS actors 17-20 (240 clips) + EmoDB speakers 03, 08 (boredom skipped); "
                              "never trained on; used for temperature fitting and reporting (fixed schedule, no "
-                             "checkpoint selection; but of three training configurations tried, the shipped one was "
-                             "picked by held-out RAVDESS accuracy: 57.1% / 55.0% / 58.3% FP32, so slightly optimistic)"}
+                             "checkpoint selection; how the checkpoints were chosen is not recorded: pass "
+                             "--selection-note)"}
     if args.selection_note:
         split_desc["heldout"] = ("RAVDESS actors 17-20 (240 clips) + EmoDB speakers 03, 08 (boredom skipped); never "
                                  "trained on; used for temperature fitting and reporting; " + args.selection_note)
