@@ -383,34 +383,6 @@ EMOEDGE_INLINE void dif_fft(const RealFFTPlan& plan, double* re, double* im, int
   }
 }
 
-// |X[k]|^2 of B real signals (B a multiple of kL) from the digit-reversed output of dif_fft.
-template <int kL>
-EMOEDGE_INLINE void split_power_dif(const RealFFTPlan& plan, const double* zr, const double* zi, int B, double* pw) {
-  typedef double vd __attribute__((vector_size(8 * kL), aligned(8)));
-  const int m = plan.half();
-  const double* spr = plan.split_cos();
-  const double* spi = plan.split_sin();
-  const int* pos = plan.dif_pos();
-  for (int b = 0; b < B; b += kL) {  // bins 0 and m from Z[0] (position 0)
-    const vd r = *reinterpret_cast<const vd*>(zr + b), i = *reinterpret_cast<const vd*>(zi + b);
-    const vd x0 = r + i, xm = r - i;
-    *reinterpret_cast<vd*>(pw + b) = x0 * x0;
-    *reinterpret_cast<vd*>(pw + std::size_t(m) * B + b) = xm * xm;
-  }
-  for (int k = 1; k < m; ++k) {
-    const double c = spr[k], s = spi[k];
-    const std::size_t ok = std::size_t(pos[k]) * B, oj = std::size_t(pos[m - k]) * B;
-    for (int b = 0; b < B; b += kL) {
-      const vd kr = *reinterpret_cast<const vd*>(zr + ok + b), ki = *reinterpret_cast<const vd*>(zi + ok + b);
-      const vd jr = *reinterpret_cast<const vd*>(zr + oj + b), ji = *reinterpret_cast<const vd*>(zi + oj + b);
-      const vd fer = 0.5 * (kr + jr), fei = 0.5 * (ki - ji);
-      const vd forr = 0.5 * (ki + ji), foi = -0.5 * (kr - jr);
-      const vd xr = fer + (c * forr - s * foi);
-      const vd xi = fei + (c * foi + s * forr);
-      *reinterpret_cast<vd*>(pw + std::size_t(k) * B + b) = xr * xr + xi * xi;
-    }
-  }
-}
 #endif
 
 // Even/odd split: X[k] = Fe[k] + e^{-2 pi i k/n} Fo[k], Fe = (Z[k] + conj Z[m-k]) / 2,
@@ -502,13 +474,6 @@ EMOEDGE_INLINE void split(const RealFFTPlan& plan, const double* zr, const doubl
 template <int kLanes = 2>
 EMOEDGE_INLINE void power_split(const RealFFTPlan& plan, double* zr, double* zi, int B, double* pw,
                                 double* scratch) {
-#if defined(__GNUC__) || defined(__clang__)
-  if (kLanes >= 4 && B % kLanes == 0) {  // in place: zr/zi + pw stay in L1 for a batch of 4 x 512 points
-    dif_fft<kLanes>(plan, zr, zi, B);
-    split_power_dif<kLanes>(plan, zr, zi, B, pw);
-    return;
-  }
-#endif
   double* sr = scratch;
   double* si = scratch + std::size_t(plan.half()) * B + RealFFTPlan::kSkew;
   if (complex_fft<kLanes>(plan, zr, zi, sr, si, B)) split<true, kLanes>(plan, sr, si, B, pw, nullptr);

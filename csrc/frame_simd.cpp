@@ -186,11 +186,11 @@ void hdot8_base(const int16_t* __restrict tmp, const int* __restrict x0, const f
   }
 }
 
-// Source coordinates of output row oy: integer parts (ix, iy) and fractions (fx, fy), d < n.
+// Source coordinates of output row oy: integer parts (ix, iy) and fractions (fx, fy), d0 <= d < n.
 // Coordinates are clamped to +-4M pixels first, so the integer casts are always defined.
-inline void affine_coords_base(const double* M, int oy, int n, int* ix, int* iy, float* fx, float* fy) {
+inline void affine_coords_range(const double* M, int oy, int d0, int n, int* ix, int* iy, float* fx, float* fy) {
   const double bxr = M[1] * oy + M[2], byr = M[4] * oy + M[5], lim = 4.0 * 1048576.0;
-  for (int d = 0; d < n; ++d) {
+  for (int d = d0; d < n; ++d) {
     const double xs = std::min(std::max(M[0] * d + bxr, -lim), lim);
     const double ys = std::min(std::max(M[3] * d + byr, -lim), lim);
     const double flx = std::floor(xs), fly = std::floor(ys);
@@ -199,6 +199,9 @@ inline void affine_coords_base(const double* M, int oy, int n, int* ix, int* iy,
     fx[d] = static_cast<float>(xs - flx);
     fy[d] = static_cast<float>(ys - fly);
   }
+}
+inline void affine_coords_base(const double* M, int oy, int n, int* ix, int* iy, float* fx, float* fy) {
+  affine_coords_range(M, oy, 0, n, ix, iy, fx, fy);
 }
 #ifdef EMOEDGE_HAVE_AVX2_PATH
 __attribute__((target("avx2,fma"))) inline void affine_coords_avx2(const double* M, int oy, int n, int* ix, int* iy,
@@ -219,15 +222,7 @@ __attribute__((target("avx2,fma"))) inline void affine_coords_avx2(const double*
     _mm_storeu_ps(fx + d, _mm256_cvtpd_ps(_mm256_sub_pd(xs, flx)));
     _mm_storeu_ps(fy + d, _mm256_cvtpd_ps(_mm256_sub_pd(ys, fly)));
   }
-  for (; d < n; ++d) {
-    const double xs = std::min(std::max(M[0] * d + bxr, -lim), lim);
-    const double ys = std::min(std::max(M[3] * d + byr, -lim), lim);
-    const double flx = std::floor(xs), fly = std::floor(ys);
-    ix[d] = static_cast<int>(flx);
-    iy[d] = static_cast<int>(fly);
-    fx[d] = static_cast<float>(xs - flx);
-    fy[d] = static_cast<float>(ys - fly);
-  }
+  affine_coords_range(M, oy, d, n, ix, iy, fx, fy);  // tail
 }
 #endif
 

@@ -423,14 +423,12 @@ void LogMel::build_segments() {
         hi = mm;
         ++cnt;
       }
-    int q = prev;
-    if (cnt == 0) {
-      q = prev;
-    } else if (cnt == 2 && hi == lo + 1) {
+    int q = prev;  // a bin in no filter joins the current segment with zero weights
+    if (cnt == 2 && hi == lo + 1) {
       q = lo;
     } else if (cnt == 1) {
       q = (prev + 1 == lo) ? prev : lo;
-    } else {
+    } else if (cnt != 0) {
       t_.seg_start.clear(); t_.seg_q.clear(); t_.seg_wa.clear(); t_.seg_wb.clear();
       return;
     }
