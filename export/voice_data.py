@@ -25,6 +25,8 @@ sys.path.insert(0, str(ROOT))
 DATA = pathlib.Path(os.environ.get("EMOEDGE_SHARED", ROOT.parent / "shared")) / "data" / "speech"
 if not DATA.is_dir():
     DATA = pathlib.Path("/work/shared/data/speech")
+#: feature caches (log-mel per clip, speed variants); git-ignored runs/ by default
+CACHE = pathlib.Path(os.environ.get("EMOEDGE_VOICE_CACHE", ROOT / "runs" / "cache"))
 RAVDESS = "ravdess_speech_actors01-20_16k.npz"
 EMODB = "emodb_speakers_no15-16_16k.npz"
 
@@ -38,6 +40,13 @@ NAME_MAP = {"neutral": "neutral", "calm": "calm", "happy": "happy", "happiness":
 #: speakers held out of training (model selection is not done on them: fixed schedule; they serve for
 #: reporting and for fitting the temperature)
 HELDOUT = {"ravdess": (17, 18, 19, 20), "emodb": (3, 8)}
+
+#: actor-/speaker-grouped folds for recipe selection (cross-validation over ALL training speakers), shared
+#: with `emoedge eval voice --folds`. RAVDESS fold k holds actors k+1, k+6, k+11, k+16 (2 male + 2 female;
+#: odd = male); EmoDB (8 speakers, M: 03 10 11 12, F: 08 09 13 14): 107/81/90/61/69 clips per fold incl.
+#: boredom. Fold k of both corpora is held out together: a fold model sees neither its held-out actors nor
+#: its held-out EmoDB speakers.
+from emoedge.evaluation.voice import CV_FOLDS as FOLDS  # noqa: E402
 
 
 @dataclass
@@ -69,10 +78,12 @@ def load_corpus(name: str):
     return np.load(f)
 
 
-def load_clips(opts, cache_dir="/work/cache", log=print, limit=None):
+def load_clips(opts, cache_dir=None, log=print, limit=None):
     """All clips of both corpora with mapped labels and cached features. Returns (clips, skipped counts)."""
     key = hashlib.sha256(json.dumps(opts_dict(opts), sort_keys=True).encode()).hexdigest()[:10]
-    cache = pathlib.Path(cache_dir) / f"voice_feats_{key}.npz"
+    cache_dir = pathlib.Path(CACHE if cache_dir is None else cache_dir)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    cache = cache_dir / f"voice_feats_{key}.npz"
     clips, skipped = [], {}
     cached = None
     if cache.is_file() and limit is None:
@@ -105,13 +116,17 @@ def load_clips(opts, cache_dir="/work/cache", log=print, limit=None):
     return clips, skipped
 
 
-def speed_variants(clips, opts, factors=(0.9, 1.1), cache_dir="/work/cache", log=print):
+def speed_variants(clips, opts, factors=(0.9, 1.1), cache_dir="", log=print):
     """Speed perturbation done honestly on the waveform: each clip resampled by soxr so that played at
     16 kHz it runs ``f`` times faster (pitch and formants shift with it), then featurised by the same native
     log-mel. Returns {factor: [frames per clip]} in the order of ``clips`` (cached under cache_dir)."""
     from emoedge.audio import resample
     key = hashlib.sha256(json.dumps([opts_dict(opts), list(factors), [(c.corpus, c.index) for c in clips]],
                                     sort_keys=True).encode()).hexdigest()[:10]
+    if cache_dir == "":
+        cache_dir = CACHE
+    if cache_dir is not None:
+        pathlib.Path(cache_dir).mkdir(parents=True, exist_ok=True)
     cache = None if cache_dir is None else pathlib.Path(cache_dir) / f"voice_speed_{key}.npz"
     if cache is not None and cache.is_file():
         with np.load(cache) as z:
@@ -142,9 +157,32 @@ def speed_variants(clips, opts, factors=(0.9, 1.1), cache_dir="/work/cache", log
     return out
 
 
-def split(clips):
-    """(train, heldout) by speaker (HELDOUT)."""
+def split(clips, fold=None):
+    """(train, heldout) by speaker: ``fold=None`` -> HELDOUT; ``fold=k`` -> FOLDS[corpus][k] held out;
+    ``fold=-1`` -> everything trains (the final fit after the recipe is fixed; heldout empty)."""
     tr, ho = [], []
     for c in clips:
-        (ho if c.speaker in HELDOUT[c.corpus] else tr).append(c)
+        if fold is None:
+            held = HELDOUT[c.corpus]
+        elif fold == -1:
+            held = ()
+        else:
+            held = FOLDS[c.corpus][fold]
+        (ho if c.speaker in held else tr).append(c)
     return tr, ho
+
+
+def center_crops(clips, opts, seconds: float, log=print):
+    """The centre ``seconds`` of each clip's audio (whole clip if shorter), re-featurised by the native
+    log-mel: short-utterance evaluation that sees exactly what the runtime would see for such a clip."""
+    import dataclasses
+    data = {n: load_corpus(n) for n in {c.corpus for c in clips}}
+    arrays = {n: (d["audio"], d["offsets"]) for n, d in data.items()}
+    n = int(round(seconds * 16000))
+    out = []
+    for c in clips:
+        a, o = arrays[c.corpus]
+        x = a[o[c.index]:o[c.index + 1]]
+        s0 = max(0, (len(x) - n) // 2)
+        out.append(dataclasses.replace(c, frames=compute_logmel(x[s0:s0 + n], opts)))
+    return out

@@ -10,6 +10,40 @@ import torch
 from torch import nn
 
 
+def real_frames(x: torch.Tensor, pad_value: float) -> torch.Tensor:
+    """[B, T, M] dB -> [B, T, 1] float 1/0: frames that are real audio, not the runtime's left padding
+    (the log-mel of digital silence, ``pad_value`` in every band)."""
+    return (x.amax(dim=2, keepdim=True) > pad_value + 1.0).to(x.dtype)
+
+
+def downsample_mask(m: torch.Tensor, n_stride2: int = 4) -> torch.Tensor:
+    """[B, 1, T] 0/1 -> [B, 1, T'] with T' the time length after ``n_stride2`` (3, stride 2, pad 1)
+    convolutions: an output step is real when any input frame in its last-layer footprint is real."""
+    for _ in range(n_stride2):
+        m = torch.nn.functional.max_pool1d(m, 3, stride=2, padding=1)
+    return m
+
+
+def pool_time(h: torch.Tensor, m, kind: str) -> torch.Tensor:
+    """Pool [B, C, T'] over time -> [B, k * C]. ``m``: [B, 1, T'] real-step mask or None (all real).
+    kind "mean": mean + max; "stats": mean + standard deviation + max (statistics pooling). With a mask
+    only the real steps count, so a short utterance is described by what exists, not by padding."""
+    if m is None:
+        mu = h.mean(dim=2)
+        mx = h.amax(dim=2)
+        if kind == "mean":
+            return torch.cat([mu, mx], dim=1)
+        sd = torch.sqrt(((h - mu[:, :, None]) ** 2).mean(dim=2) + 1e-5)
+        return torch.cat([mu, sd, mx], dim=1)
+    cnt = m.sum(dim=2).clamp_min(1.0)                       # [B, 1]
+    mu = (h * m).sum(dim=2) / cnt
+    mx = (h + (m - 1.0) * 1e4).amax(dim=2)
+    if kind == "mean":
+        return torch.cat([mu, mx], dim=1)
+    sd = torch.sqrt((((h - mu[:, :, None]) ** 2) * m).sum(dim=2) / cnt + 1e-5)
+    return torch.cat([mu, sd, mx], dim=1)
+
+
 def conv_bn(cin: int, cout: int, stride) -> nn.Sequential:
     return nn.Sequential(nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False),
                          nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
@@ -20,12 +54,15 @@ class VoiceCNN(nn.Module):
     widths=(16, 24, 48, 96): ~0.17 M parameters, ~20 M multiply-adds for a 200x64 window."""
 
     def __init__(self, n_mels: int = 64, n_classes: int = 8, widths=(16, 24, 48, 96), dropout: float = 0.3,
-                 cmn: bool = False, pad_value: float = -100.0, pool: str = "mean"):
+                 cmn: bool = False, pad_value: float = -100.0, pool: str = "mean", mask: bool = False):
         super().__init__()
         w0, w1, w2, w3 = widths
-        if pool not in ("mean", "flat"):
-            raise ValueError(f"pool must be 'mean' or 'flat', got {pool!r}")
+        if pool not in ("mean", "flat", "stats"):
+            raise ValueError(f"pool must be 'mean', 'flat' or 'stats', got {pool!r}")
+        if mask and (cmn or pool == "flat"):
+            raise ValueError("mask=True works with the global normalisation and pool 'mean'/'stats'")
         self.pool = pool
+        self.mask = bool(mask)
         self.cmn = cmn
         self.pad_value = float(pad_value)
         self.register_buffer("mean", torch.zeros(n_mels))
@@ -39,8 +76,8 @@ class VoiceCNN(nn.Module):
         self.drop = nn.Dropout(dropout)
         # pool="mean": frequency mean, then time mean+max; "flat": time mean+max of every (channel, frequency
         # row) of the last feature map (keeps where in the spectrum a pattern is; n_mels/16 rows)
-        f_out = 1 if pool == "mean" else -(-n_mels // 16)
-        self.head = nn.Linear(2 * w3 * f_out, n_classes)
+        f_out = -(-n_mels // 16) if pool == "flat" else 1
+        self.head = nn.Linear((3 if pool == "stats" else 2) * w3 * f_out, n_classes)
 
     def set_norm(self, mean, std) -> None:
         self.mean.copy_(torch.as_tensor(mean, dtype=torch.float32))
@@ -51,8 +88,10 @@ class VoiceCNN(nn.Module):
         band over the real (non-padding) frames, padding frames set to 0, plus a 0/1 channel marking the
         real frames (C = 2); otherwise global per-band normalisation only (C = 1)."""
         if not self.cmn:
-            x = (x - self.mean) * self.inv_std
-            return x.transpose(1, 2).unsqueeze(1)
+            z = (x - self.mean) * self.inv_std
+            if self.mask:         # padding frames -> exactly 0 (as the convolutions' own zero padding)
+                z = z * real_frames(x, self.pad_value)
+            return z.transpose(1, 2).unsqueeze(1)
         real = (x.amax(dim=2, keepdim=True) > self.pad_value + 1.0).to(x.dtype)      # [B, T, 1]
         cnt = real.sum(dim=1, keepdim=True).clamp_min(1.0)
         mu = (x * real).sum(dim=1, keepdim=True) / cnt                                # [B, 1, M]
@@ -65,9 +104,11 @@ class VoiceCNN(nn.Module):
         if self.pool == "flat":
             h = torch.cat([h.mean(dim=3).flatten(1), h.amax(dim=3).flatten(1)], dim=1)
             return self.head(self.drop(h))
+        m = None
+        if self.mask:                     # real steps: frames whose normalised value is not exactly 0
+            m = downsample_mask((z[:, 0].abs().amax(dim=1, keepdim=True) > 0).to(z.dtype))   # [B, 1, T']
         h = h.mean(dim=2)                 # [B, C, T']
-        h = torch.cat([h.mean(dim=2), h.amax(dim=2)], dim=1)
-        return self.head(self.drop(h))
+        return self.head(self.drop(pool_time(h, m, self.pool)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_normalized(self.normalize(x))
@@ -113,6 +154,7 @@ class VoiceEnsemble(nn.Module):
         self.W = max(self.window_frames)
         self.cmn = [bool(m.cmn) for m in members]
         self.pool = [getattr(m, "pool", "mean") for m in members]
+        self.mask = [bool(getattr(m, "mask", False)) for m in members]
         self.pad_value = float(members[0].pad_value)
         g = [m for m in members if not m.cmn]
         for m in g[1:]:
@@ -148,12 +190,16 @@ class VoiceEnsemble(nn.Module):
                 if zg is None:
                     zg = ((x - self.mean) * self.inv_std).unsqueeze(1)                       # [B, 1, W, M]
                 z = zg if w == self.W else zg[:, :, self.W - w:]
+                if self.mask[k]:
+                    real = real_frames(xk, self.pad_value)                                   # [B, T, 1]
+                    z = z * real.unsqueeze(1)
             h = self.bodies[k](torch.relu(self.stems[k](z)))     # [B, C, T', M']
             if self.pool[k] == "flat":                            # per (channel, frequency row), over time
                 h = torch.cat([h.mean(dim=2).flatten(1), h.amax(dim=2).flatten(1)], dim=1)
             else:
                 h = h.mean(dim=3)                                 # frequency mean -> [B, C, T']
-                h = torch.cat([h.mean(dim=2), h.amax(dim=2)], dim=1)
+                mk = downsample_mask(real.transpose(1, 2)) if self.mask[k] else None
+                h = pool_time(h, mk, self.pool[k])
             pk = torch.softmax(self.heads[k](h), dim=1)
             p = pk if p is None else p + pk
         return torch.log((p / len(self.window_frames)).clamp_min(1e-6))

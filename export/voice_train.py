@@ -73,8 +73,12 @@ def noise_bank(opts, seed: int, seconds: float = 20.0):
 class Sampler:
     """Makes training windows [B, W, M] with augmentation (numpy, seeded)."""
 
-    def __init__(self, clips, W, min_fill, pad, band_mean, noises, seed, augment=True):
+    def __init__(self, clips, W, min_fill, pad, band_mean, noises, seed, augment=True, short_p=0.0,
+                 short_frames=(50, 150), keep_padding=False):
         self.clips, self.W, self.min_fill, self.pad = clips, W, min_fill, pad
+        # keep_padding: SpecAugment touches only the real frames, so padding stays recognisable (mask models)
+        self.keep_padding = bool(keep_padding)
+        self.short_p, self.short_frames = float(short_p), short_frames
         self.band_mean = band_mean.astype(np.float32)
         self.noises = noises
         self.rng = np.random.default_rng(seed)
@@ -84,12 +88,19 @@ class Sampler:
         from emoedge.voice import window_at
         rng = self.rng
         n = len(c.frames)
-        lo = min(n, self.min_fill)
-        e = int(rng.integers(lo, n + 1))
-        win = window_at(c.frames, e, self.W, self.pad)
+        if self.augment and self.short_p > 0 and rng.random() < self.short_p:
+            # a short utterance: only L frames of speech exist, the rest of the window is the stream's padding
+            L = min(n, int(rng.integers(self.short_frames[0], self.short_frames[1] + 1)))
+            e = int(rng.integers(L, n + 1))
+            win = window_at(c.frames[e - L:e], L, self.W, self.pad)
+            k = min(L, self.W)
+        else:
+            lo = min(n, self.min_fill)
+            e = int(rng.integers(lo, n + 1))
+            win = window_at(c.frames, e, self.W, self.pad)
+            k = min(e, self.W)             # real frames at the end of the window
         if not self.augment:
             return win
-        k = min(e, self.W)
         seg = win[self.W - k:].astype(np.float64)
         if rng.random() < 0.4:
             nb = self.noises[int(rng.integers(len(self.noises)))]
@@ -103,13 +114,14 @@ class Sampler:
         win[self.W - k:] = seg
         if rng.random() < 0.5:
             M = win.shape[1]
+            lo = self.W - k if self.keep_padding else 0
             for _ in range(2):
                 f = int(rng.integers(0, 9))
                 f0 = int(rng.integers(0, M - f + 1))
-                win[:, f0:f0 + f] = self.band_mean[f0:f0 + f]
+                win[lo:, f0:f0 + f] = self.band_mean[f0:f0 + f]
             for _ in range(2):
                 t = int(rng.integers(0, 21))
-                t0 = int(rng.integers(0, self.W - t + 1))
+                t0 = int(rng.integers(lo, max(lo, self.W - t) + 1))
                 win[t0:t0 + t] = self.band_mean
         return win
 
@@ -149,6 +161,68 @@ def evaluate_torch(model, clips, W, H, min_fill, pad):
     return res
 
 
+def clip_probs(model, clips, W, H, min_fill, pad, batch=256):
+    """float64 [N, C]: per clip the mean window softmax (the runtime's clip decision before calibration)."""
+    import torch
+    from emoedge.voice import softmax
+    wins, owner = [], []
+    for i, c in enumerate(clips):
+        w = clip_windows(c, W, H, min_fill, pad)
+        wins.append(w)
+        owner += [i] * len(w)
+    x = np.concatenate(wins)
+    owner = np.asarray(owner)
+    model.eval()
+    with torch.no_grad():
+        lg = np.concatenate([model(torch.from_numpy(x[i:i + batch])).numpy() for i in range(0, len(x), batch)])
+    p = softmax(lg).astype(np.float64)
+    out = np.zeros((len(clips), p.shape[1]))
+    np.add.at(out, owner, p)
+    return out / np.bincount(owner, minlength=len(clips))[:, None]
+
+
+def corpus_accuracy(probs, clips) -> dict:
+    """Clip accuracy per corpus (EmoDB: calm folded into neutral, as emoedge eval voice does)."""
+    calm, neutral = vd.MODEL_LABELS.index("calm"), vd.MODEL_LABELS.index("neutral")
+    res = {}
+    for corpus in ("ravdess", "emodb"):
+        j = [i for i, c in enumerate(clips) if c.corpus == corpus]
+        if not j:
+            continue
+        p = probs[j].copy()
+        if corpus == "emodb":
+            p[:, neutral] += p[:, calm]
+            p[:, calm] = 0
+        y = np.array([clips[i].label for i in j])
+        res[corpus] = {"accuracy": float(np.mean(p.argmax(1) == y)), "n": len(j)}
+    return res
+
+
+#: short-utterance evaluation: the centre of each held-out clip, these many seconds (all clips are longer)
+SHORT_S = (1.0, 0.6)
+
+
+def fold_report(model, held, opts, W, H, min_fill, pad, out) -> dict:
+    """Out-of-fold evaluation of a CV fold model: full clips and centre crops (SHORT_S); writes
+    fold_eval.json and fold_eval.npz (per-clip mean window probabilities, for OOF calibration/ensembles)."""
+    rep, arrays = {}, {}
+    sets = {"full": held}
+    for sec in SHORT_S:
+        sets[f"crop{sec:g}s"] = vd.center_crops(held, opts, sec)
+    for name, cs in sets.items():
+        pr = clip_probs(model, cs, W, H, min_fill, pad)
+        rep[name] = corpus_accuracy(pr, cs)
+        arrays[f"probs_{name}"] = pr
+    arrays["labels"] = np.array([c.label for c in held])
+    arrays["speaker"] = np.array([c.speaker for c in held])
+    arrays["corpus"] = np.array([c.corpus for c in held])
+    arrays["index"] = np.array([c.index for c in held])
+    np.savez(out / "fold_eval.npz", **arrays)
+    (out / "fold_eval.json").write_text(json.dumps(rep, indent=1))
+    log(f"out-of-fold: {json.dumps(rep)}")
+    return rep
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--epochs", type=int, default=100, help="passes; each draws one window per training clip")
@@ -162,9 +236,16 @@ def main(argv=None) -> int:
     ap.add_argument("--label-smoothing", type=float, default=0.1)
     ap.add_argument("--cmn", type=int, default=0, help="1: per-window band-mean normalisation in the model graph "
                     "(tried: --cmn 1 --mixup 0.4 --epochs 90 reached 55.0%% vs 57.1%% on RAVDESS actors 17-20)")
-    ap.add_argument("--pool", default="mean", choices=("mean", "flat"),
-                    help="mean: frequency mean then time mean+max (shipped); flat: time mean+max per channel and "
-                         "frequency row of the last feature map")
+    ap.add_argument("--pool", default="mean", choices=("mean", "flat", "stats"),
+                    help="mean: frequency mean then time mean+max (shipped); stats: time mean+std+max; flat: "
+                         "time mean+max per channel and frequency row of the last feature map")
+    ap.add_argument("--mask", type=int, default=0, help="1: padding frames are zeroed after normalisation and "
+                    "left out of the time pooling (a short utterance is described by what exists)")
+    ap.add_argument("--short-p", type=float, default=0.0, help="fraction of training windows cut to a short "
+                    "utterance of 0.5-1.5 s (left-padded exactly as the stream pads)")
+    ap.add_argument("--fold", type=int, default=None, help="hold out cross-validation fold K of "
+                    "voice_data.FOLDS (0-4; both corpora) and evaluate on it at the end; -1: train on every "
+                    "speaker (final fit); default: the fixed HELDOUT split")
     ap.add_argument("--mixup", type=float, default=0.4, help="mixup Beta(a, a) parameter (0: off)")
     ap.add_argument("--mixup-p", type=float, default=0.5, help="fraction of batches mixed")
     ap.add_argument("--speed", default="0.9,1.1", help="speed-perturbation factors (waveform resampling; "
@@ -172,7 +253,8 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", default="5,6,7", help="one seed, or several comma-separated: one model per seed "
                     "(under --out/seedN), exported as one probability-average ensemble graph")
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--out", default="/work/cache/voice")
+    ap.add_argument("--out", default=str(ROOT / "runs" / "voice"))
+    ap.add_argument("--ckpt-every", type=int, default=10, help="epochs between resumable state checkpoints")
     ap.add_argument("--smoke", action="store_true", help="a few steps on a few clips; no export to emoedge/models")
     ap.add_argument("--no-export", action="store_true", help="train only (export later with export/voice_export.py)")
     args = ap.parse_args(argv)
@@ -204,7 +286,7 @@ def main(argv=None) -> int:
     t0 = time.time()
     clips, skipped = vd.load_clips(opts, log=log, limit=40 if args.smoke else None)
     log(f"{len(clips)} clips with features in {time.time() - t0:.1f}s; skipped {skipped}")
-    train, held = vd.split(clips)
+    train, held = vd.split(clips, args.fold)
     if args.smoke:
         train, held = clips[:30], clips[30:40] or clips[:5]
     hl = opts.hop_length
@@ -220,16 +302,20 @@ def main(argv=None) -> int:
     factors = tuple(float(f) for f in args.speed.split(",") if f.strip())
     if factors:
         import dataclasses
-        var = vd.speed_variants(train, opts, factors, log=log, cache_dir=None if args.smoke else "/work/cache")
+        # variants of every clip (one cache for all folds), then the training clips' ones
+        src = train if args.smoke else clips
+        var = vd.speed_variants(src, opts, factors, log=log, cache_dir=None if args.smoke else "")
+        pos = {(c.corpus, c.index): j for j, c in enumerate(src)}
         base = list(train)
         for f in factors:
-            train = train + [dataclasses.replace(c, frames=fr) for c, fr in zip(base, var[f])]
+            train = train + [dataclasses.replace(c, frames=var[f][pos[(c.corpus, c.index)]]) for c in base]
         log(f"speed perturbation {factors}: {len(train)} training clips incl. variants")
-    sampler = Sampler(train, W, min_fill, pad, band_mean, noises, args.seed)
+    sampler = Sampler(train, W, min_fill, pad, band_mean, noises, args.seed, short_p=args.short_p,
+                      keep_padding=bool(args.mask))
 
     widths = tuple(int(v) for v in args.widths.split(","))
     model = VoiceCNN(n_mels=opts.n_mels, n_classes=len(vd.MODEL_LABELS), widths=widths, cmn=bool(args.cmn),
-                     pad_value=pad, pool=args.pool)
+                     pad_value=pad, pool=args.pool, mask=bool(args.mask))
     model.set_norm(band_mean, band_std)
     log(f"VoiceCNN widths={widths} params={count_params(model)}")
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.wd)
@@ -244,6 +330,21 @@ def main(argv=None) -> int:
     model.train()
     order = np.array([], np.int64)
     run_loss = None
+    state_path = out / "state.pt"
+    if state_path.is_file() and not args.smoke:     # resume an interrupted run
+        st = torch.load(state_path, map_location="cpu", weights_only=False)
+        if st["args"] == vars(args):
+            model.load_state_dict(st["model"])
+            opt.load_state_dict(st["opt"])
+            sched.load_state_dict(st["sched"])
+            rng.bit_generator.state = st["rng"]
+            sampler.rng.bit_generator.state = st["sampler_rng"]
+            torch.set_rng_state(st["torch_rng"])
+            step, hist, order, run_loss = st["step"], st["hist"], st["order"], st["run_loss"]
+            t_start -= st["elapsed"]
+            log(f"resumed from {state_path} at step {step}")
+        else:
+            log(f"{state_path} is from different arguments; starting afresh")
     while step < total:
         if len(order) < args.batch:
             order = np.concatenate([order, rng.permutation(len(train))])
@@ -268,19 +369,32 @@ def main(argv=None) -> int:
             el = time.time() - t_start
             log(f"step {step}/{total} epoch {step / steps_per_epoch:.1f} loss {run_loss:.3f} "
                 f"lr {sched.get_last_lr()[0]:.2e} {el:.0f}s elapsed, ETA {el / step * (total - step):.0f}s")
-        if (step % (10 * steps_per_epoch) == 0 or step == total) and held:
+        if (step % (10 * steps_per_epoch) == 0 or step == total) and held and args.fold is None:
             acc = evaluate_torch(model, held, W, H, min_fill, pad)
             hist.append({"step": step, **acc})
             log(f"held-out clip accuracy (monitor only, no selection): {acc}")
+        if not args.smoke and step % (args.ckpt_every * steps_per_epoch) == 0 and step < total:
+            tmp = state_path.with_suffix(".tmp")
+            torch.save({"args": vars(args), "model": model.state_dict(), "opt": opt.state_dict(),
+                        "sched": sched.state_dict(), "rng": rng.bit_generator.state,
+                        "sampler_rng": sampler.rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
+                        "step": step, "hist": hist, "order": order, "run_loss": run_loss,
+                        "elapsed": time.time() - t_start}, tmp)
+            tmp.replace(state_path)
     model.eval()
     ckpt = out / "voice_cnn.pt"
-    torch.save({"state_dict": model.state_dict(), "widths": widths, "n_mels": opts.n_mels, "cmn": bool(args.cmn), "pool": args.pool,
+    torch.save({"state_dict": model.state_dict(), "widths": widths, "n_mels": opts.n_mels, "cmn": bool(args.cmn),
+                "pool": args.pool, "mask": bool(args.mask), "fold": args.fold,
                 "labels": list(vd.MODEL_LABELS), "logmel": vd.opts_dict(opts), "window_frames": W, "hop_frames": H,
                 "min_fill_frames": min_fill, "window_s": args.window_s, "hop_s": args.hop_s,
                 "min_fill_s": args.min_fill_s, "pad_value": pad, "args": vars(args), "history": hist,
                 "train_seconds": time.time() - t_start, "steps": total, "skipped": skipped}, ckpt)
     log(f"saved {ckpt} after {time.time() - t_start:.0f}s")
-    if args.smoke or args.no_export:
+    if state_path.is_file():
+        state_path.unlink()
+    if args.fold is not None and args.fold >= 0 and held:
+        fold_report(model, held, opts, W, H, min_fill, pad, out)
+    if args.smoke or args.no_export or args.fold is not None:
         return 0
     import voice_export
     return voice_export.main(["--ckpt", str(ckpt)])
