@@ -66,24 +66,29 @@ def _stats(v):
             "min": float(v.min()), "max": float(v.max()), "per_fold": [float(x) for x in v]}
 
 
-def summarize(recipe: str, write: bool = True) -> dict:
-    """Per-fold and mean/std (sample std over the folds) out-of-fold accuracy per corpus and clip set,
-    plus the pooled accuracy over all out-of-fold clips."""
+def folds_done(recipe) -> list:
     d = cv_dir(recipe)
-    reps = []
-    for k in range(N_FOLDS):
-        f = d / f"fold{k}" / "fold_eval.json"
-        if not f.is_file():
-            raise SystemExit(f"{f} missing: fold {k} of {recipe} has not finished")
-        reps.append(json.loads(f.read_text()))
+    return [k for k in range(N_FOLDS) if (d / f"fold{k}" / "fold_eval.json").is_file()]
+
+
+def summarize(recipe: str, write: bool = True, folds=None) -> dict:
+    """Per-fold and mean/std (sample std over the folds) out-of-fold accuracy per corpus and clip set,
+    plus the pooled accuracy over all out-of-fold clips. ``folds``: only these (default: the finished ones;
+    the summary records which)."""
+    d = cv_dir(recipe)
+    folds = folds_done(recipe) if folds is None else list(folds)
+    if not folds:
+        raise SystemExit(f"no finished fold in {d}")
+    reps = [json.loads((d / f"fold{k}" / "fold_eval.json").read_text()) for k in folds]
     args = None
     ck = d / "fold0" / "voice_cnn.pt"
     if ck.is_file():
         import torch
         a = torch.load(ck, map_location="cpu", weights_only=False)["args"]
         args = {k: v for k, v in a.items() if k not in ("fold", "out", "smoke", "no_export")}
-    out = {"recipe": str(recipe), "train_args": args, "folds": {c: [list(g) for g in vd.FOLDS[c]] for c in vd.FOLDS},
-           "std": "sample standard deviation over the 5 folds (ddof=1)"}
+    out = {"recipe": str(recipe), "train_args": args, "folds_scored": folds,
+           "folds": {c: [list(vd.FOLDS[c][k]) for k in folds] for c in vd.FOLDS},
+           "std": f"sample standard deviation over the {len(folds)} folds (ddof=1)"}
     for s in SETS:
         for c in ("ravdess", "emodb"):
             acc = [r[s][c]["accuracy"] for r in reps]
@@ -95,18 +100,21 @@ def summarize(recipe: str, write: bool = True) -> dict:
 
 
 def print_summary(recipes) -> None:
-    sums = {r: summarize(r) for r in recipes}
+    common = sorted(set.intersection(*[set(folds_done(r)) for r in recipes]))
+    print(f"folds scored by every recipe: {common} (of {N_FOLDS})")
+    sums = {r: summarize(r, folds=common) for r in recipes}
     for key in [f"{c}_{s}" for s in SETS for c in ("ravdess", "emodb")]:
         print(f"\n{key}")
         for r, sm in sums.items():
             v = sm[key]
             folds = " ".join(f"{x * 100:5.1f}" for x in v["per_fold"])
-            print(f"  {r:<14} mean {v['mean'] * 100:5.1f} +- {v['std'] * 100:4.1f}  folds [{folds}]  pooled {v['pooled'] * 100:5.1f}")
+            sd = "  -  " if v["std"] is None else f"{v['std'] * 100:4.1f}"
+            print(f"  {r:<14} mean {v['mean'] * 100:5.1f} +- {sd}  folds [{folds}]  pooled {v['pooled'] * 100:5.1f}")
         rs = list(sums)
         for r in rs[1:]:
             diff = np.array(sums[r][key]["per_fold"]) - np.array(sums[rs[0]][key]["per_fold"])
             print(f"  {r} - {rs[0]}: per fold [{' '.join(f'{x * 100:+5.1f}' for x in diff)}]  mean {diff.mean() * 100:+.1f}, "
-                  f"better in {int((diff > 0).sum())}/5 folds")
+                  f"better in {int((diff > 0).sum())}/{len(diff)} folds")
 
 
 def oof_windows(recipe: str):
@@ -119,7 +127,7 @@ def oof_windows(recipe: str):
     d = cv_dir(recipe)
     xs, ys = [], []
     clips = None
-    for k in range(N_FOLDS):
+    for k in folds_done(recipe):
         members, cks = ve.load_members([d / f"fold{k}" / "voice_cnn.pt"])
         ck = cks[0]
         if clips is None:
@@ -140,11 +148,13 @@ def oof_temperature(recipe: str) -> float:
     d = cv_dir(recipe)
     f = d / "temperature.json"
     if f.is_file():
-        return float(json.loads(f.read_text())["temperature"])
+        t = json.loads(f.read_text())
+        if t.get("folds") == folds_done(recipe):
+            return float(t["temperature"])
     lg, y = oof_windows(recipe)
     t = ve.fit_temperature(lg, y)
-    f.write_text(json.dumps({"temperature": t, "windows": int(len(y)),
-                             "fitted_on": "out-of-fold windows of the 5 fold models (FP32, torch), full clips"}))
+    f.write_text(json.dumps({"temperature": t, "windows": int(len(y)), "folds": folds_done(recipe),
+                             "fitted_on": "out-of-fold windows of the finished fold models (FP32, torch), full clips"}))
     return t
 
 
@@ -161,7 +171,8 @@ def export_folds(recipe: str, crops=(None, 1.0)) -> dict:
     man = md / "manifest.json"
     t = oof_temperature(recipe)
     clips = None
-    for k in range(N_FOLDS):
+    done = folds_done(recipe)
+    for k in done:
         members, cks = ve.load_members([d / f"fold{k}" / "voice_cnn.pt"])
         model, ck = ve.build_graph(members, cks)
         if clips is None:
@@ -186,7 +197,10 @@ def export_folds(recipe: str, crops=(None, 1.0)) -> dict:
         rt[p] = {}
         for corpus, fname in (("ravdess", vd.RAVDESS), ("emodb", vd.EMODB)):
             for crop in crops:
-                rep = evaluate_folds(vd.DATA / fname, "auto", manifest=man, fold_models="voice-cv-fold{k}-" + p,
+                groups = vd.FOLDS[corpus]
+                if len(done) < N_FOLDS:       # only the finished folds (the groups keep their fold index)
+                    groups = tuple(groups[k] if k in done else None for k in range(N_FOLDS))
+                rep = evaluate_folds(vd.DATA / fname, groups, manifest=man, fold_models="voice-cv-fold{k}-" + p,
                                      crop_s=crop)
                 key = corpus if crop is None else f"{corpus}_crop{crop:g}s"
                 rt[p][key] = {k2: rep[k2] for k2 in ("mean_accuracy", "std_accuracy", "min_accuracy", "max_accuracy",
@@ -195,7 +209,7 @@ def export_folds(recipe: str, crops=(None, 1.0)) -> dict:
                 rt[p][key]["command"] = (f"emoedge eval voice --data ../shared/data/speech/{fname} --folds "
                                          f"--fold-models 'voice-cv-fold{{k}}-{p}' --manifest "
                                          f"runs/cv/{d.name}/models/manifest.json" + (f" --crop {crop:g}" if crop else ""))
-                log(f"runtime CV {p} {key}: mean {rep['mean_accuracy']:.4f} +- {rep['std_accuracy']:.4f}")
+                log(f"runtime CV {p} {key}: mean {rep['mean_accuracy']:.4f} per fold {rt[p][key]['per_fold']}")
     (d / "runtime.json").write_text(json.dumps(rt, indent=1))
     return rt
 
@@ -203,6 +217,9 @@ def export_folds(recipe: str, crops=(None, 1.0)) -> dict:
 def load_cv(recipe: str) -> dict:
     d = cv_dir(recipe)
     out = {"summary": summarize(recipe, write=False), "recipe_dir": f"runs/cv/{d.name}"}
+    t = d / "temperature.json"
+    if t.is_file():
+        out["temperature"] = json.loads(t.read_text())
     if (d / "runtime.json").is_file():
         out["runtime"] = json.loads((d / "runtime.json").read_text())
     return out

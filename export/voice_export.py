@@ -27,10 +27,10 @@ sys.path.insert(0, str(ROOT / "export"))
 import voice_data as vd  # noqa: E402
 
 MODELS = ROOT / "emoedge" / "models"
-MADE_BY = ("nohup /work/venv/bin/python export/voice_train.py > /work/cache/voice_train.log 2>&1 "
+MADE_BY = ("nohup python export/voice_train.py > runs/voice_train.log 2>&1 "
            "(defaults: three CNNs, --seed 5,6,7, trained one after the other and exported as one ensemble graph; "
-           "export only: python export/voice_export.py --ckpt /work/cache/voice/seed5/voice_cnn.pt "
-           "/work/cache/voice/seed6/voice_cnn.pt /work/cache/voice/seed7/voice_cnn.pt)")
+           "export only: python export/voice_export.py --ckpt runs/voice/seed5/voice_cnn.pt "
+           "runs/voice/seed6/voice_cnn.pt runs/voice/seed7/voice_cnn.pt)")
 
 
 def log(*a):

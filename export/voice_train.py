@@ -2,17 +2,23 @@
 
 One command (background-friendly; progress goes to stdout, so redirect it):
 
-    nohup /work/venv/bin/python export/voice_train.py > /work/cache/voice_train.log 2>&1 &
-    /work/venv/bin/python export/voice_train.py --smoke        # a few steps, writes nothing to emoedge/models
+    nohup python export/voice_train.py > runs/voice_train.log 2>&1 &
+    python export/voice_train.py --smoke        # a few steps, writes nothing to emoedge/models
+    python export/voice_train.py --fold K ...   # cross-validation fold K (see export/voice_cv.py)
+    python export/voice_train.py --fold -1 --cv runs/cv/RECIPE ...   # final fit on every speaker
 
 Defaults = the shipped model: three CNNs (--seed 5,6,7), each 100 epochs with mixup 0.4 and speed perturbation,
 exported as ONE ONNX graph averaging their probabilities (export/voice_model.VoiceEnsemble). One seed
 (``--seed 0``) trains and exports a single CNN.
 
-Speaker-independent split (export/voice_data.HELDOUT): RAVDESS actors 17-20 and EmoDB speakers 03, 08 are
+Recipe selection: export/voice_cv.py (actor-grouped 5-fold CV over RAVDESS actors 1-20 + EmoDB, --fold K);
+``--pool stats --mask 1 --short-p P``: statistics pooling over the real (non-padding) frames only, and a
+fraction P of training windows cut to 0.5-1.5 s utterances padded exactly as the stream pads.
+
+Speaker-independent split (export/voice_data.HELDOUT, the default without --fold): RAVDESS actors 17-20 and EmoDB speakers 03, 08 are
 never trained on; they are used to report accuracy and fit the temperature (fixed schedule, no checkpoint
 selection; but the recipe and seeds were chosen by held-out RAVDESS accuracy, see README "Voice"). Features:
-emoedge.kernels.log_mel (native) on emoedge.audio.to_float_mono audio, cached under /work/cache.
+emoedge.kernels.log_mel (native) on emoedge.audio.to_float_mono audio, cached under runs/cache.
 Augmentation on the log-mel (dB) window: additive noise at a random SNR (p=0.4, SNR 5-35 dB; white/pink/brown
 noise log-mels combined in the power domain), gain (+-10 dB), time shift (random window end inside the clip,
 left padding like the stream), SpecAugment (p=0.5: 2 frequency masks <= 8 bands + 2 time masks <= 20
@@ -257,6 +263,8 @@ def main(argv=None) -> int:
     ap.add_argument("--ckpt-every", type=int, default=10, help="epochs between resumable state checkpoints")
     ap.add_argument("--smoke", action="store_true", help="a few steps on a few clips; no export to emoedge/models")
     ap.add_argument("--no-export", action="store_true", help="train only (export later with export/voice_export.py)")
+    ap.add_argument("--cv", default=None, help="with --fold -1 (final fit): the recipe's CV directory "
+                    "(runs/cv/RECIPE), passed to export/voice_export.py for temperature and metrics")
     args = ap.parse_args(argv)
     seeds = [int(v) for v in str(args.seed).split(",") if v.strip()]
     if len(seeds) > 1 and not args.smoke:
@@ -271,6 +279,8 @@ def main(argv=None) -> int:
         if args.no_export:
             return 0
         import voice_export
+        if args.fold == -1:
+            return voice_export.main(["--ckpt", *ckpts] + (["--cv", args.cv] if args.cv else []))
         return voice_export.main(["--ckpt", *ckpts, "--selection-note", SELECTION_NOTE])
     args.seed = seeds[0]
 
@@ -397,7 +407,7 @@ def main(argv=None) -> int:
     if args.smoke or args.no_export or args.fold is not None:
         return 0
     import voice_export
-    return voice_export.main(["--ckpt", str(ckpt)])
+    return voice_export.main(["--ckpt", str(ckpt)] + (["--cv", args.cv] if args.cv else []))
 
 
 if __name__ == "__main__":

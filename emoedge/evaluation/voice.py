@@ -215,7 +215,6 @@ def evaluate_folds(path, folds, *, name: Optional[str] = None, precision: Option
     cross-validation numbers: every score is out-of-fold. Without it one model scores every group; a group
     is marked ``out_of_fold`` only when the manifest entry's ``trained_speakers`` shows none of its
     speakers was trained on (the summary counts only those)."""
-    from ..manifest import load_manifest
     from ..voice import VoiceModel
     d = load_pack(path)
     corpus = pack_corpus(d, path)
@@ -224,12 +223,13 @@ def evaluate_folds(path, folds, *, name: Optional[str] = None, precision: Option
     if fold_models is not None and "{k}" not in fold_models:
         raise InvalidInputError(f"--fold-models {fold_models!r} must contain {{k}} (the fold index), "
                                 "e.g. voice-cv-fold{k}-fp32")
-    m = load_manifest(manifest)
     single = None
     if fold_models is None:
         single = VoiceModel(name=name, precision=precision, manifest=manifest, vad=vad_gate)
     per = []
     for k, group in enumerate(folds):
+        if group is None:           # a fold left out by the caller (e.g. its model is not trained yet)
+            continue
         model = single
         if model is None:
             model = VoiceModel(name=fold_models.format(k=k), manifest=manifest, vad=vad_gate)

@@ -1,0 +1,114 @@
+"""Voice cross-validation: fold definitions, `emoedge eval voice --folds/--crop`, masked pooling (torch parts skip
+without torch, which only export/ needs)."""
+import io
+import json
+import pathlib
+from contextlib import redirect_stdout
+
+import numpy as np
+import pytest
+
+from emoedge.errors import InvalidInputError
+from emoedge.evaluation.voice import CV_FOLDS, evaluate_file, evaluate_folds, parse_folds
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+
+
+def test_cv_folds_partition_the_released_speakers():
+    rav = [a for g in CV_FOLDS["ravdess"] for a in g]
+    assert sorted(rav) == list(range(1, 21))                         # every actor 1-20 exactly once
+    for g in CV_FOLDS["ravdess"]:
+        assert len(g) == 4 and sum(a % 2 for a in g) == 2            # 2 male (odd) + 2 female per fold
+    emo = [s for g in CV_FOLDS["emodb"] for s in g]
+    assert sorted(emo) == [3, 8, 9, 10, 11, 12, 13, 14]
+    assert len(CV_FOLDS["ravdess"]) == len(CV_FOLDS["emodb"]) == 5
+
+
+def test_parse_folds():
+    assert parse_folds("1,2/3-5") == ((1, 2), (3, 4, 5))
+    with pytest.raises(InvalidInputError, match="more than one group"):
+        parse_folds("1,2/2,3")
+    with pytest.raises(InvalidInputError, match="at least two"):
+        parse_folds("1,2")
+    with pytest.raises(InvalidInputError, match="not a RAVDESS or EmoDB"):
+        parse_folds("auto", {"label_names": np.array(["x", "y"])}, "other.npz")
+
+
+def test_folds_report_marks_groups_the_model_trained_on(shared_data):
+    from emoedge.manifest import load_manifest
+    path = shared_data / "speech" / "emodb_speakers_no15-16_16k.npz"
+    rep = evaluate_folds(path, "auto", precision="fp32", limit=3)
+    assert rep["corpus"] == "emodb" and len(rep["folds"]) == 5
+    assert all(f["n"] == 3 for f in rep["folds"])
+    ts = load_manifest().entry(rep["folds"][0]["model"]).get("trained_speakers")
+    for f in rep["folds"]:
+        if ts is None:
+            assert f["out_of_fold"] is None
+        else:                                      # out-of-fold only when no speaker of the group was trained on
+            assert f["out_of_fold"] == (not set(f["speakers"]) & set(ts["emodb"]))
+    assert rep["n_folds_summarised"] == sum(1 for f in rep["folds"] if f["out_of_fold"])
+
+
+def test_eval_cli_folds_and_crop(shared_data):
+    from emoedge.cli import main
+    data = str(shared_data / "speech" / "ravdess_speech_actors01-20_16k.npz")
+    buf = io.StringIO()
+    with redirect_stdout(buf):
+        rc = main(["eval", "voice", "--data", data, "--folds", "1/2", "--limit", "2", "--crop", "1.0", "--json"])
+    assert rc in (0, None)
+    rep = json.loads(buf.getvalue())
+    assert [f["speakers"] for f in rep["folds"]] == [[1], [2]] and rep["crop_s"] == 1.0
+    with pytest.raises(InvalidInputError, match="exclude each other"):
+        main(["eval", "voice", "--data", data, "--folds", "--speakers", "1"])
+    with pytest.raises(InvalidInputError, match="needs --folds"):
+        main(["eval", "voice", "--data", data, "--fold-models", "x{k}"])
+
+
+def test_crop_scores_the_centre_only(shared_data):
+    path = shared_data / "speech" / "ravdess_speech_actors01-20_16k.npz"
+    rep = evaluate_file(path, speakers=(1,), limit=4, crop_s=1.0)
+    assert rep["n"] == 4 and rep["windows"] == 4                     # 1.0 s -> exactly one window per clip
+    with pytest.raises(InvalidInputError, match="--crop"):
+        evaluate_file(path, speakers=(1,), limit=1, crop_s=-1.0)
+
+
+# ----------------------------------------------------------------------------- export/ (torch)
+
+@pytest.fixture()
+def vm(monkeypatch):
+    pytest.importorskip("torch", reason="torch is only needed by export/ (pip install .[train])")
+    monkeypatch.syspath_prepend(str(REPO / "export"))
+    import voice_model
+    return voice_model
+
+
+def test_masked_pooling_ignores_padding_steps(vm):
+    import torch
+    torch.manual_seed(0)
+    h = torch.randn(2, 5, 13)
+    m = torch.zeros(2, 1, 13)
+    m[:, :, 6:] = 1.0                                                # the last 7 steps are real
+    for kind in ("mean", "stats"):
+        got = vm.pool_time(h, m, kind)
+        ref = vm.pool_time(h[:, :, 6:], None, kind)
+        torch.testing.assert_close(got, ref, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("pool,mask", [("stats", True), ("mean", True), ("mean", False)])
+def test_export_graph_equals_training_model(vm, pool, mask):
+    """The time-major export graph (BN folded) computes the training model's function, padding mask included."""
+    import torch
+    torch.manual_seed(1)
+    m = vm.VoiceCNN(widths=(8, 8, 16, 16), pool=pool, mask=mask, pad_value=-100.0)
+    m.set_norm(np.full(64, -50.0), np.full(64, 15.0))
+    for mod in m.modules():
+        if isinstance(mod, torch.nn.BatchNorm2d):
+            mod.running_mean.normal_()
+            mod.running_var.uniform_(0.5, 2.0)
+    m.eval()
+    x = torch.randn(3, 200, 64) * 15 - 50
+    x[0, :130] = -100.0                                              # 0.7 s utterance, left-padded like the stream
+    x[1, :40] = -100.0
+    e = vm.VoiceEnsemble([m], [200]).eval()
+    with torch.no_grad():
+        torch.testing.assert_close(e(x), torch.log_softmax(m(x), dim=1), rtol=1e-4, atol=1e-4)
