@@ -49,7 +49,7 @@ def test_folds_report_marks_groups_the_model_trained_on(shared_data):
     assert rep["n_folds_summarised"] == sum(1 for f in rep["folds"] if f["out_of_fold"])
 
 
-def test_eval_cli_folds_and_crop(shared_data):
+def test_eval_cli_folds_and_crop(shared_data, capsys):
     from emoedge.cli import main
     data = str(shared_data / "speech" / "ravdess_speech_actors01-20_16k.npz")
     buf = io.StringIO()
@@ -58,10 +58,11 @@ def test_eval_cli_folds_and_crop(shared_data):
     assert rc in (0, None)
     rep = json.loads(buf.getvalue())
     assert [f["speakers"] for f in rep["folds"]] == [[1], [2]] and rep["crop_s"] == 1.0
-    with pytest.raises(InvalidInputError, match="exclude each other"):
-        main(["eval", "voice", "--data", data, "--folds", "--speakers", "1"])
-    with pytest.raises(InvalidInputError, match="needs --folds"):
-        main(["eval", "voice", "--data", data, "--fold-models", "x{k}"])
+    capsys.readouterr()
+    assert main(["eval", "voice", "--data", data, "--folds", "--speakers", "1"]) not in (0, None)
+    assert "exclude each other" in capsys.readouterr().err
+    assert main(["eval", "voice", "--data", data, "--fold-models", "x{k}"]) not in (0, None)
+    assert "needs --folds" in capsys.readouterr().err
 
 
 def test_crop_scores_the_centre_only(shared_data):
