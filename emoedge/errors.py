@@ -24,3 +24,8 @@ class BackendUnavailableError(EmoEdgeError, RuntimeError):
 
 class StreamClosedError(EmoEdgeError, RuntimeError):
     """A push or flush on a stream that was closed."""
+
+
+class VariantNotFoundError(InvalidInputError):
+    """A model family has no file of the requested precision (e.g. ``precision='int8'`` for a model that
+    ships only fp32). The message lists the precisions it has."""
