@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import queue
 import threading
-from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Optional
+from typing import TYPE_CHECKING, Any, Iterator, List
 
 from .errors import InvalidInputError
 from .events import EmotionEvent

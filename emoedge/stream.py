@@ -28,7 +28,7 @@ import math
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Union
+from typing import TYPE_CHECKING, Dict, List, Optional, Sequence, Union
 
 import numpy as np
 
@@ -82,8 +82,12 @@ class LatencyStats:
                 out[s] = d
         return out
 
+    def stages(self) -> List[str]:
+        """Stages with at least one sample, in first-seen order."""
+        return list(self._buf)
+
     def merge(self, other: "LatencyStats") -> None:
-        for s in other._buf:
+        for s in other.stages():
             for v in other.samples(s):
                 self.add(s, float(v))
 
