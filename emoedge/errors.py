@@ -7,7 +7,13 @@ class EmoEdgeError(Exception):
 
 
 class InvalidInputError(EmoEdgeError, ValueError):
-    """Bad input (dtype, shape, NaN/Inf, wrong sample rate, ...). The message names the fix."""
+    """Bad input (dtype, shape, NaN/Inf, wrong sample rate, ...). The message names the fix. The native
+    kernels raise it too (their C++ ``std::invalid_argument`` is translated at the binding)."""
+
+
+class InvalidTypeError(InvalidInputError, TypeError):
+    """Input of the wrong type (not a numpy array, wrong dtype, ...): an InvalidInputError that is also a
+    ``TypeError``, so ``except TypeError`` keeps working."""
 
 
 class ModelError(EmoEdgeError, RuntimeError):
