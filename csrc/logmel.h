@@ -99,8 +99,9 @@ class LogMel {
 };
 
 // Streaming log-mel: concat(accept(...)..., flush()) == LogMel::compute(whole) for any chunking.
-// top_db is rejected (it needs the maximum over the whole signal). Not thread-safe per object:
-// the internal mutex serializes concurrent calls.
+// top_db is rejected (it needs the maximum over the whole signal). One thread per object: the
+// internal mutex is there so the Python binding can detect a second thread (it try-locks and raises
+// "in use by another thread" instead of waiting); C++ callers must not share a streamer across threads.
 class LogMelStreamer {
  public:
   explicit LogMelStreamer(std::shared_ptr<const LogMel> lm);

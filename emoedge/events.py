@@ -14,13 +14,14 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 
 from .labels import CANONICAL
+from .errors import InvalidInputError
 
 
 def probs_dict(p, labels=CANONICAL) -> Dict[str, float]:
     """``{label: prob}`` for a probability vector over ``labels`` (floats rounded to 6 digits)."""
     p = np.asarray(p, dtype=np.float64).reshape(-1)
     if p.shape[0] != len(labels):
-        raise ValueError(f"probability vector has {p.shape[0]} entries, labels has {len(labels)}")
+        raise InvalidInputError(f"probability vector has {p.shape[0]} entries, labels has {len(labels)}")
     return {str(k): round(float(v), 6) for k, v in zip(labels, p)}
 
 

@@ -18,7 +18,7 @@ from typing import Optional
 import numpy as np
 
 from .._native_loader import get_native
-from ..errors import InvalidInputError
+from ..errors import InvalidInputError, InvalidTypeError
 from .logmel_options import LogMelOptions
 
 __all__ = ["LogMelOptions", "log_mel", "LogMelStream", "mel_filterbank"]
@@ -68,7 +68,7 @@ def log_mel(waveform: np.ndarray, opts: Optional[LogMelOptions] = None, *,
         if isinstance(waveform, (list, tuple)):
             waveform = np.asarray(waveform, dtype=np.float32)
         else:
-            raise TypeError(f"waveform must be a numpy array of int16 or float32 samples, got "
+            raise InvalidTypeError(f"waveform must be a numpy array of int16 or float32 samples, got "
                             f"{type(waveform).__name__}: pass np.asarray(x, dtype=np.float32)")
     return _kernel(opts).compute(waveform)
 

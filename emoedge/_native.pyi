@@ -1,0 +1,77 @@
+"""Type stubs of the C++ extension emoedge._native (csrc/python/*.cpp). Call the kernels through
+emoedge.kernels / emoedge.detect / emoedge.fusion, which validate arguments and fall back to numba.
+Argument errors are raised as emoedge.errors.InvalidInputError (a ValueError) and InvalidTypeError
+(a TypeError); tests/test_architecture.py checks that these stubs name exactly the module's members."""
+from typing import Optional, Sequence, Tuple
+
+import numpy as np
+import numpy.typing as npt
+
+__version__: str
+
+def cpu_flags() -> str:
+    """CPU features seen at run time (space-separated)."""
+
+def simd_enabled() -> bool:
+    """True when the AVX2+FMA fast paths are used."""
+
+# ----------------------------------------------------------------------------- frame
+def frame_boxes(image: np.ndarray, boxes: npt.ArrayLike, out: np.ndarray, interp: int, color: int, input_rgb: bool,
+                border: int, border_value: float, letterbox: bool, pad_value: float, scale: Sequence[float],
+                offset: Sequence[float]) -> None:
+    """Resize boxes (x, y, w, h) of a uint8 image into out[N, C, H, W] (float32, any strides)."""
+
+def frame_affine(image: np.ndarray, inverse: npt.ArrayLike, out: np.ndarray, color: int, input_rgb: bool, border: int,
+                 border_value: float, scale: Sequence[float], offset: Sequence[float]) -> None:
+    """Warp a uint8 image with N inverse 2x3 affines (output -> source) into out[N, C, H, W]."""
+
+def frame_inner_rect(arg0: float, arg1: float, arg2: int, arg3: int, arg4: bool) -> Tuple[int, int, int, int]:
+    """Output sub-rectangle (x, y, w, h) a bw x bh region is resized into (letterbox keeps aspect ratio)."""
+
+# ----------------------------------------------------------------------------- log-mel
+class LogMel:
+    def __init__(self, *, sample_rate: int = 16000, n_fft: int = 512, win_length: int = 400, hop_length: int = 160,
+                 n_mels: int = 64, fmin: float = 0.0, fmax: Optional[float] = None, center: bool = True,
+                 mel_scale: str = "slaney", norm: Optional[str] = "slaney", log: str = "db",
+                 top_db: Optional[float] = None, amin: float = 1e-10) -> None: ...
+    @property
+    def n_mels(self) -> int: ...
+    def compute(self, waveform: object) -> npt.NDArray[np.float32]:
+        """waveform: 1-D int16 or float32 [samples] -> float32 [frames, n_mels]"""
+    def filterbank(self) -> npt.NDArray[np.float32]:
+        """Mel filterbank as float32 [n_mels, n_fft/2 + 1]"""
+    def window(self) -> npt.NDArray[np.float32]:
+        """Analysis window as float32 [n_fft] (periodic Hann of win_length, centered)"""
+    def num_frames(self, n_samples: int) -> int: ...
+
+class LogMelStream:
+    def __init__(self, logmel: LogMel) -> None: ...
+    @property
+    def finished(self) -> bool: ...
+    @property
+    def frames_emitted(self) -> int: ...
+    @property
+    def samples_seen(self) -> int: ...
+    def accept(self, chunk: object, sample_rate: object = None) -> npt.NDArray[np.float32]:
+        """chunk: 1-D int16/float32 (any length, also 0) -> float32 [new_frames, n_mels]"""
+    def flush(self) -> npt.NDArray[np.float32]:
+        """End of signal: the remaining center-padded frames, float32 [frames, n_mels]"""
+    def reset(self) -> None:
+        """Start a new signal"""
+
+# ----------------------------------------------------------------------------- detection
+def blazeface_anchors(input_size: int, strides: Sequence[int], per_cell: Sequence[int]) -> npt.NDArray[np.float32]:
+    """Anchor centres float32 [N, 2] (x, y in [0, 1]) for a BlazeFace model."""
+
+def blazeface_decode(regressors: object, scores: object, anchors: object, min_score: float = 0.5,
+                     nms_iou: float = 0.30000001192092896, max_faces: int = 0, box_scale: float = 128.0,
+                     transform: tuple = (1.0, 1.0, 0.0, 0.0), score_clip: float = 100.0) -> npt.NDArray[np.float32]:
+    """Decode BlazeFace outputs -> float32 [K, 17] rows (x, y, w, h, score, 6 keypoints x/y) in frame pixels."""
+
+# ----------------------------------------------------------------------------- fusion
+def fusion_pool(log_probs: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Weighted log-linear pooling only: float32 [K] log_softmax(sum_i weights[i] * log_probs[i])."""
+
+def fusion_step(log_probs: np.ndarray, weights: np.ndarray, state: np.ndarray, has_state: bool, alpha: float,
+                out: object = None) -> np.ndarray:
+    """One fusion step (log-linear pool, then exponential smoothing of the state in place)."""
