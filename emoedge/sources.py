@@ -337,7 +337,7 @@ class CameraSource(Source):
 class LiveClock:
     """Seconds since the first call, on the monotonic clock; shared by live sources so they agree."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self._t0 = None
         self._lock = threading.Lock()
 
