@@ -17,7 +17,7 @@ import shutil
 import tempfile
 import threading
 import time
-from typing import Callable, Optional
+from typing import Any, Callable, Dict, Optional
 
 import numpy as np
 
@@ -207,7 +207,7 @@ def compile_models(target: str, precision: str = "fp32", names=None, out=None, t
                                       "Jetson device-tree model found): TensorRT engines are built for the GPU they run on")
     m = load_manifest()
     names = list(names) if names else [n for n in m.names() if m.entry(n).get("file", "").endswith(".onnx")]
-    res = {"target": target, "precision": precision, "models": {}}
+    res: Dict[str, Any] = {"target": target, "precision": precision, "models": {}}
     for n in names:
         path = m.model_path(n)
         e = m.entry(n)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import time
 import warnings
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, List, Optional, Union
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Union
 
 import numpy as np
 
@@ -138,7 +138,8 @@ class FaceAnalyzer:
         self.labels = tuple(e["labels"])
         pre = e.get("preprocess", {})
         self.input_size = tuple(int(v) for v in pre.get("size", e["input"]["shape"][-1:] * 2))
-        self.preprocess_kwargs = {k: (tuple(v) if isinstance(v, list) else v) for k, v in pre.items() if k in _PREPROCESS_KEYS}
+        self.preprocess_kwargs: Dict[str, Any] = {k: (tuple(v) if isinstance(v, list) else v) for k, v in pre.items()
+                                                  if k in _PREPROCESS_KEYS}
         self.layout = pre.get("layout") or e.get("input", {}).get("layout", "nchw")
         self.input_name = e.get("input", {}).get("name") or self.session.get_inputs()[0].name
         self.output_kind = e.get("output", "logits")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import pathlib
 from fractions import Fraction
-from typing import Optional
+from typing import Any, Optional
 
 import numpy as np
 
@@ -123,11 +123,11 @@ class AnnotatedVideoWriter:
         self._codec = codec
         self._crf = crf
         self._audio_src = copy_audio_from
-        self._c = av.open(str(self.path), "w")
-        self._s = None
+        self._c: Any = av.open(str(self.path), "w")  # None once closed
+        self._s: Any = None
         self._last_pts = -1
         self._aout = None
-        self._t0 = None
+        self._t0 = 0.0
         self.count = 0
 
     def _open_stream(self, w, h):

@@ -79,7 +79,7 @@ def tensorrt_provider_options(model_sha256: str, opts: SessionOptions, cache_dir
     return po
 
 
-def make_session(path, opts: SessionOptions = None, provider_options: Sequence[dict] = None):
+def make_session(path, opts: Optional[SessionOptions] = None, provider_options: Optional[Sequence[dict]] = None):
     """Create an ``onnxruntime.InferenceSession`` for ``path``; raises ModelError naming the file if
     it cannot be loaded and BackendUnavailableError (with the extra to install) for a missing backend.
     Never falls back silently: the providers used are in ``session_info(sess)``."""

@@ -158,7 +158,6 @@ def test_bad_decode_input_and_options(detector):
 
 def test_max_faces_and_gray_frames(detector, fer_val):
     import cv2
-    rng = np.random.default_rng(5)
     frame = np.full((480, 640, 3), 120, np.uint8)
     for k, x0 in enumerate((20, 230, 440)):
         frame[140:340, x0:x0 + 180] = cv2.resize(fer_val[1000 + 3 * k], (180, 200), interpolation=cv2.INTER_CUBIC)[:, :, None]

@@ -9,7 +9,6 @@ implementation against the same oracles.
 """
 from __future__ import annotations
 
-import math
 
 import numpy as np
 import pytest

@@ -90,9 +90,9 @@ def _main(args) -> int:
     print()
     print(summary_table(run.stats, wall, run.t))
     print(f"{'first event':<18} {first_event_s * 1000:.0f} ms after Engine() was called" if first_event_s else "")
-    if args.jsonl:
+    if args.jsonl and jw is not None:
         print(f"wrote {jw.count} events to {args.jsonl}")
-    if args.out:
+    if args.out and vw is not None:
         print(f"wrote {vw.count} annotated frames to {args.out}")
     return 0
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+from typing import Any, Dict, Optional
 
 
 def add_engine_arguments(p) -> None:
@@ -22,7 +23,7 @@ def add_engine_arguments(p) -> None:
 def make_engine(args, face: bool = True, voice: bool = True, text: bool = True):
     """The engine for a run: only the modalities the inputs need (and the flags allow) are loaded."""
     from ..engine import Engine
-    kw = {}
+    kw: Dict[str, Any] = {}
     if getattr(args, "no_face", False) or not face:
         kw["face"] = False
     if getattr(args, "no_voice", False) or not voice:
@@ -63,7 +64,7 @@ class Progress:
             self.f.flush()
 
 
-def summary_table(stats, wall_s: float, src_s: float = None) -> str:
+def summary_table(stats, wall_s: float, src_s: Optional[float] = None) -> str:
     """The closing table: counters and per-stage latency percentiles (ms)."""
     d = stats.to_dict()
     lines = [f"{'frames':<18} {d['frames_in']} in, {d['frames_processed']} processed, {d['frames_dropped']} dropped",
@@ -175,9 +176,9 @@ def _main(args) -> int:
     prog.done()
     wall = time.perf_counter() - t_wall
     print(summary_table(run.stats, wall, run.t if not live else None), file=sys.stderr)
-    if args.jsonl and args.jsonl != "-":
+    if args.jsonl and args.jsonl != "-" and jw is not None:
         print(f"wrote {jw.count} events to {args.jsonl}", file=sys.stderr)
-    if args.out:
+    if args.out and vw is not None:
         print(f"wrote {vw.count} annotated frames to {args.out}", file=sys.stderr)
     return 0
 

@@ -97,9 +97,9 @@ class LogMelStream:
             from . import _numba_logmel
             self._impl = _numba_logmel.LogMelStream(k)
         # Bind the backend's methods directly: accept() is on the 10 ms hot path.
-        self.accept = self._impl.accept
-        self.flush = self._impl.flush
-        self.reset = self._impl.reset
+        self.accept = self._impl.accept  # type: ignore[method-assign]
+        self.flush = self._impl.flush  # type: ignore[method-assign]
+        self.reset = self._impl.reset  # type: ignore[method-assign]
 
     def accept(self, chunk: np.ndarray, sample_rate: Optional[int] = None) -> np.ndarray:  # pragma: no cover
         """Replaced per instance by the backend's accept (documented here)."""
