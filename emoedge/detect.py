@@ -286,10 +286,12 @@ class FaceDetector:
         (a, _, c), (_, e, f) = tr.matrix  # frame pixel -> model-input pixel: out = a*x + c, out_y = e*y + f
         return x.reshape(1, 3, self.size, self.size), (self.size / a, self.size / e, -c / a, -f / e)
 
-    def detect_array(self, frame: np.ndarray, timing: Optional[dict] = None) -> np.ndarray:
+    def detect_array(self, frame: np.ndarray, timing: Optional[dict] = None, *, checked: bool = False) -> np.ndarray:
         """float32 [K, 17] rows (x, y, w, h, score, keypoints) in frame pixels, best first.
-        ``timing``: optional dict that receives ms per stage (preprocess_ms, infer_ms, decode_ms)."""
-        frame = check_frame(frame)
+        ``timing``: optional dict that receives ms per stage (preprocess_ms, infer_ms, decode_ms).
+        ``checked``: the caller already passed the frame through :func:`check_frame` (not checked again)."""
+        if not checked:
+            frame = check_frame(frame)
         o = self.options
         t0 = time.perf_counter_ns()
         x, tr = self.preprocess(frame)

@@ -200,7 +200,7 @@ class FaceAnalyzer:
                 if tracks else np.zeros((0, 6, 2), np.float32)
             ids = [tr.track_id for tr in tracks]
         else:
-            rows = self.detector.detect_array(frame)
+            rows = self.detector.detect_array(frame, checked=True)
             boxes, scores, kps = rows[:, :4].astype(np.float64), rows[:, 4], rows[:, 5:17].reshape(-1, 6, 2)
             if tracker is not None:
                 ids = [tr.track_id for tr in tracker.update(boxes, scores, kps, t=t)]

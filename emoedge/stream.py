@@ -35,6 +35,7 @@ import numpy as np
 from . import adapters
 from . import fusion as _fusion
 from .components import VoiceObservation
+from .detect import check_frame
 from .errors import InvalidInputError, StreamClosedError
 from .events import EmotionEvent, FaceResult
 from .options import RunningMode
@@ -139,24 +140,6 @@ def _check_t(t: object, what: str) -> float:
     return tf
 
 
-def _as_bgr(image: object) -> np.ndarray:
-    if not isinstance(image, np.ndarray):
-        raise InvalidInputError(f"push_frame: image must be a numpy array (BGR uint8 [H, W, 3]), got {type(image).__name__}")
-    if image.dtype != np.uint8:
-        raise InvalidInputError(f"push_frame: image dtype must be uint8 (BGR 0..255), got {image.dtype}; "
-                                "convert with (img * 255).clip(0, 255).astype(np.uint8) for [0, 1] floats")
-    if image.ndim == 2:
-        image = np.repeat(image[:, :, None], 3, axis=2)
-    elif image.ndim == 3 and image.shape[2] == 4:
-        image = image[:, :, :3]
-    elif not (image.ndim == 3 and image.shape[2] == 3):
-        raise InvalidInputError(f"push_frame: image must be [H, W, 3] BGR (or [H, W] gray, [H, W, 4] BGRA), "
-                                f"got shape {image.shape}")
-    if image.shape[0] < 8 or image.shape[1] < 8:
-        raise InvalidInputError(f"push_frame: image is too small ({image.shape[1]}x{image.shape[0]} pixels)")
-    return image
-
-
 class Stream:
     """Per-source state on a shared engine; create with ``engine.stream(...)``.
 
@@ -228,7 +211,7 @@ class Stream:
             t = _check_t(t, "push_frame")
             self._check_order("frame", t, strict=True)
             t_start = time.perf_counter_ns()
-            image = _as_bgr(image)
+            image = check_frame(image, "push_frame: image")  # BGR uint8 [H, W, 3] (gray/BGRA converted)
             self._last["frame"] = t
             if self._frame_shape is not None and image.shape[:2] != self._frame_shape:
                 # documented handling: a new geometry restarts tracking and per-face smoothing
