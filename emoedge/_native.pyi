@@ -2,7 +2,8 @@
 emoedge.kernels / emoedge.detect / emoedge.fusion, which validate arguments and fall back to numba.
 Argument errors are raised as emoedge.errors.InvalidInputError (a ValueError) and InvalidTypeError
 (a TypeError); tests/test_architecture.py checks that these stubs name exactly the module's members."""
-from typing import Optional, Sequence, Tuple
+import enum
+from typing import Any, Dict, Optional, Sequence, Tuple
 
 import numpy as np
 import numpy.typing as npt
@@ -29,11 +30,43 @@ def frame_inner_rect(arg0: float, arg1: float, arg2: int, arg3: int, arg4: bool)
     """Output sub-rectangle (x, y, w, h) a bw x bh region is resized into (letterbox keeps aspect ratio)."""
 
 # ----------------------------------------------------------------------------- log-mel
+class MelScale(enum.Enum):
+    slaney = 0
+    htk = 1
+
+class MelNorm(enum.Enum):
+    none = 0
+    slaney = 1
+
+class LogScale(enum.Enum):
+    db = 0
+    ln = 1
+
+class LogMelConfig:
+    """The C++ LogMelConfig; dict form = emoedge.kernels.LogMelOptions.to_dict(); picklable."""
+    sample_rate: int
+    n_fft: int
+    win_length: int
+    hop_length: int
+    n_mels: int
+    fmin: float
+    fmax: Optional[float]
+    center: bool
+    mel_scale: MelScale
+    norm: MelNorm
+    log: LogScale
+    top_db: Optional[float]
+    amin: float
+    def __init__(self) -> None: ...
+    def validate(self) -> None: ...
+    def to_dict(self) -> Dict[str, Any]: ...
+    @staticmethod
+    def from_dict(d: Dict[str, Any]) -> "LogMelConfig": ...
+
 class LogMel:
-    def __init__(self, *, sample_rate: int = 16000, n_fft: int = 512, win_length: int = 400, hop_length: int = 160,
-                 n_mels: int = 64, fmin: float = 0.0, fmax: Optional[float] = None, center: bool = True,
-                 mel_scale: str = "slaney", norm: Optional[str] = "slaney", log: str = "db",
-                 top_db: Optional[float] = None, amin: float = 1e-10) -> None: ...
+    def __init__(self, config: LogMelConfig = ...) -> None: ...
+    @property
+    def config(self) -> LogMelConfig: ...
     @property
     def n_mels(self) -> int: ...
     def compute(self, waveform: object) -> npt.NDArray[np.float32]:

@@ -216,8 +216,10 @@ def test_kernel_wrappers_raise_invalid_input(monkeypatch, backend):
 def test_native_invalid_argument_arrives_as_invalid_input():
     nat = pytest.importorskip("emoedge._native")
     # C++ LogMelConfig validation throws std::invalid_argument; the binding's translator maps it
+    cfg = nat.LogMelConfig()
+    cfg.n_fft = 500
     with pytest.raises(InvalidInputError, match="n_fft"):
-        nat.LogMel(n_fft=500)
+        nat.LogMel(cfg)
     with pytest.raises(InvalidInputError):                          # a py::value_error of the binding
         nat.LogMel().compute(np.zeros((2, 2), np.float32))
     from emoedge.errors import InvalidTypeError

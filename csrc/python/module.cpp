@@ -40,6 +40,8 @@ PYBIND11_MODULE(_native, m) {
       if (p) std::rethrow_exception(p);
     } catch (const py::type_error& e) {
       py::set_error(g_invalid_type, e.what());
+    } catch (const py::cast_error& e) {  // e.g. LogMelConfig.from_dict({"n_fft": "512"})
+      py::set_error(g_invalid_type, e.what());
     } catch (const py::value_error& e) {
       py::set_error(g_invalid_input, e.what());
     } catch (const std::invalid_argument& e) {

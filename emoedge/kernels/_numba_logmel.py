@@ -148,12 +148,12 @@ def _to_f64(x: np.ndarray) -> np.ndarray:
 
 
 class LogMel:
-    """Offline log-mel (numba). Same constructor keywords as emoedge._native.LogMel."""
+    """Offline log-mel (numba) for a LogMelOptions (the numba counterpart of emoedge._native.LogMel)."""
 
-    def __init__(self, *, sample_rate=16000, n_fft=512, win_length=400, hop_length=160, n_mels=64, fmin=0.0,
-                 fmax=None, center=True, mel_scale="slaney", norm="slaney", log="db", top_db=None, amin=1e-10):
-        LogMelOptions(sample_rate, n_fft, win_length, hop_length, n_mels, fmin, fmax, center, mel_scale, norm,
-                      log, top_db, amin).validate()
+    def __init__(self, opts: Optional[LogMelOptions] = None):
+        o = (LogMelOptions() if opts is None else opts).validate()
+        sample_rate, n_fft, win_length, hop_length, n_mels, fmin, fmax, center, mel_scale, norm, log, top_db, amin = \
+            o.normalized()
         self.sample_rate, self.n_fft, self.win_length, self.hop_length = sample_rate, n_fft, win_length, hop_length
         self.n_mels, self.center, self.log_db = n_mels, bool(center), log == "db"
         self.top_db, self.amin = top_db, float(amin)

@@ -32,14 +32,14 @@ def _kernel(opts: LogMelOptions):
     key = opts.normalized()
     k = _cache.get(key)
     if k is None:
-        opts.validate()
-        kw = opts.kernel_kwargs()
+        # validated once here, at the Python boundary, by to_native() / the numba LogMel (the C++
+        # constructor re-checks as the last line of defence)
         native = get_native()
         if native is not None:
-            k = native.LogMel(**kw)
+            k = native.LogMel(opts.to_native())
         else:
             from . import _numba_logmel
-            k = _numba_logmel.LogMel(**kw)
+            k = _numba_logmel.LogMel(opts)
         if len(_cache) > 64:
             _cache.clear()
         _cache[key] = k
