@@ -3,7 +3,7 @@ emoedge.kernels / emoedge.detect / emoedge.fusion, which validate arguments and 
 Argument errors are raised as emoedge.errors.InvalidInputError (a ValueError) and InvalidTypeError
 (a TypeError); tests/test_architecture.py checks that these stubs name exactly the module's members."""
 import enum
-from typing import Any, Dict, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import numpy.typing as npt
@@ -17,13 +17,39 @@ def simd_enabled() -> bool:
     """True when the AVX2+FMA fast paths are used."""
 
 # ----------------------------------------------------------------------------- frame
-def frame_boxes(image: np.ndarray, boxes: npt.ArrayLike, out: np.ndarray, interp: int, color: int, input_rgb: bool,
-                border: int, border_value: float, letterbox: bool, pad_value: float, scale: Sequence[float],
-                offset: Sequence[float]) -> None:
+class Interp(enum.Enum):
+    linear = 0
+    area = 1
+
+class Color(enum.Enum):
+    keep = 0
+    swap_rb = 1
+    gray = 2
+
+class Border(enum.Enum):
+    constant = 0
+    replicate = 1
+
+class FrameOptions:
+    """The C++ frame::Options; to_dict()/from_dict() (enums by name), picklable."""
+    interp: Interp
+    color: Color
+    input_rgb: bool
+    border: Border
+    border_value: float
+    letterbox: bool
+    pad_value: float
+    scale: List[float]
+    offset: List[float]
+    def __init__(self) -> None: ...
+    def to_dict(self) -> Dict[str, Any]: ...
+    @staticmethod
+    def from_dict(d: Dict[str, Any]) -> "FrameOptions": ...
+
+def frame_boxes(image: np.ndarray, boxes: npt.ArrayLike, out: np.ndarray, options: FrameOptions) -> None:
     """Resize boxes (x, y, w, h) of a uint8 image into out[N, C, H, W] (float32, any strides)."""
 
-def frame_affine(image: np.ndarray, inverse: npt.ArrayLike, out: np.ndarray, color: int, input_rgb: bool, border: int,
-                 border_value: float, scale: Sequence[float], offset: Sequence[float]) -> None:
+def frame_affine(image: np.ndarray, inverse: npt.ArrayLike, out: np.ndarray, options: FrameOptions) -> None:
     """Warp a uint8 image with N inverse 2x3 affines (output -> source) into out[N, C, H, W]."""
 
 def frame_inner_rect(arg0: float, arg1: float, arg2: int, arg3: int, arg4: bool) -> Tuple[int, int, int, int]:

@@ -224,6 +224,28 @@ def _normalization_cached(mean, std, scale, offset, cout):
     return hit
 
 
+_OPTIONS_CACHE: dict = {}
+_INTERP_NAMES = {v: k for k, v in _INTERP.items()}
+_COLOR_NAMES = {v: k for k, v in _COLOR.items()}
+_BORDER_NAMES = {v: k for k, v in _BORDER.items()}
+
+
+def _native_options(nat, interp: int, col: int, rgb: bool, brd: int, border_value: float, letterbox: bool,
+                    pad_value: float, sc, of):
+    """The (validated) arguments as one emoedge._native.FrameOptions, memoized: a stream repeats the same
+    few option sets every frame."""
+    key = (interp, col, rgb, brd, border_value, letterbox, pad_value, tuple(sc), tuple(of))
+    o = _OPTIONS_CACHE.get(key)
+    if o is None:
+        o = nat.FrameOptions.from_dict({"interp": _INTERP_NAMES[interp], "color": _COLOR_NAMES[col], "input_rgb": rgb,
+                                        "border": _BORDER_NAMES[brd], "border_value": border_value,
+                                        "letterbox": letterbox, "pad_value": pad_value, "scale": list(sc),
+                                        "offset": list(of)})
+        if len(_OPTIONS_CACHE) < 256:
+            _OPTIONS_CACHE[key] = o
+    return o
+
+
 def _as_boxes(boxes, full: bool) -> np.ndarray:
     """boxes -> C-contiguous float64 [N, 4]. ``full`` also checks values (the C++ kernel re-checks them)."""
     if not (type(boxes) is np.ndarray and boxes.dtype == np.float64 and boxes.ndim == 2 and boxes.shape[1] == 4
@@ -345,7 +367,11 @@ def _run(image, boxes, affines, size, *, interpolation, color, mean, std, scale,
         n = inv.shape[0]
         arr, view = _prepare_out(out, n, cout, w, h, layout, single)
         if n:
-            impl.frame_affine(image, inv, view, col, input_order == "rgb", brd, float(border_value), sc, of)
+            if impl is _NATIVE[0]:
+                impl.frame_affine(image, inv, view, _native_options(impl, 0, col, input_order == "rgb", brd,
+                                                                    float(border_value), False, 0.0, sc, of))
+            else:
+                impl.frame_affine(image, inv, view, col, input_order == "rgb", brd, float(border_value), sc, of)
         transforms = None
         if return_transform:
             transforms = [FrameTransform(matrix=tuple(tuple(float(v) for v in row) for row in m),
@@ -364,8 +390,13 @@ def _run(image, boxes, affines, size, *, interpolation, color, mean, std, scale,
         n = b.shape[0]
         arr, view = _prepare_out(out, n, cout, w, h, layout, single)
         if n:
-            impl.frame_boxes(image, b, view, interp, col, input_order == "rgb", brd, float(border_value),
-                             bool(letterbox), float(pad_value), sc, of)
+            if impl is _NATIVE[0]:
+                impl.frame_boxes(image, b, view, _native_options(impl, interp, col, input_order == "rgb", brd,
+                                                                 float(border_value), bool(letterbox), float(pad_value),
+                                                                 sc, of))
+            else:
+                impl.frame_boxes(image, b, view, interp, col, input_order == "rgb", brd, float(border_value),
+                                 bool(letterbox), float(pad_value), sc, of)
         transforms = [_box_transform(impl, bb, w, h, letterbox, interp == 1) for bb in b] if return_transform else None
     if out is not None:
         arr = out
