@@ -122,9 +122,22 @@ class LogMelStream:
 def blazeface_anchors(input_size: int, strides: Sequence[int], per_cell: Sequence[int]) -> npt.NDArray[np.float32]:
     """Anchor centres float32 [N, 2] (x, y in [0, 1]) for a BlazeFace model."""
 
-def blazeface_decode(regressors: object, scores: object, anchors: object, min_score: float = 0.5,
-                     nms_iou: float = 0.30000001192092896, max_faces: int = 0, box_scale: float = 128.0,
-                     transform: tuple = (1.0, 1.0, 0.0, 0.0), score_clip: float = 100.0) -> npt.NDArray[np.float32]:
+class DecodeOptions:
+    """The C++ detect::DecodeOptions; to_dict()/from_dict(), picklable."""
+    min_score: float
+    nms_iou: float
+    max_faces: int
+    box_scale: float
+    transform: Tuple[float, float, float, float]
+    score_clip: float
+    def __init__(self) -> None: ...
+    def validate(self) -> None: ...
+    def to_dict(self) -> Dict[str, Any]: ...
+    @staticmethod
+    def from_dict(d: Dict[str, Any]) -> "DecodeOptions": ...
+
+def blazeface_decode(regressors: object, scores: object, anchors: object,
+                     options: DecodeOptions = ...) -> npt.NDArray[np.float32]:
     """Decode BlazeFace outputs -> float32 [K, 17] rows (x, y, w, h, score, 6 keypoints x/y) in frame pixels."""
 
 # ----------------------------------------------------------------------------- fusion
