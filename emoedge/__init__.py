@@ -14,7 +14,7 @@ try:
 except ImportError:  # pragma: no cover
     __version__ = "0.0.0+src"
 
-from .errors import (BackendUnavailableError, EmoEdgeError, InvalidInputError, ModelError,
+from .errors import (BackendUnavailableError, EmoEdgeError, InvalidInputError, ModelError, OutputError,
                      ModelNotFoundError, StreamClosedError)
 
 _LAZY = {"Engine": "engine", "EmotionEvent": "events", "FusionOptions": "fusion", "TextModel": "text",
@@ -30,4 +30,4 @@ def __getattr__(name):
 
 
 __all__ = ["Engine", "EmotionEvent", "FusionOptions", "TextModel", "VoiceModel", "FaceAnalyzer", "__version__", "EmoEdgeError", "InvalidInputError", "ModelError", "ModelNotFoundError",
-           "BackendUnavailableError", "StreamClosedError"]
+           "BackendUnavailableError", "StreamClosedError", "OutputError"]

@@ -24,3 +24,8 @@ class BackendUnavailableError(EmoEdgeError, RuntimeError):
 
 class StreamClosedError(EmoEdgeError, RuntimeError):
     """A push or flush on a stream that was closed."""
+
+
+class OutputError(EmoEdgeError, OSError):
+    """An output file could not be written (folder not writable, disk full, file-size limit). The target
+    is left as it was; the message names it."""
