@@ -36,14 +36,15 @@ def main(argv=None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    cmd = " ".join(str(x) for x in (args.command, getattr(args, "modality", None)) if x)
     try:
         return int(args.func(args) or 0)
     except EmoEdgeError as e:
-        print(f"emoedge {args.command}: error: {e}", file=sys.stderr)
+        print(f"emoedge {cmd}: error: {e}", file=sys.stderr)
         return 1
     except OSError as e:  # e.g. a file that cannot be read: one line naming it, no traceback
         name = f"{e.filename}: " if getattr(e, "filename", None) else ""
-        print(f"emoedge {args.command}: error: {name}{e.strerror or e}", file=sys.stderr)
+        print(f"emoedge {cmd}: error: {name}{e.strerror or e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("interrupted (unfinished outputs were not written)", file=sys.stderr)

@@ -16,6 +16,7 @@ from typing import Iterable, Optional
 
 import numpy as np
 
+from . import load_npz
 from ..errors import InvalidInputError
 
 
@@ -60,14 +61,9 @@ def _map_label(name: str, model_labels) -> Optional[str]:
 
 def load_pack(path):
     p = pathlib.Path(path)
-    if not p.is_file():
-        raise InvalidInputError(f"data file {p} not found; pass a speech .npz like ../shared/data/speech/*.npz")
-    try:
-        d = np.load(p, allow_pickle=False)
-        need = ("audio", "offsets", "labels", "label_names")
-        miss = [k for k in need if k not in d.files]
-    except Exception as e:
-        raise InvalidInputError(f"data file {p} is not a readable .npz ({e})") from None
+    d = load_npz(p, "speech data file", "pass a speech .npz like ../shared/data/speech/*.npz")
+    need = ("audio", "offsets", "labels", "label_names")
+    miss = [k for k in need if k not in d.files]
     if miss:
         raise InvalidInputError(f"data file {p} lacks {miss}; expected the layout of ../shared/data/speech/README.md")
     return d
