@@ -128,7 +128,7 @@ def write_error(target: PathLike, e: OSError) -> OutputError:
     large, I/O error)."""
     why = e.strerror or str(e) or type(e).__name__
     hint = "; free some space or choose another folder" if getattr(e, "errno", None) in (27, 28, 122) else ""
-    return OutputError(f"{target}: writing failed ({why}){hint}; nothing was written there")
+    return OutputError(f"{target}: writing failed ({why}){hint}; the file was left as it was (no partial output)")
 
 
 def atomic_write_bytes(path: PathLike, data: bytes, *, fsync: bool = True) -> pathlib.Path:

@@ -35,8 +35,8 @@ def register(sub) -> None:
     p.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "int8"],
                    help="TensorRT engine precision (default fp32; int8 builds from the QDQ-INT8 models; "
                         "ignored by cpu and cuda)")
-    p.add_argument("--models", default=None, help="comma-separated manifest names (default: all)")
-    p.add_argument("--out", default=None, help="artifact folder (default: $EMOEDGE_CACHE_DIR or ~/.cache/emoedge)")
+    p.add_argument("--models", default=None, metavar="NAMES", help="comma-separated manifest names (default: all)")
+    p.add_argument("--out", default=None, metavar="DIR", help="artifact folder (default: $EMOEDGE_CACHE_DIR or ~/.cache/emoedge)")
     p.add_argument("--threads", type=positive_int, default=1, metavar="N", help="threads used when timing CPU artifacts")
     p.add_argument("--force", action="store_true", help="rebuild even if the cache entry exists")
     p.add_argument("--json", action="store_true", help="print the results as JSON")

@@ -29,13 +29,13 @@ OTHER = "(other)"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data", required=True, help="npz with images uint8 [N,H,W], labels [N], class_names")
+    p.add_argument("--data", required=True, metavar="FILE", help="npz with images uint8 [N,H,W], labels [N], class_names")
     p.add_argument("--model", default=None, help="manifest entry name (default: the face_expression default)")
     p.add_argument("--precision", choices=("int8", "fp32"), default=None, help="switch to this precision of the model family")
     p.add_argument("--json", action="store_true", help="print one JSON object")
-    p.add_argument("--limit", type=int, default=0, help="evaluate only the first N faces")
-    p.add_argument("--batch", type=int, default=64, help="faces per inference call")
-    p.add_argument("--threads", type=int, default=1, help="onnxruntime intra-op threads")
+    p.add_argument("--limit", type=int, metavar="N", default=0, help="evaluate only the first N faces")
+    p.add_argument("--batch", type=int, metavar="N", default=64, help="faces per inference call")
+    p.add_argument("--threads", type=int, metavar="N", default=1, help="onnxruntime intra-op threads")
     p.add_argument("--manifest", default=None, help=argparse.SUPPRESS)
 
 

@@ -168,7 +168,7 @@ def evaluate(model, data, fmt: str) -> dict:
 
 
 def add_arguments(p) -> None:
-    p.add_argument("--data", required=True, help="data file: CARER val.txt (text;label) or GoEmotions dev.tsv")
+    p.add_argument("--data", required=True, metavar="FILE", help="data file: CARER val.txt (text;label) or GoEmotions dev.tsv")
     p.add_argument("--format", required=True, choices=("carer", "goemotions"), help="data file format")
     p.add_argument("--model", default=None, help="manifest entry (default: text-carer for carer, "
                    "text-goemotions-ekman for goemotions)")

@@ -144,13 +144,13 @@ def evaluate_file(path, *, name: Optional[str] = None, precision: Optional[str] 
 
 
 def add_arguments(p) -> None:
-    p.add_argument("--data", required=True, help="speech .npz (layout of ../shared/data/speech)")
+    p.add_argument("--data", required=True, metavar="FILE", help="speech .npz (layout of ../shared/data/speech)")
     p.add_argument("--model", default=None, help="manifest entry name (default: the task default)")
     p.add_argument("--precision", default=None, choices=("fp32", "int8"), help="pick this precision of the family")
-    p.add_argument("--speakers", default=None, help="only these speaker ids, e.g. 17-20 or 3,8 (held-out speakers)")
-    p.add_argument("--limit", type=int, default=None, help="only the first N clips (after filtering)")
+    p.add_argument("--speakers", default=None, metavar="IDS", help="only these speaker ids, e.g. 17-20 or 3,8 (held-out speakers)")
+    p.add_argument("--limit", type=int, metavar="N", default=None, help="only the first N clips (after filtering)")
     p.add_argument("--vad-gate", action="store_true", help="run windows only where the VAD detects speech")
-    p.add_argument("--manifest", default=None, help="manifest.json (default: the bundled one)")
+    p.add_argument("--manifest", default=None, metavar="PATH", help="manifest.json (default: the bundled one)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
 
 
