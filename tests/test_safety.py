@@ -481,9 +481,10 @@ def test_sigint_during_demo(tmp_path):
 # ---------------------------------------------------------------------------------------------- import
 def test_source_checkout_without_extension_is_explained(tmp_path):
     pkg = tmp_path / "checkout" / "emoedge"
-    pkg.mkdir(parents=True)
-    for f in ("__init__.py", "errors.py", "_native_loader.py"):
-        shutil.copy(REPO / "emoedge" / f, pkg / f)
+    # the package's top-level Python modules, without any compiled extension (as in a fresh clone)
+    shutil.copytree(pathlib.Path(__import__("emoedge").__file__).parent, pkg,
+                    ignore=lambda d, names: [n for n in names if n.endswith((".so", ".pyd")) or
+                                             (pathlib.Path(d, n).is_dir() and n != "emoedge")])
     (pkg.parent / "pyproject.toml").write_text("[project]\nname = 'emoedge'\n")
     (pkg.parent / "csrc").mkdir()
     # -S: no site-packages, as in a checkout whose installed copy is elsewhere (or absent)
@@ -614,3 +615,30 @@ def test_bench_logmel_without_the_bench_extra_keeps_rows_with_a_hint(monkeypatch
     skipped = {r["name"]: r["skipped"] for r in rows if r.get("skipped")}
     assert set(skipped) == {"logmel_10s_vs_librosa", "logmel_10s_vs_knf"}
     assert all("emoedge[bench]" in s for s in skipped.values())
+
+
+def test_run_stop_drains_what_was_read_then_flushes():
+    from test_engine import frames
+    read = []
+
+    def items():
+        for f in frames(n=200, w=96, h=64):
+            read.append(f.index)
+            yield f
+    for live in (False, True):   # file mode, then live semantics (realtime pacing at 10 frames/s)
+        read.clear()
+        run = fake_engine().run(video=S.ArraySource(items(), kinds=("video",), name="counted"), queue_size=8,
+                                realtime=live, speed=4.0)
+        n = 0
+        for ev in run:
+            n += 1
+            if n == 5:
+                run.stop()
+                assert run.stopped
+        st = run.stats
+        assert 5 <= st.frames_processed < 200
+        if live:   # live semantics: newest frame wins, skipped ones counted
+            assert st.frames_in == st.frames_processed + st.frames_dropped
+        else:      # file mode: every frame that was read is processed (nothing read is lost)
+            assert st.frames_in == st.frames_processed == len(read) and read == list(range(len(read)))
+        run.close()
