@@ -54,7 +54,7 @@ def _demo(args, video, text, stopper) -> int:
     import warnings
     from ..engine import Engine
     from ..outputs import AnnotatedVideoWriter, JsonlWriter
-    from .run import print_notes, summary_table
+    from .run import finish_outputs, print_notes, summary_table
 
     t0 = time.perf_counter()
     with warnings.catch_warnings(record=True) as caught:
@@ -109,10 +109,7 @@ def _demo(args, video, text, stopper) -> int:
                 w.discard()
         raise
     run.close()
-    if jw is not None:
-        jw.close()
-    if vw is not None:
-        vw.close(audio_until=vw.end_time() if stopper.requested else None)
+    finish_outputs(jw, vw, stopper.requested)
     wall = time.perf_counter() - t_wall
     print()
     print(summary_table(run.stats, wall, run.t, interrupted=stopper.signal))

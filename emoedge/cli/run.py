@@ -106,6 +106,21 @@ def summary_table(stats, wall_s: float, src_s: float = None, interrupted: Option
     return "\n".join(x for x in lines if x is not None)
 
 
+def finish_outputs(jw, vw, stopped_early: bool) -> None:
+    """Close (commit) the writers, also after an interrupt: the video's audio then ends with its last frame.
+    If this itself fails or is interrupted again, the unfinished temporary files are removed."""
+    try:
+        if jw is not None:
+            jw.close()
+        if vw is not None:
+            vw.close(audio_until=vw.end_time() if stopped_early else None)
+    except BaseException:
+        for w in (jw, vw):
+            if w is not None:
+                w.discard()
+        raise
+
+
 def _is_mic(x: str) -> bool:
     return x == "mic" or x.startswith("mic:")
 
@@ -166,6 +181,7 @@ def _run(args, stopper, is_camera: bool) -> int:
         mic = S.MicSource(None if mic is True else mic, clock=clock)
     has_audio = audio is not None or mic is not None or (video_has_audio and not args.audio)
     try:
+        win = Window() if args.show else None   # a headless OpenCV fails here, before the models load
         engine = make_engine(args, face=video is not None or camera is not None, voice=has_audio)
     except BaseException:
         for x in (camera, mic):
@@ -176,7 +192,7 @@ def _run(args, stopper, is_camera: bool) -> int:
     run = engine.run(video=video, camera=camera, audio=audio, mic=mic, text=args.text_file, realtime=args.realtime,
                      keep_frames=bool(args.out or args.show))
     graceful = callable(getattr(run, "stop", None))  # the driver drains its queues and flushes on stop()
-    jw = vw = win = None
+    jw = vw = None
     stopped_early = False
     t_wall = time.perf_counter()
     try:
@@ -188,7 +204,6 @@ def _run(args, stopper, is_camera: bool) -> int:
                     fps = vs.fps or 30.0
             vw = AnnotatedVideoWriter(args.out, fps=fps,
                                       copy_audio_from=video if (video and audio is None and mic is None) else None)
-        win = Window() if args.show else None
         show_progress = (not live) and (args.progress or (args.progress is None and sys.stderr.isatty()))
         prog = Progress(run.duration, enabled=show_progress)
         if graceful:
@@ -231,11 +246,7 @@ def _run(args, stopper, is_camera: bool) -> int:
     if win is not None:
         win.close()
     stopped_early = stopped_early or stopper.requested
-    # finish the outputs (also when interrupted): the video's audio ends with its last frame
-    if jw is not None:
-        jw.close()
-    if vw is not None:
-        vw.close(audio_until=vw.end_time() if stopped_early else None)
+    finish_outputs(jw, vw, stopped_early)
     finished = not live and not stopped_early and not (args.duration and run.t < (run.duration or 0))
     prog.update(run.duration if (finished and run.duration) else run.t, run.stats.frames_processed, force=True)
     prog.done()
