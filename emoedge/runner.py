@@ -12,7 +12,7 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from typing import TYPE_CHECKING, Any, Iterator, List
+from typing import TYPE_CHECKING, Any, Iterator, List, Optional
 
 from .errors import InvalidInputError
 from .events import EmotionEvent
@@ -168,7 +168,7 @@ class Run:
         self._gen = None
         self._threads: List[threading.Thread] = []
         self._ctx = _ReaderCtx(self._stop, realtime, speed)
-        self._drain_deadline = None
+        self._drain_deadline: Optional[float] = None
         self.drain_timeout_s = 3.0  # live mode: how long stop() waits for a reader blocked in its device
         self.t = 0.0
 

@@ -7,6 +7,7 @@ import json
 import os
 import pathlib
 import platform
+from typing import Any, Dict
 
 
 def _dir_bytes(d: pathlib.Path) -> int:
@@ -56,7 +57,7 @@ def collect(backend: str = "cpu") -> dict:
     from .. import __version__
     from .._native_loader import get_native, native_status
     from ..backends import cache_root
-    info = {"emoedge": __version__, "python": platform.python_version(), "machine": platform.machine(),
+    info: Dict[str, Any] = {"emoedge": __version__, "python": platform.python_version(), "machine": platform.machine(),
             "numpy": np.__version__}
     st = native_status()
     info["kernels"] = st["kernels"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import pathlib
+from typing import Any, Dict
 
 # metric keys shown, in this order, with their display names
 _SHOWN = (("accuracy", "accuracy"), ("macro_f1", "macro-F1"), ("exact_match", "exact match"),
@@ -22,7 +23,7 @@ def _metric_rows(metrics) -> list:
         return []
     out = []
     for split, m in items:
-        r = {"split": str(m.get("split") or split)}
+        r: Dict[str, Any] = {"split": str(m.get("split") or split)}
         for k, _ in _SHOWN:
             if isinstance(m.get(k), (int, float)):
                 r[k] = float(m[k])
