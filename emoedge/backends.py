@@ -91,8 +91,8 @@ def cpu_device_id() -> str:
         nat = get_native()
         flags = nat.cpu_flags() if nat is not None else ""
     model = ""
-    with contextlib.suppress(OSError):
-        for line in open("/proc/cpuinfo"):
+    with contextlib.suppress(OSError), open("/proc/cpuinfo") as f:
+        for line in f:
             if line.startswith("model name"):
                 model = line.split(":", 1)[1].strip()
                 break

@@ -54,11 +54,11 @@ def _demo(args, video, text, stopper) -> int:
     import warnings
     from ..engine import Engine
     from ..outputs import AnnotatedVideoWriter, JsonlWriter
-    from .run import finish_outputs, print_notes, summary_table
+    from .run import finish_outputs, load_warnings, print_notes, summary_table
 
     t0 = time.perf_counter()
     with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
+        warnings.simplefilter("always", RuntimeWarning)
         engine = Engine(precision=args.precision, threads=args.threads, skip_missing=True)
     t_load = time.perf_counter() - t0
     info = engine.info()
@@ -66,7 +66,7 @@ def _demo(args, video, text, stopper) -> int:
           f"+ {text.name}; see {SAMPLES / 'ATTRIBUTION.md'}")
     print(f"models: face={info.get('face_model')}  voice={info.get('voice_model')}  text={info.get('text_model')}  "
           f"backend={engine.backend}, {engine.threads} thread(s); loaded in {t_load * 1000:.0f} ms")
-    print_notes(list(info.get("notes", [])) + [str(w.message) for w in caught])
+    print_notes(list(info.get("notes", [])) + load_warnings(caught))
     if not info["modalities"]:
         print("no model is installed: nothing to demo; reinstall emoedge")
         return 1

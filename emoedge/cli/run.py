@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+import warnings
 from typing import Optional
 
 
@@ -29,7 +30,6 @@ def add_engine_arguments(p) -> None:
 def make_engine(args, face: bool = True, voice: bool = True, text: bool = True):
     """The engine for a run: only the modalities the inputs need (and the flags allow) are loaded. Precision
     fallbacks and other load-time warnings are printed once each as ``note:`` lines on stderr."""
-    import warnings
     from ..engine import Engine
     kw = {}
     if getattr(args, "no_face", False) or not face:
@@ -39,10 +39,22 @@ def make_engine(args, face: bool = True, voice: bool = True, text: bool = True):
     if getattr(args, "no_text", False) or not text or not getattr(args, "text_file", None):
         kw["text"] = False
     with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
+        warnings.simplefilter("always", RuntimeWarning)
         engine = Engine(backend=args.backend, precision=args.precision, threads=args.threads, **kw)
-    print_notes(list(engine.info().get("notes", [])) + [str(w.message) for w in caught])
+    print_notes(list(engine.info().get("notes", [])) + load_warnings(caught))
     return engine
+
+
+def load_warnings(caught) -> list:
+    """The messages of RuntimeWarning/UserWarning recorded while loading (precision fallbacks, the numba
+    kernel fallback); other categories keep Python's default handling."""
+    out = []
+    for w in caught:
+        if issubclass(w.category, (RuntimeWarning, UserWarning)):
+            out.append(str(w.message))
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    return out
 
 
 def print_notes(notes) -> None:
