@@ -16,7 +16,7 @@ import contextlib
 import os
 import pathlib
 import secrets
-from typing import Iterable, Optional, Union
+from typing import Any, Iterable, Optional, Union
 
 from .errors import InvalidInputError, OutputError
 
@@ -42,24 +42,27 @@ def _same_file(a: pathlib.Path, b: pathlib.Path) -> bool:
     return (sa.st_dev, sa.st_ino) == (sb.st_dev, sb.st_ino)
 
 
-def check_outputs(outputs: Iterable[Optional[PathLike]], inputs: Iterable[Optional[PathLike]] = (),
-                  *, what: str = "output") -> None:
+def check_outputs(outputs: Iterable[Any], inputs: Iterable[Optional[PathLike]] = (),
+                  *, what: str = "the output") -> None:
     """Raise :class:`InvalidInputError` (naming the file and the fix) when an output would overwrite an
-    input or another output, is a folder, or its folder is missing or not writable. ``None`` entries and
+    input or another output, is a folder, or its folder is missing or not writable. ``outputs``: paths or
+    ``(label, path)`` pairs (the label, e.g. ``'--out'``, is named in the message). ``None`` entries and
     ``'-'`` (stdout) are ignored; inputs that are not files (camera indices, 'mic') never match."""
-    outs = [pathlib.Path(o) for o in outputs if o is not None and str(o) != "-"]
+    pairs = [(o if isinstance(o, tuple) else (what, o)) for o in outputs]
+    named = [(label, pathlib.Path(o)) for label, o in pairs if o is not None and str(o) != "-"]
+    outs = [o for _, o in named]
     ins = [pathlib.Path(i) for i in inputs if i is not None and os.path.exists(i)]
-    for i, o in enumerate(outs):
+    for i, (label, o) in enumerate(named):
         for src in ins:
             if _same_file(o, src):
                 same = "" if str(o) == str(src) else f" (the same file as the input {src})"
-                raise InvalidInputError(f"{o}: is an input of this run{same}; refusing to write the {what} over "
+                raise InvalidInputError(f"{o}: is an input of this run{same}; refusing to write {label} over "
                                         "it: choose another output path")
         for other in outs[:i]:
             if _same_file(o, other) or os.path.abspath(o) == os.path.abspath(other):
                 raise InvalidInputError(f"{o}: given for two outputs; choose a different path for each")
         if o.is_dir():
-            raise InvalidInputError(f"{o}: is a folder; give a file name for the {what}")
+            raise InvalidInputError(f"{o}: is a folder; give a file name for {named[i][0]}")
         parent = o.parent if str(o.parent) else pathlib.Path(".")
         if not parent.is_dir():
             raise InvalidInputError(f"{o}: the folder {parent} does not exist; create it first")

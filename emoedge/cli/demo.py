@@ -45,7 +45,7 @@ def _main(args) -> int:
     video, text = sample_paths()
     if args.out:
         check_video_path(args.out)
-    check_outputs([args.jsonl, args.out], [video, text])   # before anything is opened
+    check_outputs([("--jsonl", args.jsonl), ("--out", args.out)], [video, text])   # before anything is opened
     with GracefulStop() as stopper:
         return _demo(args, video, text, stopper)
 

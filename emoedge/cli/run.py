@@ -149,7 +149,7 @@ def _main(args) -> int:
         check_video_path(args.out)
     inputs = [None if (is_camera or _is_mic(src)) else src,
               None if (not args.audio or _is_mic(args.audio)) else args.audio, args.text_file]
-    check_outputs([args.jsonl, args.out], inputs)
+    check_outputs([("--jsonl", args.jsonl), ("--out", args.out)], inputs)
     with GracefulStop() as stopper:
         return _run(args, stopper, is_camera)
 
