@@ -255,11 +255,12 @@ class Run:
             self._start(_live_reader, s, inbox, cond)
         counted = {"replaced": 0, "audio": 0}
         while True:
-            if self._drain_deadline is not None and time.monotonic() > self._drain_deadline:
+            if self._drain_expired():
                 break  # a live reader is stuck inside its device after stop(): end with what was processed
             with cond:
                 while (inbox["video"].item is None and not inbox["audio"] and not inbox["text"]
-                       and inbox["ended"] < len(self.sources) and not inbox["errors"] and not self._stop.is_set()):
+                       and inbox["ended"] < len(self.sources) and not inbox["errors"] and not self._stop.is_set()
+                       and not self._drain_expired()):
                     cond.wait(0.1)
                 if inbox["errors"]:
                     raise inbox["errors"][0]
@@ -300,6 +301,9 @@ class Run:
         self._drain_deadline = time.monotonic() + self.drain_timeout_s
         self._ctx.drain.set()
         self._ctx.halt.set()
+
+    def _drain_expired(self) -> bool:
+        return self._drain_deadline is not None and time.monotonic() > self._drain_deadline
 
     @property
     def stopped(self) -> bool:

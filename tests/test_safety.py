@@ -642,3 +642,25 @@ def test_run_stop_drains_what_was_read_then_flushes():
         else:      # file mode: every frame that was read is processed (nothing read is lost)
             assert st.frames_in == st.frames_processed == len(read) and read == list(range(len(read)))
         run.close()
+
+
+def test_run_stop_does_not_wait_forever_for_a_stuck_live_source():
+    import threading
+    release = threading.Event()
+
+    class Stuck(S.Source):
+        kinds, live, name = frozenset({"video"}), True, "stuck camera"
+
+        def items(self):
+            yield S.VideoFrame(t=0.0, image=np.full((64, 96, 3), 90, np.uint8), index=0)
+            release.wait(30)     # a device that never delivers the next frame
+
+        def close(self):
+            release.set()
+    run = fake_engine().run(camera=Stuck())
+    run.drain_timeout_s = 0.5
+    t0 = time.monotonic()
+    for ev in run:
+        run.stop()
+    assert time.monotonic() - t0 < 10 and run.stats.frames_processed == 1
+    run.close()
