@@ -116,6 +116,13 @@ def test_video_writer_refuses_unknown_extension_and_discards(tmp_path):
     w.write(np.zeros((32, 32, 3), np.uint8), t=0.0)
     w.discard()
     assert not list(tmp_path.iterdir())
+    w = O.AnnotatedVideoWriter(tmp_path / "b.mp4", fps=10)
+    for i in range(3):
+        w.write(np.full((32, 32, 3), 60 * i, np.uint8), t=i / 10)
+    assert not (tmp_path / "b.mp4").exists() and len(leftovers(tmp_path)) == 1   # only the temporary file
+    w.close()
+    assert [p.name for p in tmp_path.iterdir()] == ["b.mp4"]
+    assert sum(1 for it in S.VideoFileSource(tmp_path / "b.mp4").items() if it.kind == "video") == 3
 
 
 # ---------------------------------------------------------------------------------------------- drawing
