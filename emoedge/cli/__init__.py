@@ -7,7 +7,7 @@ import importlib
 import sys
 
 # Order shown in --help.
-SUBCOMMANDS = ("demo", "run", "eval", "bench", "compile", "info")
+SUBCOMMANDS = ("demo", "run", "eval", "bench", "compile", "export", "info")
 
 
 def build_parser() -> argparse.ArgumentParser:
