@@ -14,6 +14,7 @@ BackendUnavailableError naming each model and what differs, and how to export th
 """
 from __future__ import annotations
 
+import contextlib
 import pathlib
 import threading
 from dataclasses import dataclass
@@ -28,7 +29,7 @@ EXPORT_HINT = ("export the models with `emoedge export triton --out REPO` and st
                "--model-repository=REPO (command in REPO/README.md)")
 
 
-@dataclass
+@dataclass(frozen=True)
 class TritonOptions:
     """``url``: host:port of the server's gRPC endpoint (default port 8001). ``timeout_s``: deadline of every
     inference call (seconds). ``connect_timeout_s``: deadline of the health and metadata checks at start.
@@ -42,6 +43,9 @@ class TritonOptions:
     verify_sha256: bool = True
     ssl: bool = False
 
+    def __post_init__(self) -> None:
+        self.validate()
+
     def validate(self) -> "TritonOptions":
         if not isinstance(self.url, str) or not self.url.strip():
             raise InvalidInputError(f"triton_url must be 'host:port' (gRPC, usually port 8001), got {self.url!r}")
@@ -52,7 +56,7 @@ class TritonOptions:
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and v > 0 and v == v and v != float("inf")):
                 raise InvalidInputError(f"TritonOptions.{name}={v!r} must be a positive number of seconds")
-        self.url = u
+        object.__setattr__(self, "url", u)
         return self
 
 
@@ -98,7 +102,7 @@ class TritonConnection:
     gRPC ``infer`` is thread-safe). Sessions are checked once per model and cached."""
 
     def __init__(self, options: TritonOptions):
-        self.options = options.validate()
+        self.options = options
         grpcclient, self._exc, self._np_dtype = _client_module()
         self._grpc = grpcclient
         try:
@@ -108,6 +112,21 @@ class TritonConnection:
         self._lock = threading.Lock()
         self._sessions: Dict[str, "TritonSession"] = {}
         self._live = False
+        self._collect = threading.local()
+
+    @contextlib.contextmanager
+    def collect_problems(self):
+        """Within this block, sessions for unusable models are still returned (built from the local graph)
+        and their problems collected; at the end one BackendUnavailableError names them all. An engine loads
+        its components inside one, so a user learns everything missing on the server at once."""
+        self._collect.problems = problems = []
+        try:
+            yield problems
+        finally:
+            self._collect.problems = None
+        if problems:
+            raise BackendUnavailableError(f"Triton at {self.options.url} cannot serve what this engine needs: "
+                                          + "; ".join(problems) + f". {EXPORT_HINT}")
 
     # ------------------------------------------------------------------ errors
     def unavailable(self, e, what: str) -> BackendUnavailableError:
@@ -198,6 +217,14 @@ class TritonConnection:
             return s
         self.check_live()
         problems, tensors = self.model_problems(name, graph_path, sha256)
+        collecting = getattr(self._collect, "problems", None)
+        if problems and collecting is not None:
+            collecting.extend(problems)
+            from .export import _tensor_specs, graph_io
+            gi = graph_io(graph_path)
+            ins, outs = _tensor_specs(gi, batched=gi.batch_symbol() is not None)
+            conv = [[_Tensor(t.name, t.data_type[5:], t.dims, t.reshape == []) for t in ts] for ts in (ins, outs)]
+            return TritonSession(self, name, conv[0], conv[1], 0)   # not cached: the block raises anyway
         if problems:
             raise BackendUnavailableError(f"Triton at {self.options.url} cannot serve {name}: " + "; ".join(problems)
                                           + f". {EXPORT_HINT}")
@@ -314,7 +341,6 @@ _identity: Dict[str, tuple] = {}
 
 def connection(options: TritonOptions) -> TritonConnection:
     """The shared connection for these options (one gRPC channel per URL, deadline and TLS setting)."""
-    options = options.validate()
     key = (options.url, options.ssl, float(options.timeout_s), float(options.connect_timeout_s), options.verify_sha256)
     with _conns_lock:
         c = _conns.get(key)

@@ -1,0 +1,151 @@
+"""The Triton backend against a REAL Triton server on 127.0.0.1: nvidia-pytriton's bundled tritonserver
+(Python backend) serving the exported models under their exported names and IO, each bound to an
+onnxruntime session of the same graph (emoedge.triton.testing). The server runs under the interpreter from
+$EMOEDGE_PYTRITON_PYTHON (Debian's python3 venv in .ci/run); without one the server tests skip, saying why.
+
+Also, without any server: a down server raises BackendUnavailableError quickly (never a hang) and a missing
+tritonclient names the extra to install."""
+import socket
+import sys
+import time
+
+import numpy as np
+import pytest
+
+pytest.importorskip("tritonclient.grpc", reason="tritonclient[grpc] is not installed (pip install 'emoedge[triton]')")
+
+from emoedge.errors import BackendUnavailableError, InvalidInputError  # noqa: E402
+from emoedge.manifest import load_manifest  # noqa: E402
+from emoedge.session import SessionOptions, make_session  # noqa: E402
+from emoedge.triton.client import TritonOptions, close_connections, connection  # noqa: E402
+
+#: what the default engine needs (manifest defaults), served by the module's server
+SERVED = ["blazeface-short", "face-expr-int8", "voice-ser-int8", "silero-vad", "text-carer"]
+
+
+def _dead_url():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()   # nothing listens there now
+    return f"127.0.0.1:{port}"
+
+
+# ----------------------------------------------------------------------------- no server needed
+
+def test_server_down_raises_fast_and_names_the_url():
+    url = _dead_url()
+    path = load_manifest().model_path("face-expr-int8")
+    t0 = time.monotonic()
+    with pytest.raises(BackendUnavailableError, match=url.replace(".", r"\.")) as ei:
+        connection(TritonOptions(url=url, connect_timeout_s=3.0)).session(path)
+    assert time.monotonic() - t0 < 3.5
+    assert "emoedge export triton" in str(ei.value)
+
+
+def test_missing_tritonclient_names_the_extra(monkeypatch):
+    monkeypatch.setitem(sys.modules, "tritonclient.grpc", None)
+    from emoedge.triton.client import TritonConnection
+    with pytest.raises(BackendUnavailableError, match=r"emoedge\[triton\]"):
+        TritonConnection(TritonOptions(url="127.0.0.1:1"))
+
+
+def test_options_validation():
+    for bad in (dict(url=""), dict(url="grpc://h:8001"), dict(timeout_s=0), dict(connect_timeout_s=float("nan"))):
+        with pytest.raises(InvalidInputError):
+            TritonOptions(**bad)
+
+
+# ----------------------------------------------------------------------------- real server
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    from emoedge.triton.export import ExportOptions, export_repository
+    from emoedge.triton.testing import LocalTritonServer, ServerStartError, find_server_python
+    py, why = find_server_python()
+    if py is None:
+        pytest.skip(why)
+    repo = tmp_path_factory.mktemp("triton") / "repo"
+    export_repository(repo, ExportOptions(max_batch=8, queue_delay_us=2000))
+    srv = LocalTritonServer(repo, SERVED, python=py, startup_timeout_s=180)
+    try:
+        srv.start()
+    except ServerStartError as e:
+        if e.stub_failure:   # the interpreter cannot host pytriton's backend stub: environment, not emoedge
+            pytest.skip(f"pytriton's backend stub does not run under {py}: {str(e)[-600:]}")
+        raise
+    yield srv
+    srv.stop()
+    close_connections()
+
+
+def _feeds(name, rng, batch=3):
+    if name == "silero-vad":
+        return {"input": rng.standard_normal((1, 576)).astype(np.float32), "state": rng.standard_normal((2, 1, 128)).astype(np.float32),
+                "sr": np.array(16000, np.int64)}
+    if name.startswith("text"):
+        return {"indices": np.array([3, 17, 40000, 5], np.int64), "tf": np.array([1, .5, .25, 2], np.float32),
+                "segment": np.array([0, 1, 2, 2], np.int64), "n_texts": np.array([1], np.int64)}
+    sess = make_session(load_manifest().model_path(name), SessionOptions())
+    return {i.name: rng.standard_normal([d if isinstance(d, int) else batch for d in i.shape]).astype(np.float32)
+            for i in sess.get_inputs()}
+
+
+@pytest.mark.parametrize("name", SERVED)
+def test_session_parity_with_onnxruntime(server, name):
+    man = load_manifest()
+    rng = np.random.default_rng(7)
+    feeds = _feeds(name, rng)
+    local = make_session(man.model_path(name), SessionOptions())
+    remote = connection(TritonOptions(url=server.url)).session(man.model_path(name))
+    assert [i.name for i in remote.get_inputs()] == [i.name for i in local.get_inputs()]
+    assert [o.name for o in remote.get_outputs()] == [o.name for o in local.get_outputs()]
+    a, b = remote.run(None, feeds), local.run(None, feeds)
+    assert len(a) == len(b)
+    for x, y in zip(a, b):
+        assert x.shape == y.shape and x.dtype == y.dtype
+        np.testing.assert_allclose(x, y, rtol=0, atol=1e-5)
+    outs = [o.name for o in local.get_outputs()][::-1]     # named outputs come back in the asked order
+    for x, y in zip(remote.run(outs, feeds), local.run(outs, feeds)):
+        np.testing.assert_allclose(x, y, rtol=0, atol=1e-5)
+
+
+def test_large_batch_split_at_max_batch_size(server):
+    man = load_manifest()
+    x = np.random.default_rng(1).standard_normal((19, 1, 48, 48)).astype(np.float32)
+    conn = connection(TritonOptions(url=server.url))
+    before = conn.statistics(["face-expr-int8"]).get("face-expr-int8", {}).get("inference_count", 0)
+    got = conn.session(man.model_path("face-expr-int8")).run(None, {"input": x})[0]
+    want = make_session(man.model_path("face-expr-int8"), SessionOptions()).run(None, {"input": x})[0]
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-5)
+    assert conn.statistics(["face-expr-int8"])["face-expr-int8"]["inference_count"] - before == 19
+    empty = conn.session(man.model_path("face-expr-int8")).run(None, {"input": x[:0]})[0]
+    assert empty.shape == (0, 7)
+
+
+def test_wrong_dtype_and_missing_input(server):
+    s = connection(TritonOptions(url=server.url)).session(load_manifest().model_path("face-expr-int8"))
+    with pytest.raises(InvalidInputError, match="float32"):
+        s.run(None, {"input": np.zeros((1, 1, 48, 48), np.float64)})
+    with pytest.raises(InvalidInputError, match="missing"):
+        s.run(None, {})
+
+
+def test_missing_models_named_together(server):
+    man = load_manifest()
+    conn = connection(TritonOptions(url=server.url))
+    with pytest.raises(BackendUnavailableError) as ei:
+        with conn.collect_problems():
+            conn.session(man.model_path("face-expr-fp32"))
+            conn.session(man.model_path("voice-ser-fp32"))
+            conn.session(man.model_path("face-expr-int8"))   # served: no problem
+    msg = str(ei.value)
+    assert "face-expr-fp32" in msg and "voice-ser-fp32" in msg and "face-expr-int8:" not in msg
+    assert "emoedge export triton" in msg
+
+
+def test_deadline_exceeded_is_backend_unavailable(server):
+    s = connection(TritonOptions(url=server.url, timeout_s=1e-5)).session(load_manifest().model_path("voice-ser-int8"))
+    x = np.zeros((8, 200, 64), np.float32)
+    with pytest.raises(BackendUnavailableError, match="deadline|reachable"):
+        s.run(None, {"logmel": x})
