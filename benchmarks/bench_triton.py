@@ -47,7 +47,7 @@ def run_streams(engine, frs, n_streams: int, per_stream: int) -> dict:
             barrier.wait()
             for i in range(per_stream):
                 t0 = time.perf_counter()
-                ev = s.push_frame(frs[i % len(frs)], i / 15.0)[0]
+                ev = s.push_frame(frs[(i + 7 * k) % len(frs)], i / 15.0)[0]   # streams at different offsets
                 lat[k].append((time.perf_counter() - t0) * 1e3)
                 faces[k] += len(ev.faces)
             s.close()
@@ -88,7 +88,8 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--streams", default="1,8,32")
     ap.add_argument("--faces", type=int, default=2, choices=(1, 2, 4))
-    ap.add_argument("--frames", type=int, default=240, help="frames per configuration, split over the streams")
+    ap.add_argument("--frames", type=int, default=480,
+                    help="frames per configuration, split over the streams (at least 16 per stream)")
     ap.add_argument("--max-batch", type=int, default=32)
     ap.add_argument("--queue-delay-us", type=int, default=500)
     ap.add_argument("--out", default="benchmarks/results/triton.json")
@@ -116,7 +117,7 @@ def main(argv=None) -> int:
             for eng in (local, remote):   # warm-up: sessions, numba, first requests
                 run_streams(eng, frs, 2, 4)
             for n in counts:
-                per = max(4, a.frames // n)
+                per = max(16, a.frames // n)
                 r = run_streams(local, frs, n, per)
                 r["backend"] = "in-process (cpu)"
                 rows.append(r)

@@ -62,11 +62,18 @@ class RuntimeOptions:
     ``threads``: onnxruntime intra-op threads per session (1 suits many small models on edge CPUs).
     ``device_id``: GPU index for the cuda / tensorrt backends.
     ``gpu_precision``: arithmetic of TensorRT engines: 'fp32' | 'fp16' | 'int8' (int8 expects the QDQ-INT8
-    model variant); None = fp32. Ignored by cpu and cuda, where the model file decides."""
+    model variant); None = fp32. Ignored by cpu and cuda, where the model file decides.
+    ``triton_url`` / ``triton_timeout_s`` / ``triton_vad_on_server``: backend 'triton' only (model calls on a
+    Triton Inference Server over gRPC, see :mod:`emoedge.triton`): the server's gRPC host:port (default
+    127.0.0.1:8001), the deadline of every call in seconds, and whether Silero VAD runs on the server (its
+    state travels with each call) or in-process."""
     backend: str = "cpu"
     threads: int = 1
     device_id: int = 0
     gpu_precision: Optional[str] = None
+    triton_url: Optional[str] = None
+    triton_timeout_s: float = 5.0
+    triton_vad_on_server: bool = True
 
     def __post_init__(self) -> None:
         self.validate()
@@ -82,13 +89,28 @@ class RuntimeOptions:
         if self.gpu_precision is not None and self.gpu_precision not in GPU_PRECISIONS:
             raise InvalidInputError(f"RuntimeOptions.gpu_precision={self.gpu_precision!r} must be one of "
                                     f"{GPU_PRECISIONS} or None")
+        if self.triton_url is not None and self.backend != "triton":
+            raise InvalidInputError(f"triton_url={self.triton_url!r} needs backend='triton' (got {self.backend!r})")
+        t = self.triton_timeout_s
+        if isinstance(t, bool) or not isinstance(t, (int, float)) or not (0 < t < float("inf")):
+            raise InvalidInputError(f"triton_timeout_s={t!r} must be a positive number of seconds")
+        if self.backend == "triton":
+            self.triton_options()   # validates the URL
         return self
+
+    def triton_options(self) -> Any:
+        """The :class:`emoedge.triton.client.TritonOptions` of backend 'triton' (None for other backends)."""
+        if self.backend != "triton":
+            return None
+        from .triton.client import TritonOptions
+        return TritonOptions(url=self.triton_url or "127.0.0.1:8001", timeout_s=float(self.triton_timeout_s),
+                             connect_timeout_s=float(self.triton_timeout_s), vad_on_server=bool(self.triton_vad_on_server))
 
     def session_options(self) -> "SessionOptions":
         """The onnxruntime settings of one model session under these options."""
         from .session import SessionOptions
         return SessionOptions(backend=self.backend, intra_threads=self.threads, device_id=self.device_id,
-                              precision=self.gpu_precision or "fp32")
+                              precision=self.gpu_precision or "fp32", triton=self.triton_options())
 
     def to_dict(self) -> Dict[str, Any]:
         return asdict(self)

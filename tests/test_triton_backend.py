@@ -14,10 +14,10 @@ import pytest
 
 pytest.importorskip("tritonclient.grpc", reason="tritonclient[grpc] is not installed (pip install 'emoedge[triton]')")
 
-from emoedge.errors import BackendUnavailableError, InvalidInputError  # noqa: E402
-from emoedge.manifest import load_manifest  # noqa: E402
-from emoedge.session import SessionOptions, make_session  # noqa: E402
-from emoedge.triton.client import TritonOptions, close_connections, connection  # noqa: E402
+from emoedge.errors import BackendUnavailableError, InvalidInputError
+from emoedge.manifest import load_manifest
+from emoedge.session import SessionOptions, make_session
+from emoedge.triton.client import TritonOptions, close_connections, connection
 
 #: what the default engine needs (manifest defaults), served by the module's server
 SERVED = ["blazeface-short", "face-expr-int8", "voice-ser-int8", "silero-vad", "text-carer"]
@@ -61,7 +61,11 @@ def test_options_validation():
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     from emoedge.triton.export import ExportOptions, export_repository
-    from emoedge.triton.testing import LocalTritonServer, ServerStartError, find_server_python
+    from emoedge.triton.testing import (
+        LocalTritonServer,
+        ServerStartError,
+        find_server_python,
+    )
     py, why = find_server_python()
     if py is None:
         pytest.skip(why)
@@ -134,11 +138,10 @@ def test_wrong_dtype_and_missing_input(server):
 def test_missing_models_named_together(server):
     man = load_manifest()
     conn = connection(TritonOptions(url=server.url))
-    with pytest.raises(BackendUnavailableError) as ei:
-        with conn.collect_problems():
-            conn.session(man.model_path("face-expr-fp32"))
-            conn.session(man.model_path("voice-ser-fp32"))
-            conn.session(man.model_path("face-expr-int8"))   # served: no problem
+    with pytest.raises(BackendUnavailableError) as ei, conn.collect_problems():
+        conn.session(man.model_path("face-expr-fp32"))
+        conn.session(man.model_path("voice-ser-fp32"))
+        conn.session(man.model_path("face-expr-int8"))   # served: no problem
     msg = str(ei.value)
     assert "face-expr-fp32" in msg and "voice-ser-fp32" in msg and "face-expr-int8:" not in msg
     assert "emoedge export triton" in msg
@@ -149,3 +152,120 @@ def test_deadline_exceeded_is_backend_unavailable(server):
     x = np.zeros((8, 200, 64), np.float32)
     with pytest.raises(BackendUnavailableError, match="deadline|reachable"):
         s.run(None, {"logmel": x})
+
+
+# ----------------------------------------------------------------------------- the engine on the server
+
+def _drive(engine, frames, pcm, sr, lines):
+    """One stream: frames at 15 fps interleaved with 100 ms audio chunks, then the text lines; event dicts."""
+    s = engine.stream(stream_id="x")
+    out, n, ai = [], sr // 10, 0
+    for i, f in enumerate(frames):
+        t = i / 15.0
+        while ai * n < pcm.size and (ai + 1) * n / sr <= t:
+            out += s.push_audio(pcm[ai * n:(ai + 1) * n], sr, ai * n / sr)
+            ai += 1
+        out += s.push_frame(f, t)
+    while ai * n < pcm.size:
+        out += s.push_audio(pcm[ai * n:(ai + 1) * n], sr, ai * n / sr)
+        ai += 1
+    out += s.flush()
+    for k, line in enumerate(lines):
+        out += s.push_text(line, 100.0 + k)
+    s.close()
+    return [e.to_dict() for e in out]
+
+
+def _assert_same_events(a, b, tol=1e-5):
+    assert len(a) == len(b) and a
+    for x, y in zip(a, b):
+        assert (x["t"], x["trigger"], x["label"]) == (y["t"], y["trigger"], y["label"])
+        assert x["probs"].keys() == y["probs"].keys()
+        assert max(abs(x["probs"][k] - y["probs"][k]) for k in x["probs"]) <= tol
+        assert set(x["evidence"]) == set(y["evidence"])
+        for m in x["evidence"]:
+            assert x["evidence"][m]["label"] == y["evidence"][m]["label"]
+            px, py = x["evidence"][m]["probs"], y["evidence"][m]["probs"]
+            assert max(abs(px[k] - py[k]) for k in px) <= tol
+        assert len(x["faces"]) == len(y["faces"])
+        for fx, fy in zip(x["faces"], y["faces"]):
+            assert fx["label"] == fy["label"] and fx["track_id"] == fy["track_id"]
+            assert max(abs(u - v) for u, v in zip(fx["box"], fy["box"])) <= 1e-3
+            assert max(abs(fx["probs"][k] - fy["probs"][k]) for k in fx["probs"]) <= tol
+
+
+def test_engine_stream_matches_local_backend(server):
+    """Same events (labels, probabilities within 1e-5, faces, tracks) from Engine(backend='triton') as from
+    the in-process engine, over faces, speech (VAD + voice on the server) and text; and the faces of one
+    frame travel in one request (server statistics: one execution per frame, batch = faces in it)."""
+    from emoedge.bench.e2e import sample_audio, sample_frames, tiled
+    from emoedge.engine import Engine
+    frames = sample_frames(16)
+    frames = [tiled(f, 2) if i % 2 else f for i, f in enumerate(frames)]   # 1 and 2 faces per frame
+    pcm, sr = sample_audio()
+    pcm = pcm[: 4 * sr]
+    lines = ["I am really happy to see you today!", "this is awful, I hate it", "..."]
+    local = Engine()
+    remote = Engine(backend="triton", triton_url=server.url)
+    assert remote.info()["backend"] == "triton" and remote.info()["triton_url"] == server.url
+    conn = connection(TritonOptions(url=server.url))
+    before = conn.statistics(["face-expr-int8"])["face-expr-int8"]
+    got = _drive(remote, frames, pcm, sr, lines)
+    after = conn.statistics(["face-expr-int8"])["face-expr-int8"]
+    want = _drive(local, frames, pcm, sr, lines)
+    _assert_same_events(got, want)
+    triggers = {e["trigger"] for e in got}
+    assert triggers == {"frame", "audio", "text"}, triggers
+    n_faces = sum(len(e["faces"]) for e in got if e["trigger"] == "frame")
+    frames_with_faces = sum(1 for e in got if e["trigger"] == "frame" and e["faces"])
+    assert n_faces > frames_with_faces          # some frames had several faces
+    assert after["inference_count"] - before["inference_count"] == n_faces
+    assert after["execution_count"] - before["execution_count"] == frames_with_faces
+
+
+@pytest.mark.filterwarnings("ignore:text. model family:RuntimeWarning")
+def test_engine_names_every_missing_model(server):
+    from emoedge.engine import Engine
+    with pytest.raises(BackendUnavailableError) as ei:
+        Engine(backend="triton", triton_url=server.url, precision="fp32")
+    msg = str(ei.value)
+    assert "face-expr-fp32" in msg and "voice-ser-fp32" in msg and "emoedge export triton" in msg
+
+
+def test_engine_local_vad_option(server):
+    from emoedge.engine import Engine
+    from emoedge.options import RuntimeOptions
+    eng = Engine(runtime=RuntimeOptions(backend="triton", triton_url=server.url, triton_vad_on_server=False),
+                 face=False, text=False)
+    assert type(eng.voice.vad_session).__name__ == "InferenceSession"
+    assert type(eng.voice.session).__name__ == "TritonSession"
+
+
+def test_cli_run_backend_triton(server, tmp_path):
+    import json
+
+    from emoedge.cli import main
+    from emoedge.cli.demo import sample_paths
+    video, _ = sample_paths()
+    out = tmp_path / "ev.jsonl"
+    assert main(["run", str(video), "--backend", "triton", "--triton-url", server.url, "--duration", "1.5",
+                 "--jsonl", str(out), "--quiet"]) == 0
+    evs = [json.loads(line) for line in out.read_text().splitlines()]
+    assert evs and any(e["faces"] for e in evs)
+    assert main(["run", str(video), "--triton-url", server.url]) == 1   # needs --backend triton
+
+
+def test_zz_server_gone_mid_stream_raises_not_hangs(server):
+    """Last in this file (it stops the module's server): a push after the server died raises
+    BackendUnavailableError within the deadline instead of hanging."""
+    from emoedge.bench.e2e import sample_frames
+    from emoedge.engine import Engine
+    eng = Engine(backend="triton", triton_url=server.url, triton_timeout_s=2.0, voice=False, text=False)
+    s = eng.stream()
+    f = sample_frames(1)[0]
+    assert s.push_frame(f, 0.0)[0].faces
+    server.stop()
+    t0 = time.monotonic()
+    with pytest.raises(BackendUnavailableError, match=server.url.replace(".", r"\.")):
+        s.push_frame(f, 0.1)
+    assert time.monotonic() - t0 < 5.0

@@ -9,13 +9,13 @@ import pytest
 
 pytest.importorskip("tritonclient.grpc.model_config_pb2",
                     reason="tritonclient[grpc] is not installed (pip install 'emoedge[triton]' or '.[test]')")
-import onnx  # noqa: E402
-from google.protobuf import text_format  # noqa: E402
-from tritonclient.grpc import model_config_pb2 as mc  # noqa: E402
+import onnx
+from google.protobuf import text_format
+from tritonclient.grpc import model_config_pb2 as mc
 
-from emoedge.errors import InvalidInputError  # noqa: E402
-from emoedge.manifest import load_manifest  # noqa: E402
-from emoedge.triton.export import ExportOptions, export_repository  # noqa: E402
+from emoedge.errors import InvalidInputError
+from emoedge.manifest import load_manifest
+from emoedge.triton.export import ExportOptions, export_repository
 
 ONNX_TYPE = {onnx.TensorProto.FLOAT: mc.TYPE_FP32, onnx.TensorProto.INT64: mc.TYPE_INT64,
              onnx.TensorProto.FLOAT16: mc.TYPE_FP16, onnx.TensorProto.INT32: mc.TYPE_INT32}

@@ -12,7 +12,11 @@ import time
 def add_engine_arguments(p) -> None:
     p.add_argument("--precision", choices=("int8", "fp32"), default=None,
                    help="model precision (default: each model's default in the manifest)")
-    p.add_argument("--backend", default="cpu", help="cpu | cuda | tensorrt (default cpu)")
+    p.add_argument("--backend", default="cpu", help="cpu | cuda | tensorrt | triton (default cpu)")
+    p.add_argument("--triton-url", default=None, metavar="HOST:PORT",
+                   help="--backend triton: the Triton server's gRPC endpoint (default 127.0.0.1:8001)")
+    p.add_argument("--triton-timeout", type=float, default=None, metavar="SECONDS",
+                   help="--backend triton: deadline of every model call (default 5 s)")
     p.add_argument("--threads", type=int, default=1, help="onnxruntime threads per model (default 1)")
     p.add_argument("--no-face", action="store_true", help="do not analyze faces")
     p.add_argument("--no-voice", action="store_true", help="do not analyze audio")
@@ -29,6 +33,11 @@ def make_engine(args, face: bool = True, voice: bool = True, text: bool = True):
         kw["voice"] = False
     if getattr(args, "no_text", False) or not text or not getattr(args, "text_file", None):
         kw["text"] = False
+    if getattr(args, "triton_url", None) is not None or getattr(args, "triton_timeout", None) is not None:
+        if args.backend != "triton":
+            from ..errors import InvalidInputError
+            raise InvalidInputError("--triton-url/--triton-timeout need --backend triton")
+        kw.update(triton_url=args.triton_url, triton_timeout_s=args.triton_timeout)
     return Engine(backend=args.backend, precision=args.precision, threads=args.threads, **kw)
 
 

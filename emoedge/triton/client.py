@@ -46,7 +46,7 @@ class TritonOptions:
     def __post_init__(self) -> None:
         self.validate()
 
-    def validate(self) -> "TritonOptions":
+    def validate(self) -> TritonOptions:
         if not isinstance(self.url, str) or not self.url.strip():
             raise InvalidInputError(f"triton_url must be 'host:port' (gRPC, usually port 8001), got {self.url!r}")
         u = self.url.strip()
@@ -110,7 +110,7 @@ class TritonConnection:
         except Exception as e:  # malformed URL and the like
             raise BackendUnavailableError(f"cannot open a gRPC channel to Triton at {self.options.url!r}: {e}") from None
         self._lock = threading.Lock()
-        self._sessions: Dict[str, "TritonSession"] = {}
+        self._sessions: Dict[str, TritonSession] = {}
         self._live = False
         self._collect = threading.local()
 
@@ -205,7 +205,7 @@ class TritonConnection:
                             f"{sha256[:12]}...: re-export the repository with this emoedge version")
         return problems, (ins, outs, mbs)
 
-    def session(self, graph_path, name: Optional[str] = None, sha256: Optional[str] = None) -> "TritonSession":
+    def session(self, graph_path, name: Optional[str] = None, sha256: Optional[str] = None) -> TritonSession:
         """A checked session for the local graph ``graph_path`` served as ``name`` (default: its manifest name)."""
         graph_path = pathlib.Path(graph_path)
         if name is None or sha256 is None:
@@ -333,6 +333,40 @@ class TritonSession:
 
 
 # ----------------------------------------------------------------------------- registry
+
+def triton_session(path, session_options):
+    """make_session for backend 'triton': a checked TritonSession for the bundled graph ``path``."""
+    opts = session_options.triton if session_options.triton is not None else TritonOptions()
+    return connection(opts).session(path)
+
+
+def runs_in_process(path, options: Optional[TritonOptions]) -> bool:
+    """True for the graphs that stay in-process under backend 'triton': the VAD with ``vad_on_server=False``."""
+    return options is not None and not options.vad_on_server and _task(path) == "vad"
+
+
+def _task(path) -> Optional[str]:
+    from ..manifest import load_manifest
+    p = pathlib.Path(path).resolve()
+    name, _ = model_identity(p)
+    try:
+        return load_manifest(p.parent / "manifest.json").entry(name).get("task")
+    except Exception:   # not a bundled graph
+        return None
+
+
+@contextlib.contextmanager
+def engine_checks(runtime):
+    """Around loading an engine's components: for backend 'triton', the server must be live (else
+    BackendUnavailableError at once) and every missing or mismatching model is named in one error."""
+    if getattr(runtime, "backend", None) != "triton":
+        yield
+        return
+    conn = connection(runtime.triton_options())
+    conn.check_live()
+    with conn.collect_problems():
+        yield
+
 
 _conns: Dict[tuple, TritonConnection] = {}
 _conns_lock = threading.Lock()

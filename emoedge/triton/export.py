@@ -31,8 +31,9 @@ import os
 import pathlib
 import shutil
 import tempfile
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional
 
 from ..errors import InvalidInputError, ModelError
 
@@ -123,7 +124,7 @@ class ExportOptions:
     models: Optional[Sequence[str]] = None
     force: bool = False
 
-    def validate(self) -> "ExportOptions":
+    def validate(self) -> ExportOptions:
         if self.precision not in (None, "int8", "fp32", "fp16"):
             raise InvalidInputError(f"precision must be int8, fp32 or fp16, got {self.precision!r}")
         if self.precision == "fp16" and not self.gpu:
@@ -358,6 +359,14 @@ as locally, so export the variants your clients ask for (all of them by default)
 
 # ----------------------------------------------------------------------------- writing
 
+def _version() -> str:
+    try:
+        from importlib.metadata import version
+        return version("emoedge")
+    except Exception:   # a source checkout without metadata
+        return "0.0.0+src"
+
+
 def _is_emoedge_repo(p: pathlib.Path) -> bool:
     return (p / SUMMARY_FILE).is_file()
 
@@ -397,8 +406,7 @@ def export_repository(out, options: Optional[ExportOptions] = None, *, manifest=
             if log:
                 log(f"{m.name}: max_batch_size {m.max_batch_size}, {opts.instances} x {m.kind}"
                     + (f", TensorRT {m.tensorrt_precision}" if m.tensorrt_precision else ""))
-        from .. import __version__
-        summary = {"schema": 1, "emoedge_version": __version__, "options": {k: v for k, v in asdict(opts).items()
+        summary = {"schema": 1, "emoedge_version": _version(), "options": {k: v for k, v in asdict(opts).items()
                                                                             if k not in ("force",)},
                    "notes": notes, "models": {m.name: asdict(m) for m in plans}}
         (tmp / SUMMARY_FILE).write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n", encoding="utf-8")

@@ -24,7 +24,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from typing import List, Optional, Sequence, Tuple
+from collections.abc import Sequence
+from typing import List, Optional, Tuple
 
 SERVER_SCRIPT = pathlib.Path(__file__).with_name("pytriton_server.py")
 READY_LINE = "EMOEDGE_PYTRITON_READY"
@@ -134,12 +135,14 @@ class LocalTritonServer:
         return f"127.0.0.1:{self.grpc_port}"
 
     def log_tail(self, n: int = 40) -> str:
+        if self.log_path is None:
+            return ""
         try:
             return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
-        except (OSError, AttributeError):
+        except OSError:
             return ""
 
-    def start(self) -> "LocalTritonServer":
+    def start(self) -> LocalTritonServer:
         if self.python is None:
             py, why = find_server_python()
             if py is None:
@@ -174,12 +177,14 @@ class LocalTritonServer:
     def _wait_ready(self, t0: float, names: List[str]) -> None:
         import tritonclient.grpc as g
         deadline = t0 + self.startup_timeout_s
+        proc = self.proc
+        assert proc is not None
         client = g.InferenceServerClient(self.url)
         try:
             while True:
-                if self.proc.poll() is not None:
+                if proc.poll() is not None:
                     tail = self.log_tail()
-                    raise ServerStartError(f"pytriton server ({self.python}) exited with code {self.proc.returncode} "
+                    raise ServerStartError(f"pytriton server ({self.python}) exited with code {proc.returncode} "
                                            "before it was ready", tail, _is_stub_failure(tail))
                 if READY_LINE in self.log_tail(400):
                     try:
