@@ -76,7 +76,8 @@ def server(tmp_path_factory):
         srv.start()
     except ServerStartError as e:
         if e.stub_failure:   # the interpreter cannot host pytriton's backend stub: environment, not emoedge
-            pytest.skip(f"pytriton's backend stub does not run under {py}: {str(e)[-600:]}")
+            pytest.skip(f"pytriton's backend stub does not run under {py} (use Debian's python3 venv, see "
+                        f".ci/run): {e.reason[:300]}")
         raise
     yield srv
     srv.stop()

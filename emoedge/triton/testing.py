@@ -32,8 +32,10 @@ READY_LINE = "EMOEDGE_PYTRITON_READY"
 _DTYPES = {"TYPE_FP32": "float32", "TYPE_FP16": "float16", "TYPE_FP64": "float64", "TYPE_INT64": "int64",
            "TYPE_INT32": "int32", "TYPE_INT16": "int16", "TYPE_INT8": "int8", "TYPE_UINT8": "uint8", "TYPE_BOOL": "bool"}
 #: log fragments of the backend-stub failure mode (an environment problem, not an emoedge one)
+#: (e.g. a pyenv CPython 3.11.7 stdlib under the stub's libpython 3.11.2: "'_thread.RLock' object has no
+#: attribute '_recursion_count'" in multiprocessing during the model's initialize)
 STUB_FAILURE_MARKERS = ("triton_python_backend_stub", "stub process", "libpython", "failed to initialize python stub",
-                        "python backend")
+                        "python backend", "_recursion_count", "model initialize error")
 
 
 class ServerStartError(RuntimeError):
@@ -44,6 +46,9 @@ class ServerStartError(RuntimeError):
         super().__init__(msg + (f"\n--- server log (tail) ---\n{log_tail}" if log_tail else ""))
         self.log_tail = log_tail
         self.stub_failure = stub_failure
+        hits = [ln.strip() for ln in log_tail.splitlines() if any(m in ln.lower() for m in STUB_FAILURE_MARKERS)]
+        #: the log line that identifies the failure (for skip reasons), else the message
+        self.reason = hits[-1] if hits else msg
 
 
 def find_server_python() -> Tuple[Optional[str], str]:
