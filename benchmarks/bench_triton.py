@@ -111,10 +111,13 @@ def main(argv=None) -> int:
         export_repository(repo, ExportOptions(models=FACE_MODELS, max_batch=a.max_batch, queue_delay_us=a.queue_delay_us))
         with LocalTritonServer(repo, FACE_MODELS, python=py, startup_timeout_s=240) as srv:
             print(f"server ready in {srv.startup_s:.1f} s at {srv.url}", file=sys.stderr)
+            from emoedge.options import RuntimeOptions
             local = Engine(voice=False, text=False)
             remote = Engine(voice=False, text=False, backend="triton", triton_url=srv.url)
+            mixed = Engine(voice=False, text=False, runtime=RuntimeOptions(
+                backend="triton", triton_url=srv.url, triton_local_tasks=("face_detector",)))
             conn = connection(TritonOptions(url=srv.url))
-            for eng in (local, remote):   # warm-up: sessions, numba, first requests
+            for eng in (local, remote, mixed):   # warm-up: sessions, numba, first requests
                 run_streams(eng, frs, 2, 4)
             for n in counts:
                 per = max(16, a.frames // n)
@@ -125,6 +128,12 @@ def main(argv=None) -> int:
                 before = conn.statistics(FACE_MODELS)
                 r = run_streams(remote, frs, n, per)
                 r["backend"] = "triton (pytriton, loopback)"
+                r["server"] = stats_delta(before, conn.statistics(FACE_MODELS))
+                rows.append(r)
+                print(r, file=sys.stderr)
+                before = conn.statistics(FACE_MODELS)
+                r = run_streams(mixed, frs, n, per)
+                r["backend"] = "triton, detector in-process"
                 r["server"] = stats_delta(before, conn.statistics(FACE_MODELS))
                 rows.append(r)
                 print(r, file=sys.stderr)

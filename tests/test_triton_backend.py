@@ -233,13 +233,23 @@ def test_engine_names_every_missing_model(server):
     assert "face-expr-fp32" in msg and "voice-ser-fp32" in msg and "emoedge export triton" in msg
 
 
-def test_engine_local_vad_option(server):
+def test_engine_local_tasks_option(server):
+    """VAD and detector in-process, expression and voice on the server: same events as all-local."""
+    from emoedge.bench.e2e import sample_audio, sample_frames
     from emoedge.engine import Engine
     from emoedge.options import RuntimeOptions
-    eng = Engine(runtime=RuntimeOptions(backend="triton", triton_url=server.url, triton_vad_on_server=False),
-                 face=False, text=False)
+    rt = RuntimeOptions(backend="triton", triton_url=server.url, triton_local_tasks=("vad", "face_detector"))
+    eng = Engine(runtime=rt, text=False)
     assert type(eng.voice.vad_session).__name__ == "InferenceSession"
-    assert type(eng.voice.session).__name__ == "TritonSession"
+    assert type(eng.face.detector.session).__name__ == "InferenceSession"
+    assert type(eng.voice.session).__name__ == type(eng.face.session).__name__ == "TritonSession"
+    pcm, sr = sample_audio()
+    frames = sample_frames(4)
+    _assert_same_events(_drive(eng, frames, pcm[: 2 * sr], sr, []), _drive(Engine(text=False), frames, pcm[: 2 * sr], sr, []))
+    with pytest.raises(InvalidInputError, match="local_tasks"):
+        RuntimeOptions(backend="triton", triton_local_tasks=("vda",))
+    with pytest.raises(InvalidInputError, match="backend='triton'"):
+        RuntimeOptions(backend="cpu", triton_local_tasks=("vad",))
 
 
 def test_cli_run_backend_triton(server, tmp_path):
@@ -254,6 +264,8 @@ def test_cli_run_backend_triton(server, tmp_path):
     evs = [json.loads(line) for line in out.read_text().splitlines()]
     assert evs and any(e["faces"] for e in evs)
     assert main(["run", str(video), "--triton-url", server.url]) == 1   # needs --backend triton
+    assert main(["run", str(video), "--backend", "triton", "--triton-url", server.url, "--triton-local", "vad,face_detector",
+                 "--duration", "0.5", "--quiet"]) == 0
 
 
 def test_zz_server_gone_mid_stream_raises_not_hangs(server):

@@ -17,6 +17,8 @@ def add_engine_arguments(p) -> None:
                    help="--backend triton: the Triton server's gRPC endpoint (default 127.0.0.1:8001)")
     p.add_argument("--triton-timeout", type=float, default=None, metavar="SECONDS",
                    help="--backend triton: deadline of every model call (default 5 s)")
+    p.add_argument("--triton-local", default=None, metavar="TASKS",
+                   help="--backend triton: comma-separated tasks kept in-process, e.g. vad,face_detector")
     p.add_argument("--threads", type=int, default=1, help="onnxruntime threads per model (default 1)")
     p.add_argument("--no-face", action="store_true", help="do not analyze faces")
     p.add_argument("--no-voice", action="store_true", help="do not analyze audio")
@@ -33,11 +35,17 @@ def make_engine(args, face: bool = True, voice: bool = True, text: bool = True):
         kw["voice"] = False
     if getattr(args, "no_text", False) or not text or not getattr(args, "text_file", None):
         kw["text"] = False
-    if getattr(args, "triton_url", None) is not None or getattr(args, "triton_timeout", None) is not None:
+    tri = {k: getattr(args, a, None) for k, a in (("triton_url", "triton_url"), ("triton_timeout_s", "triton_timeout"),
+                                                   ("triton_local_tasks", "triton_local"))}
+    if any(v is not None for v in tri.values()) or args.backend == "triton":
+        from ..options import RuntimeOptions
         if args.backend != "triton":
             from ..errors import InvalidInputError
-            raise InvalidInputError("--triton-url/--triton-timeout need --backend triton")
-        kw.update(triton_url=args.triton_url, triton_timeout_s=args.triton_timeout)
+            raise InvalidInputError("--triton-url/--triton-timeout/--triton-local need --backend triton")
+        if tri["triton_local_tasks"] is not None:
+            tri["triton_local_tasks"] = tuple(x.strip() for x in tri["triton_local_tasks"].split(",") if x.strip())
+        rt = RuntimeOptions(backend="triton", threads=args.threads, **{k: v for k, v in tri.items() if v is not None})
+        return Engine(runtime=rt, precision=args.precision, **kw)
     return Engine(backend=args.backend, precision=args.precision, threads=args.threads, **kw)
 
 

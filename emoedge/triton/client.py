@@ -18,12 +18,14 @@ import contextlib
 import pathlib
 import threading
 from dataclasses import dataclass
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
 from ..errors import BackendUnavailableError, InvalidInputError, ModelError
 
+#: manifest tasks (what ``local_tasks`` may name)
+TASKS = ("face_detector", "face_expression", "face_expression_baseline", "voice", "vad", "text")
 INSTALL_HINT = "pip install 'emoedge[triton]' (tritonclient[grpc])"
 EXPORT_HINT = ("export the models with `emoedge export triton --out REPO` and start tritonserver with "
                "--model-repository=REPO (command in REPO/README.md)")
@@ -33,13 +35,15 @@ EXPORT_HINT = ("export the models with `emoedge export triton --out REPO` and st
 class TritonOptions:
     """``url``: host:port of the server's gRPC endpoint (default port 8001). ``timeout_s``: deadline of every
     inference call (seconds). ``connect_timeout_s``: deadline of the health and metadata checks at start.
-    ``vad_on_server``: run Silero VAD on the server (its state travels with each call) instead of in-process.
+    ``local_tasks``: manifest tasks whose graphs stay in-process (onnxruntime CPU) instead of on the server,
+    e.g. ``("vad", "face_detector")``: Silero VAD is one call per 32 ms of audio (its state travels with each
+    call when served), and the detector's float32 128x128 input is ~20x the bytes of a face crop.
     ``verify_sha256``: refuse a model whose config names another graph sha256 than the local file.
     ``ssl``: TLS channel (system root certificates)."""
     url: str = "127.0.0.1:8001"
     timeout_s: float = 5.0
     connect_timeout_s: float = 5.0
-    vad_on_server: bool = True
+    local_tasks: Tuple[str, ...] = ()
     verify_sha256: bool = True
     ssl: bool = False
 
@@ -52,6 +56,10 @@ class TritonOptions:
         u = self.url.strip()
         if "://" in u:
             raise InvalidInputError(f"triton_url {u!r}: give host:port without a scheme (gRPC), e.g. 'localhost:8001'")
+        bad = [t for t in self.local_tasks if t not in TASKS]
+        if isinstance(self.local_tasks, str) or bad:
+            raise InvalidInputError(f"TritonOptions.local_tasks={self.local_tasks!r}: give a tuple of tasks from {TASKS}")
+        object.__setattr__(self, "local_tasks", tuple(self.local_tasks))
         for name in ("timeout_s", "connect_timeout_s"):
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and v > 0 and v == v and v != float("inf")):
@@ -341,8 +349,8 @@ def triton_session(path, session_options):
 
 
 def runs_in_process(path, options: Optional[TritonOptions]) -> bool:
-    """True for the graphs that stay in-process under backend 'triton': the VAD with ``vad_on_server=False``."""
-    return options is not None and not options.vad_on_server and _task(path) == "vad"
+    """True for the graphs that stay in-process under backend 'triton' (their task is in ``local_tasks``)."""
+    return options is not None and bool(options.local_tasks) and _task(path) in options.local_tasks
 
 
 def _task(path) -> Optional[str]:
