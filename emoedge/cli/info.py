@@ -19,6 +19,11 @@ def collect() -> dict:
         info["ort_available_providers"] = ort.get_available_providers()
     except ImportError:
         info["onnxruntime"] = None
+    try:   # backend 'triton' (pip install 'emoedge[triton]')
+        from importlib.metadata import version
+        info["tritonclient"] = version("tritonclient")
+    except Exception:
+        info["tritonclient"] = None
     try:
         import cv2
         info["opencv"] = cv2.__version__

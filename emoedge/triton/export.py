@@ -344,7 +344,8 @@ Check it: `curl -sf localhost:8000/v2/health/ready && echo ready`. gRPC is port 
 ## Client settings (emoedge on each edge box)
 
     pip install "emoedge[triton]"
-    emoedge run clip.mp4 --backend triton --triton-url TRITON_HOST:8001 [--triton-timeout 5]
+    emoedge run clip.mp4 --backend triton --triton-url TRITON_HOST:8001 [--triton-timeout 5] \
+        [--triton-local vad,face_detector]      # tasks kept in-process on the edge box
 
     from emoedge import Engine
     engine = Engine(backend="triton", triton_url="TRITON_HOST:8001", triton_timeout_s=5.0)
