@@ -38,6 +38,10 @@ STUB_FAILURE_MARKERS = ("triton_python_backend_stub", "stub process", "libpython
                         "python backend", "_recursion_count", "model initialize error")
 
 
+PORT_IN_USE_MARKERS = ("address already in use", "failed to listen", "failed to start grpc", "failed to start http",
+                       "failed to start metrics")
+
+
 class ServerStartError(RuntimeError):
     """The local server did not become ready; ``log_tail`` holds the end of its log, ``stub_failure`` says
     whether it looks like the known backend-stub/interpreter problem."""
@@ -132,6 +136,7 @@ class LocalTritonServer:
         self.proc: Optional[subprocess.Popen] = None
         self._tmp: Optional[tempfile.TemporaryDirectory] = None
         self.log_path = pathlib.Path(log_path) if log_path else None
+        self._own_log = log_path is None
         self.grpc_port = self.http_port = self.metrics_port = 0
         self.startup_s = 0.0
 
@@ -148,6 +153,17 @@ class LocalTritonServer:
             return ""
 
     def start(self) -> LocalTritonServer:
+        """Start and wait until every model is ready. A port taken between choosing and binding it (another
+        process won the race) is retried with new ports, twice at most."""
+        for attempt in range(3):
+            try:
+                return self._start_once()
+            except ServerStartError as e:
+                if attempt == 2 or not any(m in e.log_tail.lower() for m in PORT_IN_USE_MARKERS):
+                    raise
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _start_once(self) -> LocalTritonServer:
         if self.python is None:
             py, why = find_server_python()
             if py is None:
@@ -155,6 +171,8 @@ class LocalTritonServer:
             self.python = py
         self._tmp = tempfile.TemporaryDirectory(prefix="emoedge-pytriton-")
         tmp = pathlib.Path(self._tmp.name)
+        if self._own_log:
+            self.log_path = None
         spec = spec_from_repository(self.repo, self.models, self.threads)
         (tmp / "spec.json").write_text(json.dumps(spec))
         if self.log_path is None:
