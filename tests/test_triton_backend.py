@@ -268,6 +268,23 @@ def test_cli_run_backend_triton(server, tmp_path):
                  "--duration", "0.5", "--quiet"]) == 0
 
 
+def test_served_graph_with_another_sha256_is_refused(server, monkeypatch):
+    """A config naming another graph sha256 (an older export) is refused by name; the pytriton server has no
+    such parameter, so it is injected into the config the client reads."""
+    from emoedge.triton.client import TritonConnection
+    conn = TritonConnection(TritonOptions(url=server.url))
+    real = conn.client.get_model_config
+
+    def stale(name, **kw):
+        cfg = real(name, **kw)
+        cfg["config"].setdefault("parameters", {})["emoedge_sha256"] = {"string_value": "0" * 64}
+        return cfg
+    monkeypatch.setattr(conn.client, "get_model_config", stale)
+    with pytest.raises(BackendUnavailableError, match="sha256 000000000000"):
+        conn.session(load_manifest().model_path("face-expr-int8"))
+    conn.close()
+
+
 def test_zz_server_gone_mid_stream_raises_not_hangs(server):
     """Last in this file (it stops the module's server): a push after the server died raises
     BackendUnavailableError within the deadline instead of hanging."""
@@ -282,3 +299,4 @@ def test_zz_server_gone_mid_stream_raises_not_hangs(server):
     with pytest.raises(BackendUnavailableError, match=server.url.replace(".", r"\.")):
         s.push_frame(f, 0.1)
     assert time.monotonic() - t0 < 5.0
+
