@@ -89,6 +89,10 @@ class RuntimeOptions:
         if self.gpu_precision is not None and self.gpu_precision not in GPU_PRECISIONS:
             raise InvalidInputError(f"RuntimeOptions.gpu_precision={self.gpu_precision!r} must be one of "
                                     f"{GPU_PRECISIONS} or None")
+        if isinstance(self.triton_local_tasks, str) or not isinstance(self.triton_local_tasks, (tuple, list)):
+            raise InvalidInputError(f"triton_local_tasks={self.triton_local_tasks!r} must be a tuple of task names, "
+                                    "e.g. ('vad', 'face_detector')")
+        object.__setattr__(self, "triton_local_tasks", tuple(self.triton_local_tasks))   # frozen: stays hashable
         if self.backend != "triton" and (self.triton_url is not None or self.triton_local_tasks):
             raise InvalidInputError(f"triton_url / triton_local_tasks need backend='triton' (got {self.backend!r})")
         t = self.triton_timeout_s
