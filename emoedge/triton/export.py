@@ -331,8 +331,9 @@ NGC container (x86-64 or SBSA; the onnxruntime backend ships in the `-py3` image
         -v "$PWD/REPO":/models:ro nvcr.io/nvidia/tritonserver:{NGC_RELEASE}-py3 \\
         tritonserver --model-repository=/models --strict-model-config=true --exit-on-error=true
 
-Jetson (JetPack 6, the iGPU container of the same release; or the `tritonserver*-igpu.tar` release
-tarball: `./bin/tritonserver --model-repository=REPO --backend-directory=./backends`):
+Jetson (JetPack 6: the `-igpu` container of the same release, published since 23.11; JetPack 5: the
+Jetson tarball attached to the matching GitHub release of triton-inference-server/server, then
+`./bin/tritonserver --model-repository=REPO --backend-directory=./backends`):
 
     docker run --rm --runtime nvidia --network host -v "$PWD/REPO":/models:ro \\
         nvcr.io/nvidia/tritonserver:{NGC_RELEASE}-py3-igpu \\
