@@ -329,7 +329,7 @@ NGC container (x86-64 or SBSA; the onnxruntime backend ships in the `-py3` image
 
     docker run --rm {gpus}-p 8000:8000 -p 8001:8001 -p 8002:8002 \\
         -v "$PWD/REPO":/models:ro nvcr.io/nvidia/tritonserver:{NGC_RELEASE}-py3 \\
-        tritonserver --model-repository=/models --strict-model-config=true --exit-on-error=true
+        tritonserver --model-repository=/models --disable-auto-complete-config --exit-on-error=true
 
 Jetson (JetPack 6: the `-igpu` container of the same release, published since 23.11; JetPack 5: the
 Jetson tarball attached to the matching GitHub release of triton-inference-server/server, then
@@ -337,7 +337,7 @@ Jetson tarball attached to the matching GitHub release of triton-inference-serve
 
     docker run --rm --runtime nvidia --network host -v "$PWD/REPO":/models:ro \\
         nvcr.io/nvidia/tritonserver:{NGC_RELEASE}-py3-igpu \\
-        tritonserver --model-repository=/models --strict-model-config=true --exit-on-error=true
+        tritonserver --model-repository=/models --disable-auto-complete-config --exit-on-error=true
 
 Check it: `curl -sf localhost:8000/v2/health/ready && echo ready`. gRPC is port 8001, HTTP 8000, metrics 8002
 (`nv_inference_exec_count` / `nv_inference_request_success`: their ratio is the mean server batch size).
