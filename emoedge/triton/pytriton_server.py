@@ -52,6 +52,7 @@ def main(argv=None) -> int:
     ap.add_argument("--http-port", type=int, required=True)
     ap.add_argument("--metrics-port", type=int, required=True)
     ap.add_argument("--address", default="127.0.0.1")
+    ap.add_argument("--parent-pid", type=int, default=0, help="exit when this process is no longer the parent")
     a = ap.parse_args(argv)
     import numpy as np
     import onnxruntime as ort
@@ -73,6 +74,17 @@ def main(argv=None) -> int:
         stop["flag"] = True
         raise KeyboardInterrupt
     signal.signal(signal.SIGTERM, on_signal)
+
+    def orphan_watch(parent: int) -> None:
+        # a killed test runner must not leave a server behind: exit when the parent process is gone
+        import os
+        import time
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os.kill(os.getpid(), signal.SIGTERM)
+    if a.parent_pid:
+        import threading
+        threading.Thread(target=orphan_watch, args=(a.parent_pid,), daemon=True).start()
     with Triton(config=cfg, security_config=sec) as triton:
         for m in spec["models"]:
             sess = ort.InferenceSession(m["onnx"], so, providers=["CPUExecutionProvider"])
