@@ -52,6 +52,7 @@ def main(argv=None) -> int:
     ap.add_argument("--http-port", type=int, required=True)
     ap.add_argument("--metrics-port", type=int, required=True)
     ap.add_argument("--address", default="127.0.0.1")
+    ap.add_argument("--workspace", default=None, help="pytriton workspace folder (default: ~/.cache/pytriton/...)")
     ap.add_argument("--parent-pid", type=int, default=0, help="exit when this process is no longer the parent")
     a = ap.parse_args(argv)
     import numpy as np
@@ -85,7 +86,7 @@ def main(argv=None) -> int:
     if a.parent_pid:
         import threading
         threading.Thread(target=orphan_watch, args=(a.parent_pid,), daemon=True).start()
-    with Triton(config=cfg, security_config=sec) as triton:
+    with Triton(config=cfg, security_config=sec, workspace=a.workspace) as triton:
         for m in spec["models"]:
             sess = ort.InferenceSession(m["onnx"], so, providers=["CPUExecutionProvider"])
             mbs = int(m["max_batch_size"])

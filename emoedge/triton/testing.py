@@ -187,7 +187,7 @@ class LocalTritonServer:
             self.proc = subprocess.Popen(
                 [self.python, str(SERVER_SCRIPT), "--spec", str(tmp / "spec.json"), "--grpc-port", str(self.grpc_port),
                  "--http-port", str(self.http_port), "--metrics-port", str(self.metrics_port),
-                 "--parent-pid", str(os.getpid())],
+                 "--parent-pid", str(os.getpid()), "--workspace", str(tmp / "workspace")],
                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, cwd=str(tmp),
                 start_new_session=True)   # own process group: teardown reaches tritonserver and the stubs
         try:
