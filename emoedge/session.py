@@ -63,12 +63,12 @@ def _profile_str(profile: Optional[dict]) -> str:
 def tensorrt_provider_options(model_sha256: str, opts: SessionOptions, cache_dir=None) -> dict:
     """ORT TensorRT EP options with engine + timing caches in a folder keyed by model sha256, GPU name,
     TensorRT and onnxruntime versions, precision and shape profile."""
-    from .backends import cache_root, make_cache_key
+    from .backends import atomic_write_bytes, cache_root, make_cache_key
     key = make_cache_key(model_sha256, "tensorrt", opts.precision, _profile_str(opts.trt_profile))
     root = pathlib.Path(cache_dir) if cache_dir else cache_root() / "trt-ep"
     d = root / key.dirname()
     d.mkdir(parents=True, exist_ok=True)
-    (d / "key.json").write_text(json.dumps(key.__dict__, indent=2, sort_keys=True))
+    atomic_write_bytes(d / "key.json", json.dumps(key.__dict__, indent=2, sort_keys=True).encode())
     po = {"device_id": opts.device_id,
           "trt_engine_cache_enable": True, "trt_engine_cache_path": str(d),
           "trt_timing_cache_enable": True, "trt_timing_cache_path": str(d),
