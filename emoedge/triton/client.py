@@ -332,8 +332,9 @@ class TritonSession:
                                     f"{ {k: a.shape for k, a in arrays.items()} }")
         b = n.pop()
         if b == 0:
-            return [np.zeros((0, *[max(d, 0) for d in t.dims]), dtype=self.conn._np_dtype(t.datatype))
-                    for t in self.outputs if t.name in names]
+            spec = {t.name: t for t in self.outputs}
+            return [np.zeros((0, *[max(d, 0) for d in spec[n].dims]), dtype=self.conn._np_dtype(spec[n].datatype))
+                    for n in names]
         if b <= mbs:
             return self._infer(arrays, names)
         parts = [self._infer({k: a[s:s + mbs] for k, a in arrays.items()}, names) for s in range(0, b, mbs)]
