@@ -38,6 +38,8 @@ class SessionOptions:
     compiled_dir: artifact root (``emoedge compile --out DIR``; None = the cache root, see
       emoedge.backends.cache_root): CPU artifacts under DIR/cpu, TensorRT-EP engine caches under DIR/trt-ep.
     trt_profile: TensorRT shape profile {input_name: (min_shape, opt_shape, max_shape)}.
+    triton: emoedge.triton.client.TritonOptions for backend 'triton' (the model runs on a Triton server;
+      make_session returns a session-like adapter, see emoedge.triton.client).
     """
     backend: str = "cpu"
     intra_threads: int = 1
@@ -49,6 +51,7 @@ class SessionOptions:
     trt_profile: Optional[dict] = None
     device_id: int = 0
     extra_provider_options: dict = field(default_factory=dict)
+    triton: Optional[Any] = None
 
 
 def _profile_str(profile: Optional[dict]) -> str:
@@ -93,11 +96,18 @@ def make_session(path, opts: Optional[SessionOptions] = None, provider_options: 
     path = pathlib.Path(path)
     if not path.is_file():
         raise ModelNotFoundError(f"model file {path} not found")
+    if opts.backend == "triton":   # same graph, run by a Triton server: an adapter with the session surface
+        from .triton.client import runs_in_process, triton_session
+        if not runs_in_process(path, opts.triton):
+            return triton_session(path, opts)
+        import dataclasses
+        opts = dataclasses.replace(opts, backend="cpu", triton=None)
     if opts.backend not in BACKEND_PROVIDERS:
         if opts.backend == "trt-native":
             raise BackendUnavailableError("backend 'trt-native' runs serialized TensorRT engines, not ORT sessions: "
                                           "use emoedge.trt_native.TrtEngine")
-        raise BackendUnavailableError(f"unknown backend {opts.backend!r}; choose one of {sorted(BACKEND_PROVIDERS)} or 'trt-native'")
+        raise BackendUnavailableError(f"unknown backend {opts.backend!r}; choose one of {sorted(BACKEND_PROVIDERS)}, "
+                                      "'triton' or 'trt-native'")
     check_backend(opts.backend)
     so = ort.SessionOptions()
     so.intra_op_num_threads = int(opts.intra_threads)
