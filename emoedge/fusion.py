@@ -71,13 +71,35 @@ def voice_reliability(vad_prob: float, lo: float = 0.3, hi: float = 0.8) -> floa
     return float(min(max((p - lo) / (hi - lo), 0.0), 1.0))
 
 
-def text_reliability(n_tokens: int, scale: float = 8.0) -> float:
-    """Reliability in [0, 1] of a text prediction, growing with length: ``1 - exp(-n_tokens / scale)``
-    (1 token: 0.12, 8 tokens: 0.63, 20 tokens: 0.92)."""
+def text_reliability(n_tokens: int, scale: float = 8.0, *, coverage: float = 1.0, probs=None,
+                     labels: Sequence[str] = CANONICAL, coverage_floor: float = 0.5, margin_scale: float = 0.0) -> float:
+    """Reliability in [0, 1] of a text prediction: ``length * known * decided`` where
+
+    - ``length = 1 - exp(-n_tokens / scale)`` (1 token: 0.12, 8 tokens: 0.63, 20 tokens: 0.92);
+    - ``known = clip((coverage - coverage_floor) / (1 - coverage_floor), 0, 1)``: ``coverage`` is the fraction
+      of the line's words the model saw in training (out-of-domain lines, other languages, names: low);
+    - ``decided = min(1, margin / margin_scale)`` with ``margin`` = the gap between the two most probable
+      canonical classes of ``probs`` (over ``labels``, mapped by name); 1 when ``margin_scale`` is 0 or no
+      ``probs`` are given. A line the model cannot place (a greeting) has a small margin.
+
+    The default text model's ``margin_scale`` and ``coverage_floor`` are fitted on development streams and
+    stored in its manifest entry (``fusion.reliability``); :meth:`emoedge.text.TextModel.reliability`
+    applies them."""
     n = float(n_tokens)
     if not math.isfinite(n) or n < 0:
         raise InvalidInputError(f"text_reliability: n_tokens={n_tokens} must be a non-negative count")
-    return float(1.0 - math.exp(-n / float(scale)))
+    cov = float(coverage)
+    if not (math.isfinite(cov) and 0.0 <= cov <= 1.0 + 1e-6):
+        raise InvalidInputError(f"text_reliability: coverage={coverage} must be a fraction in [0, 1]")
+    if not (0.0 <= float(coverage_floor) < 1.0) or not (float(margin_scale) >= 0.0) or not float(scale) > 0:
+        raise InvalidInputError("text_reliability: need scale > 0, 0 <= coverage_floor < 1 and margin_scale >= 0")
+    r = 1.0 - math.exp(-n / float(scale))
+    r *= min(max((cov - coverage_floor) / (1.0 - coverage_floor), 0.0), 1.0)
+    if probs is not None and margin_scale > 0:
+        q = np.sort(calibrate(np.asarray(probs, dtype=np.float64), labels, 1.0, eps=0.0))[::-1]
+        margin = float(q[0] - q[1]) if q.size > 1 else 1.0
+        r *= min(max(margin / float(margin_scale), 0.0), 1.0)
+    return float(r)
 
 
 def manifest_temperature(entry: dict) -> float:
