@@ -612,6 +612,13 @@ class FusionState:
                                            t=float(chosen[m][2].ev.t), track_id=chosen[m][2].ev.track_id)
                    for m in mods}
         i = int(np.argmax(probs))
+        if mask is not None:
+            # A class no pooled modality models ties with the best modelled class by construction (no evidence
+            # cannot lower it); for the label, break such ties in favour of a class that has evidence.
+            seen = (mk[w > 0].any(0) if (w > 0).any() else mk.any(0)).astype(bool)
+            top = probs >= probs[i] * (1.0 - 1e-6)
+            if not seen[i] and (top & seen).any():
+                i = int(np.flatnonzero(top & seen)[np.argmax(probs[top & seen])])
         return FusedEstimate(t=t, label=self.labels[i], probs=probs, confidence=float(probs[i]), labels=self.labels,
                              contributions=contrib, faces=faces)
 
