@@ -90,6 +90,7 @@ class TextModel:
         # multi-label thresholds may live in another label space (e.g. the Ekman classes of a model whose
         # outputs split one of them): scores there are log of the probabilities mapped by name
         self.threshold_labels: Tuple[str, ...] = tuple(entry.get("thresholds_labels", self.labels))
+        self._threshold_map: Optional[np.ndarray] = None  # [C, len(threshold_labels)] 0/1, built on first use
         rel = (entry.get("fusion") or {}).get("reliability") or {}
         self.reliability_params = {k: float(v) for k, v in rel.items() if k in ("scale", "coverage_floor", "margin_scale")}
         self.featurizer = featurizer
@@ -174,13 +175,14 @@ class TextModel:
             return np.asarray(logits)
         if on == "probs":
             return np.asarray(probs)
-        from .labels import to_canonical
-        p = np.asarray(probs, dtype=np.float64)
-        cols = []
-        for lab in self.threshold_labels:
-            c = to_canonical(lab)
-            cols.append(p[:, [j for j, m in enumerate(self.labels) if to_canonical(m) == c]].sum(1))
-        return np.log(np.maximum(np.stack(cols, 1), 1e-12))
+        if self._threshold_map is None:
+            from .labels import to_canonical
+            m = np.zeros((len(self.labels), len(self.threshold_labels)))
+            for k, lab in enumerate(self.threshold_labels):
+                for j, ml in enumerate(self.labels):
+                    m[j, k] = float(to_canonical(ml) == to_canonical(lab))
+            self._threshold_map = m
+        return np.log(np.maximum(np.asarray(probs, dtype=np.float64) @ self._threshold_map, 1e-12))
 
     def reliability(self, n_tokens: int, probs, coverage: float = 1.0) -> float:
         """How much fusion should trust a prediction (see :func:`emoedge.fusion.text_reliability`), with
