@@ -124,7 +124,8 @@ def build(W: np.ndarray, b: np.ndarray, idf: np.ndarray, alpha, precision: str =
 
 
 def build_mixture(W: np.ndarray, b: np.ndarray, idf: np.ndarray, alpha, *, experts, gate_col: int, out_labels,
-                  known: np.ndarray = None, precision: str = "int8", floor: float = 1e-6, doc: str = "") -> onnx.ModelProto:
+                  known: np.ndarray = None, precision: str = "int8", floor: float = 1e-6, doc: str = "",
+                  expert1_scores: str = "") -> onnx.ModelProto:
     """Domain-gated mixture of linear experts over the same features (one shared linear layer).
 
     ``W`` [buckets, C] / ``b`` [C] hold every expert's columns and one gate column ``gate_col``. ``experts``:
@@ -134,6 +135,7 @@ def build_mixture(W: np.ndarray, b: np.ndarray, idf: np.ndarray, alpha, *, exper
     (log-probabilities: softmax(logits) is the model's distribution over ``out_labels``). With ``known``
     (uint8 [buckets], 1 = a word uni-gram bucket seen in training) a second output ``coverage`` [B] is the
     tf-weighted fraction of the text's word uni-grams that were seen in training (1 when it has none).
+    With ``expert1_scores`` (an output name), expert 1's raw scores [B, len(cols)] are an output too.
     """
     model = build(W, b, idf, alpha, precision=precision, doc=doc)
     g = model.graph
@@ -174,6 +176,9 @@ def build_mixture(W: np.ndarray, b: np.ndarray, idf: np.ndarray, alpha, *, exper
         helper.make_node("Log", ["pm"], ["logits"]),
     ]
     outputs = [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["B", L])]
+    if expert1_scores:  # the second expert's raw per-class scores (multi-label thresholds apply to them)
+        nodes.append(helper.make_node("Identity", ["z1"], [expert1_scores]))
+        outputs.append(helper.make_tensor_value_info(expert1_scores, TensorProto.FLOAT, ["B", len(e1["cols"])]))
     if known is not None:
         inits += [numpy_helper.from_array(np.asarray(known, np.uint8), "known"),
                   numpy_helper.from_array(np.array(3, np.int64), "Kblk"),

@@ -186,8 +186,8 @@ def evaluate(model, data, fmt: str) -> dict:
         elif on in ("logits", "probs"):
             s = (logits if on == "logits" else probs)[:, col]
             thr = model.thresholds[col].astype(np.float64)
-        else:  # thresholds over their own label space (entry thresholds_labels)
-            sc = model.multilabel_scores(probs, logits)
+        else:  # thresholds over their own label space (entry thresholds_labels) or a graph output
+            sc = model.multilabel_output(texts)
             tcol = _columns(model.threshold_labels, EKMAN_LABELS)
             s, thr = sc[:, tcol], model.thresholds[tcol].astype(np.float64)
         rep = {"multilabel": multilabel_report(y, s, thr, EKMAN_LABELS)}
