@@ -30,7 +30,7 @@ import dataclasses
 import functools
 import math
 from dataclasses import dataclass, field
-from typing import Dict, Iterable, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -270,7 +270,7 @@ class FusionOptions:
                 weights[mod] = float(fb["weight"])
             if fb.get("bias"):
                 bias[mod] = {str(k): float(v) for k, v in fb["bias"].items()}
-        kw = {"weights": weights, "bias": bias}
+        kw: Dict[str, Any] = {"weights": weights, "bias": bias}
         kw.update(overrides)
         return dataclasses.replace(base, **kw).validate()
 
@@ -430,7 +430,7 @@ def calibrate_partial(probs=None, labels: Sequence[str] = CANONICAL, temperature
     if type(canonical) is not tuple:
         canonical = tuple(canonical)
     mp = _mapping(labels, canonical)
-    modelled = mp.any(1)
+    modelled: np.ndarray = np.asarray(mp.any(1), dtype=bool)
     n = int(modelled.sum())
     qc = mp @ q
     b = _bias_vector(bias, canonical)

@@ -15,7 +15,8 @@ time even when modalities arrive out of step. The trigger's own time is ``event.
 voice window ending at 1.50 s finished by an audio chunk pushed after the frame at 1.53 s gives an event
 with ``t`` 1.53 and ``trigger_t`` 1.50; a text line stamped 2.0 s pushed after 9 s of audio whose voice
 windows reached 7.5 s gives ``t`` 7.5 and ``trigger_t`` 2.0 (the line's evidence is 5.5 s old and decays
-accordingly). When inputs arrive in time order (file mode, the ``engine.run`` driver) ``t == trigger_t``. A frame whose size differs from the previous one resets the face tracker
+accordingly). When inputs arrive in time order (file mode, the ``engine.run`` driver) ``t == trigger_t``.
+A frame whose size differs from the previous one resets the face tracker
 and per-face smoothing (counted in ``stats.size_changes``); it is not an error.
 Every push holds the stream's lock, so calls from several threads are serialized (they are not run in
 parallel, and timestamps must still increase in the order the calls take the lock); many streams may
