@@ -3,18 +3,28 @@
 fusion state. Push timestamped inputs, get back the :class:`~emoedge.events.EmotionEvent` s that became
 ready:
 
-* ``push_frame(image, t)``: one event per frame (at ``t``), with the faces found in it.
-* ``push_audio(pcm, sample_rate, t)``: one event per voice window the voice model finished (at its end time).
-* ``push_text(text, t)``: one event (at ``t``).
+* ``push_frame(image, t)``: one event per frame, with the faces found in it (trigger time: ``t``).
+* ``push_audio(pcm, sample_rate, t)``: one event per voice window the voice model finished (trigger time:
+  the window's end), none while there is no speech.
+* ``push_text(text, t)``: one event (trigger time: ``t``); none for empty text.
 
 Timestamps are seconds on the source clock and must not go backwards within a modality (frames: strictly
-increasing). Fusion is evaluated at the latest time seen, and that is the event's ``t``, so a stream's
-events never go back in time even when modalities arrive slightly out of step (e.g. a voice window ending
-at 1.50 s that is finished by an audio chunk pushed after the frame at 1.53 s gives an event at 1.53 s;
-the window's own end time is in ``event.evidence["voice"].t``). Frame events in file mode carry their
-frame's time. A frame whose size differs from the previous one resets the face tracker
+increasing). **Event times follow the stream clock**: fusion is evaluated at the latest of the trigger
+time and every earlier event's time, and that is the event's ``t``, so a stream's events never go back in
+time even when modalities arrive out of step. The trigger's own time is ``event.trigger_t``. Examples: a
+voice window ending at 1.50 s finished by an audio chunk pushed after the frame at 1.53 s gives an event
+with ``t`` 1.53 and ``trigger_t`` 1.50; a text line stamped 2.0 s pushed after 9 s of audio whose voice
+windows reached 7.5 s gives ``t`` 7.5 and ``trigger_t`` 2.0 (the line's evidence is 5.5 s old and decays
+accordingly). When inputs arrive in time order (file mode, the ``engine.run`` driver) ``t == trigger_t``.
+A frame whose size differs from the previous one resets the face tracker
 and per-face smoothing (counted in ``stats.size_changes``); it is not an error.
-A stream is not thread-safe: feed it from one thread (many streams may share one engine across threads).
+Every push holds the stream's lock, so calls from several threads are serialized (they are not run in
+parallel, and timestamps must still increase in the order the calls take the lock); many streams may
+share one engine across threads.
+
+A stream calls the engine's components through their written interfaces (:mod:`emoedge.components`):
+``face.analyze`` with the stream's own tracker, its own ``VoiceStream``, ``text.predict``; the outputs go
+through :mod:`emoedge.adapters` into the stream's ``fusion.FusionState`` and come back as events.
 """
 from __future__ import annotations
 
@@ -22,15 +32,22 @@ import math
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Set, Tuple, Union
 
 import numpy as np
 
+from . import adapters
+from . import fusion as _fusion
+from .components import VoiceObservation
+from .detect import check_frame
 from .errors import InvalidInputError, StreamClosedError
 from .events import EmotionEvent, FaceResult
+from .options import RunningMode
 
+if TYPE_CHECKING:  # pragma: no cover
+    from .engine import Engine
 
-MODES = ("file", "live")
+MODES = tuple(m.value for m in RunningMode)
 STAGES = ("detect", "align", "classify", "audio", "voice", "text", "fuse", "total")
 
 
@@ -59,19 +76,23 @@ class LatencyStats:
         n = self._n.get(stage, 0)
         return self._buf[stage][:min(n, self.capacity)] if n else np.empty(0, np.float32)
 
-    def percentiles(self, qs=(50, 95, 99)) -> Dict[str, Dict[str, float]]:
+    def percentiles(self, qs: Sequence[int] = (50, 95, 99)) -> Dict[str, Dict[str, float]]:
         """``{stage: {"n": count, "p50": ms, "p95": ms, "p99": ms}}`` for every stage with samples."""
-        out = {}
+        out: Dict[str, Dict[str, float]] = {}
         for s in list(STAGES) + sorted(set(self._buf) - set(STAGES)):
             x = self.samples(s)
             if x.size:
-                d = {"n": self._n[s]}
+                d: Dict[str, float] = {"n": self._n[s]}
                 d.update({f"p{q}": float(np.percentile(x, q)) for q in qs})
                 out[s] = d
         return out
 
+    def stages(self) -> List[str]:
+        """Stages with at least one sample, in first-seen order."""
+        return list(self._buf)
+
     def merge(self, other: "LatencyStats") -> None:
-        for s in other._buf:
+        for s in other.stages():
             for v in other.samples(s):
                 self.add(s, float(v))
 
@@ -100,8 +121,8 @@ class StreamStats:
     def drops(self) -> Dict[str, int]:
         return {"frames_dropped": self.frames_dropped, "audio_dropped": self.audio_dropped}
 
-    def to_dict(self) -> dict:
-        d = {k: getattr(self, k) for k in ("frames_processed", "frames_dropped", "faces", "frames_with_faces",
+    def to_dict(self) -> Dict[str, Any]:
+        d: Dict[str, Any] = {k: getattr(self, k) for k in ("frames_processed", "frames_dropped", "faces", "frames_with_faces",
                                             "audio_chunks", "audio_seconds", "audio_dropped", "voice_windows",
                                             "texts", "events", "size_changes")}
         d["frames_in"] = self.frames_in
@@ -113,32 +134,14 @@ def _ms(ns: int) -> float:
     return ns / 1e6
 
 
-def _check_t(t, what: str) -> float:
+def _check_t(t: object, what: str) -> float:
     try:
-        tf = float(t)
+        tf = float(t)  # type: ignore[arg-type]  # anything float() takes; the error names the value
     except (TypeError, ValueError):
         raise InvalidInputError(f"{what}: timestamp must be a number of seconds, got {t!r}") from None
     if not math.isfinite(tf):
         raise InvalidInputError(f"{what}: timestamp must be finite seconds, got {t!r}")
     return tf
-
-
-def _as_bgr(image) -> np.ndarray:
-    if not isinstance(image, np.ndarray):
-        raise InvalidInputError(f"push_frame: image must be a numpy array (BGR uint8 [H, W, 3]), got {type(image).__name__}")
-    if image.dtype != np.uint8:
-        raise InvalidInputError(f"push_frame: image dtype must be uint8 (BGR 0..255), got {image.dtype}; "
-                                "convert with (img * 255).clip(0, 255).astype(np.uint8) for [0, 1] floats")
-    if image.ndim == 2:
-        image = np.repeat(image[:, :, None], 3, axis=2)
-    elif image.ndim == 3 and image.shape[2] == 4:
-        image = image[:, :, :3]
-    elif not (image.ndim == 3 and image.shape[2] == 3):
-        raise InvalidInputError(f"push_frame: image must be [H, W, 3] BGR (or [H, W] gray, [H, W, 4] BGRA), "
-                                f"got shape {image.shape}")
-    if image.shape[0] < 8 or image.shape[1] < 8:
-        raise InvalidInputError(f"push_frame: image is too small ({image.shape[1]}x{image.shape[0]} pixels)")
-    return image
 
 
 class Stream:
@@ -148,28 +151,26 @@ class Stream:
     keeps only the newest frame and counts the rest in ``stats.frames_dropped``). ``fusion``: FusionOptions.
     ``keep_frames``: attach the BGR frame to frame-triggered events (for drawing; never serialized)."""
 
-    def __init__(self, engine, *, mode: str = "file", fusion=None, stream_id: Optional[str] = None,
+    def __init__(self, engine: "Engine", *, mode: Union[RunningMode, str] = RunningMode.FILE,
+                 fusion: Optional[_fusion.FusionOptions] = None, stream_id: Optional[str] = None,
                  keep_frames: bool = False):
-        if mode not in MODES:
-            raise InvalidInputError(f"mode must be one of {MODES}, got {mode!r}")
-        from . import fusion as _fusion
-        self._fusion_mod = _fusion
+        self.mode = RunningMode.parse(mode)
         self.engine = engine
-        self.mode = mode
         self.stream_id = stream_id
         self.keep_frames = bool(keep_frames)
         self.fusion_options = fusion if fusion is not None else _fusion.FusionOptions()
         self._fusion = _fusion.FusionState(self.fusion_options)
-        self._tracker = engine._new_tracker() if engine.has_face else None
-        self._voice = engine._new_voice_stream() if engine.has_voice else None
+        # the shared components (None: modality off) and this stream's state of each
+        self._face = engine.face
+        self._text = engine.text
+        self._tracker = self._face.new_tracker() if self._face is not None else None
+        self._voice = engine.voice.stream(engine.voice_options) if engine.voice is not None else None
         self._voice_flushed = False
         self.stats = StreamStats()
-        self._last = {"frame": None, "audio": None, "text": None}
-        self._audio_end = None
-        self._audio_rate = None
+        self._last: Dict[str, Optional[float]] = {"frame": None, "audio": None, "text": None}
         self._fuse_t = -math.inf
-        self._frame_shape = None
-        self._seen_tracks = set()
+        self._frame_shape: Optional[Tuple[int, ...]] = None
+        self._seen_tracks: Set[int] = set()
         self._closed = False
         self._frame_index = 0
         self._lock = threading.Lock()
@@ -190,16 +191,16 @@ class Stream:
             raise InvalidInputError(f"push_{kind}: timestamp t={t:.6f} s is {rel} the previous {kind}'s t={last:.6f} s; "
                                     f"timestamps must increase (seconds on the source clock)")
 
-    def _fuse(self, t: float, evidence: list, trigger: str, faces: List[FaceResult], lat: Dict[str, float],
-              frame_index=None, frame=None) -> EmotionEvent:
+    def _fuse(self, t: float, evidence: List[_fusion.ModalityEvidence], trigger: str, faces: List[FaceResult],
+              lat: Dict[str, float], frame_index: Optional[int] = None, frame: Optional[np.ndarray] = None) -> EmotionEvent:
         t_fuse = max(t, self._fuse_t)
         self._fuse_t = t_fuse
         t0 = time.perf_counter_ns()
         est = self._fusion.update(t_fuse, evidence)
         lat["fuse"] = _ms(time.perf_counter_ns() - t0)
-        ev = self.engine._event_from_estimate(est, t=t_fuse, trigger=trigger, faces=faces, latency=lat,
-                                             drops=self.stats.drops(), frame_index=frame_index,
-                                             stream_id=self.stream_id)
+        ev = adapters.event_from_estimate(est, t=t_fuse, trigger=trigger, faces=faces, latency=lat,
+                                          drops=self.stats.drops(), frame_index=frame_index, stream_id=self.stream_id)
+        ev.trigger_t = float(t)
         if frame is not None and self.keep_frames:
             ev.frame = frame
         self.stats.events += 1
@@ -215,27 +216,25 @@ class Stream:
             t = _check_t(t, "push_frame")
             self._check_order("frame", t, strict=True)
             t_start = time.perf_counter_ns()
-            image = _as_bgr(image)
+            image = check_frame(image, "push_frame: image")  # BGR uint8 [H, W, 3] (gray/BGRA converted)
             self._last["frame"] = t
             if self._frame_shape is not None and image.shape[:2] != self._frame_shape:
                 # documented handling: a new geometry restarts tracking and per-face smoothing
                 self.stats.size_changes += 1
-                if self._tracker is not None and hasattr(self._tracker, "reset"):
-                    self._tracker.reset()   # ids keep increasing: old ids are never reused
-                elif self.engine.has_face:
-                    self._tracker = self.engine._new_tracker()
+                if self._tracker is not None:
+                    self._tracker.reset()   # a FaceTracker keeps its ids increasing: old ids are never reused
                 for tid in set(self._fusion.tracks) | self._seen_tracks:
                     self._fusion.drop_track(tid)
                 self._seen_tracks = set()
             self._frame_shape = image.shape[:2]
             lat: Dict[str, float] = {}
             faces_out: List[FaceResult] = []
-            evidence = []
-            if self.engine.has_face:
+            evidence: List[_fusion.ModalityEvidence] = []
+            if self._face is not None:
                 t_a = time.perf_counter_ns()
-                faces = self.engine._face.analyze(image, t=t, tracker=self._tracker)
-                lat.update(self.engine._face_timing(faces, _ms(time.perf_counter_ns() - t_a)))
-                faces_out, evidence = self.engine._face_evidence(faces, t, image.shape)
+                faces = self._face.analyze(image, t=t, tracker=self._tracker)
+                lat.update(adapters.face_timing(faces, _ms(time.perf_counter_ns() - t_a)))
+                faces_out, evidence = adapters.face_evidence(faces, t)
                 self._seen_tracks.update(f.track_id for f in faces_out if f.track_id is not None)
                 self.stats.faces += len(faces)
                 self.stats.frames_with_faces += bool(faces)
@@ -248,7 +247,7 @@ class Stream:
             self.stats.latency.add("total", lat["total"])
             return [ev]
 
-    def push_audio(self, pcm, sample_rate: int, t: float) -> List[EmotionEvent]:
+    def push_audio(self, pcm: Any, sample_rate: int, t: float) -> List[EmotionEvent]:
         """Add audio (int16/float32/float64, mono [n] or [n, channels], any rate in Hz) starting at ``t`` seconds;
         returns one event per voice window that became ready (none while there is no speech)."""
         with self._lock:
@@ -268,7 +267,7 @@ class Stream:
             n = arr.shape[0]
             self.stats.audio_chunks += 1
             self.stats.audio_seconds += n / sr
-            if not self.engine.has_voice:
+            if self._voice is None:
                 return []
             if self._voice_flushed:  # audio after flush(): a new utterance
                 self._voice.reset()
@@ -279,19 +278,19 @@ class Stream:
             self.stats.latency.add("audio", push_ms)   # whole chunk: resample, log-mel, VAD, model runs
             return self._voice_events(items, push_ms)
 
-    def _voice_events(self, items, push_ms: float) -> List[EmotionEvent]:
+    def _voice_events(self, items: Sequence[VoiceObservation], push_ms: float) -> List[EmotionEvent]:
         out = []
-        for i, ve in enumerate(items):
+        for ve in items:
             self.stats.voice_windows += 1
-            evidence, lat = self.engine._voice_evidence(ve)
-            if "voice" not in lat:
+            evidence, lat = adapters.voice_evidence(ve)
+            if "voice" not in lat:  # the component did not time its model run: share the push evenly
                 lat["voice"] = push_ms / max(1, len(items))
-            tt = float(getattr(ve, "t_end", getattr(ve, "t", 0.0)))
-            out.append(self._fuse(tt, evidence, "audio", [], lat))
+            out.append(self._fuse(evidence.t, [evidence], "audio", [], lat))
         return out
 
     def push_text(self, text: str, t: float) -> List[EmotionEvent]:
-        """Add a line of text (transcript, chat message) at ``t`` seconds; returns one event.
+        """Add a line of text (transcript, chat message) at ``t`` seconds; returns one event (``trigger_t`` =
+        ``t``; ``event.t`` is the stream clock, later than ``t`` when other inputs already went further).
         Empty or whitespace-only text yields no evidence (and no event)."""
         with self._lock:
             self._check_open("push_text")
@@ -302,13 +301,16 @@ class Stream:
                 raise InvalidInputError(f"push_text: text must be str (or UTF-8 bytes), got {type(text).__name__}")
             self._check_order("text", t, strict=False)
             self._last["text"] = t
-            if not self.engine.has_text or not text.strip():
+            if self._text is None or not text.strip():
                 return []
             self.stats.texts += 1
-            evidence, lat = self.engine._text_evidence(text, t)
-            if not evidence:
+            t0 = time.perf_counter_ns()
+            pred = self._text.predict(text)
+            lat = {"text": _ms(time.perf_counter_ns() - t0)}
+            evidence = adapters.text_evidence(pred, t)
+            if evidence is None:
                 return []
-            return [self._fuse(t, evidence, "text", [], lat)]
+            return [self._fuse(t, [evidence], "text", [], lat)]
 
     def count_dropped(self, kind: str = "frames", n: int = 1) -> None:
         """Record ``n`` inputs a driver skipped (kind 'frames' or 'audio'); they show up in every later
@@ -325,7 +327,7 @@ class Stream:
         The stream stays usable (timestamps keep increasing)."""
         with self._lock:
             self._check_open("flush")
-            if not self.engine.has_voice:
+            if self._voice is None:
                 return []
             t0 = time.perf_counter_ns()
             items = self._voice.flush()
@@ -339,8 +341,8 @@ class Stream:
             self._voice = None
             self._tracker = None
 
-    def __enter__(self):
+    def __enter__(self) -> "Stream":
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> None:
         self.close()

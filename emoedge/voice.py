@@ -25,12 +25,17 @@ import collections
 import math
 import time
 from dataclasses import dataclass, field
-from typing import List, Optional
+from typing import TYPE_CHECKING, Any, Deque, Dict, List, Optional, Tuple, Union
 
 import numpy as np
 
 from .audio import Resampler, _check_rate, check_pcm, to_float_mono
 from .errors import InvalidInputError, ModelError, StreamClosedError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .manifest import Manifest
+    from .options import RuntimeOptions
+    from .session import SessionOptions
 
 SAMPLE_RATE = 16000
 VAD_CHUNK = 512
@@ -70,7 +75,8 @@ def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
     z = np.asarray(logits, dtype=np.float64) / float(temperature)
     z = z - z.max(axis=-1, keepdims=True)
     e = np.exp(z)
-    return (e / e.sum(axis=-1, keepdims=True)).astype(np.float32)
+    out: np.ndarray = (e / e.sum(axis=-1, keepdims=True)).astype(np.float32)
+    return out
 
 
 # ----------------------------------------------------------------------------- VAD
@@ -79,7 +85,7 @@ class VadStream:
     """Silero VAD on a 16 kHz stream: every 512 new samples (with the previous 64 prepended) give one
     speech probability. The recurrent state [2, 1, 128] lives here, never in the shared session."""
 
-    def __init__(self, session):
+    def __init__(self, session: Any):
         self.session = session
         self.reset()
 
@@ -96,7 +102,7 @@ class VadStream:
         self._ctx = chunk[-VAD_CONTEXT:].copy()
         return float(p.reshape(-1)[0])
 
-    def accept(self, y: np.ndarray) -> list:
+    def accept(self, y: np.ndarray) -> List[Tuple[int, float]]:
         """float32 [n] 16 kHz -> [(chunk end sample, probability), ...] for each completed 512-sample chunk."""
         buf = np.concatenate([self._pending, y]) if len(self._pending) else np.asarray(y, np.float32)
         k = len(buf) // VAD_CHUNK
@@ -107,7 +113,7 @@ class VadStream:
         self._pending = buf[k * VAD_CHUNK:].copy()
         return out
 
-    def flush(self) -> list:
+    def flush(self) -> List[Tuple[int, float]]:
         """The zero-padded tail chunk, if any samples are pending: [(end sample of the real audio, p)]."""
         if not len(self._pending):
             return []
@@ -119,7 +125,7 @@ class VadStream:
         return [(end, self._run(tail))]
 
 
-def load_vad(manifest=None, session_options=None):
+def load_vad(manifest: "Union[str, Manifest, None]" = None, session_options: "Optional[SessionOptions]" = None) -> Any:
     """The bundled Silero VAD session (sha256-verified), shareable by any number of VadStream objects."""
     from .manifest import load_manifest
     from .session import SessionOptions, make_session
@@ -127,7 +133,7 @@ def load_vad(manifest=None, session_options=None):
     return make_session(m.model_path(m.find("vad")), session_options or SessionOptions())
 
 
-def vad_probabilities(pcm, sample_rate: int, session=None) -> np.ndarray:
+def vad_probabilities(pcm: Any, sample_rate: int, session: Any = None) -> np.ndarray:
     """Offline helper: float32 [ceil(n / 512)] speech probabilities per 32 ms chunk of a clip (resampled
     to 16 kHz first; the last chunk zero-padded)."""
     from .audio import resample
@@ -169,17 +175,17 @@ class VoiceEvidence:
     (NaN without VAD); ``latency_ms``: time to assemble the window and run the model."""
     t_start: float
     t_end: float
-    labels: tuple
+    labels: Tuple[str, ...]
     probs: np.ndarray
     vad_prob: float
     latency_ms: float
-    logits: np.ndarray = field(default=None, repr=False)
+    logits: Optional[np.ndarray] = field(default=None, repr=False)
 
     @property
     def label(self) -> str:
-        return self.labels[int(np.argmax(self.probs))]
+        return str(self.labels[int(np.argmax(self.probs))])
 
-    def canonical(self) -> dict:
+    def canonical(self) -> Dict[str, float]:
         """Probabilities mapped by name onto emoedge.labels.CANONICAL (calm -> neutral)."""
         from .labels import CANONICAL, to_canonical_probs
         return dict(zip(CANONICAL, to_canonical_probs(self.probs, self.labels).tolist()))
@@ -189,7 +195,7 @@ class VoiceEvidence:
 class ClipPrediction:
     """Clip-level decision: ``probs`` is the mean of the window probabilities (float32 [C]); ``label``
     their argmax (None when no window ran, e.g. no speech with the VAD gate on)."""
-    labels: tuple
+    labels: Tuple[str, ...]
     probs: Optional[np.ndarray]
     label: Optional[str]
     windows: List[VoiceEvidence]
@@ -201,12 +207,13 @@ class VoiceModel:
     """Shared, thread-safe part: the voice model and Silero VAD onnxruntime sessions plus their manifest
     settings. Holds no per-stream state; make one :class:`VoiceStream` per audio source with :meth:`stream`."""
 
-    def __init__(self, *, name: Optional[str] = None, precision: Optional[str] = None, manifest=None,
-                 session_options=None, vad: bool = True):
+    def __init__(self, *, name: Optional[str] = None, precision: Optional[str] = None,
+                 manifest: "Union[str, Manifest, None]" = None, session_options: "Optional[SessionOptions]" = None,
+                 vad: bool = True, runtime: "Optional[RuntimeOptions]" = None):
         from . import kernels
         from .manifest import load_manifest
         from .session import SessionOptions, make_session
-        so = session_options or SessionOptions()
+        so = runtime.session_options() if runtime is not None else (session_options or SessionOptions())
         m = load_manifest(manifest)
         self.name = m.find("voice", precision=precision, name=name)
         e = m.entry(self.name)
@@ -236,7 +243,7 @@ class VoiceModel:
     def window_s(self) -> float:
         return self.window_frames * self.hop_length / self.sample_rate
 
-    def stream(self, options: Optional[VoiceOptions] = None, **kw) -> "VoiceStream":
+    def stream(self, options: Optional[VoiceOptions] = None, **kw: Any) -> "VoiceStream":
         """A new per-source stream; keyword arguments override VoiceOptions fields."""
         opts = options or VoiceOptions()
         if kw:
@@ -248,9 +255,10 @@ class VoiceModel:
         w = np.ascontiguousarray(windows, dtype=np.float32)
         if w.ndim != 3 or w.shape[1:] != (self.window_frames, self.n_mels):
             raise InvalidInputError(f"windows must be [B, {self.window_frames}, {self.n_mels}], got {w.shape}")
-        return self.session.run(None, {self.input_name: w})[0]
+        logits: np.ndarray = self.session.run(None, {self.input_name: w})[0]
+        return logits
 
-    def predict_clip(self, pcm, sample_rate: int, *, vad_gate: bool = False, **kw) -> ClipPrediction:
+    def predict_clip(self, pcm: Any, sample_rate: int, *, vad_gate: bool = False, **kw: Any) -> ClipPrediction:
         """Clip decision: a fresh stream (``vad_gate`` off by default) is fed the whole clip and flushed;
         the clip's probabilities are the mean of its window probabilities."""
         with self.stream(vad_gate=vad_gate, **kw) as s:
@@ -287,8 +295,8 @@ class VoiceStream:
     def reset(self) -> None:
         """Forget all audio, timestamps, VAD state and the sample rate (the next push may use a new rate)."""
         m = self.model
-        self._sr = None
-        self._resampler = None
+        self._sr: Optional[int] = None
+        self._resampler: Optional[Resampler] = None
         self._logmel = self._kernels.LogMelStream(m.logmel_options)
         self._ring = np.full((m.window_frames, m.n_mels), m.pad_value, dtype=np.float32)
         self._ring_pos = 0          # next write index
@@ -298,19 +306,19 @@ class VoiceStream:
         self._n_windows = 0
         self._n16 = 0               # 16 kHz samples produced so far
         self._n_in = 0              # source samples pushed so far
-        self._anchors = collections.deque()   # (16 kHz sample position, source time)
+        self._anchors: Deque[Tuple[float, float]] = collections.deque()   # (16 kHz sample position, source time)
         self._t_next = 0.0
         self._vad = VadStream(self.model.vad_session) if self.model.vad_session is not None else None
-        self._vad_hist = collections.deque()  # (chunk end sample, prob)
+        self._vad_hist: Deque[Tuple[int, float]] = collections.deque()  # (chunk end sample, prob)
         self._flushed = False
 
     def close(self) -> None:
         self._closed = True
 
-    def __enter__(self):
+    def __enter__(self) -> "VoiceStream":
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     @property
@@ -319,7 +327,7 @@ class VoiceStream:
         return self._sr
 
     # -- input
-    def push(self, pcm, sample_rate: int, t: Optional[float] = None) -> List[VoiceEvidence]:
+    def push(self, pcm: Any, sample_rate: int, t: Optional[float] = None) -> List[VoiceEvidence]:
         """Feed a chunk (int16/float32/float64; [n] mono or [n, channels]); returns the evidence of the
         windows that became ready. ``t``: source time (s) of the chunk's first sample. Chunks of any length
         are accepted; long ones are processed in ``slice_s`` slices so memory stays bounded."""
@@ -353,15 +361,17 @@ class VoiceStream:
             raise InvalidInputError(f"sample rate changed mid-stream from {self._sr} Hz to {sr} Hz; call "
                                     "stream.flush() and stream.reset() before pushing audio at the new rate, "
                                     "or resample it to the first rate yourself")
+        rate, resampler = self._sr, self._resampler
+        assert resampler is not None  # made together with the rate
         n = x.shape[0]
-        pos16 = self._n_in * self.model.sample_rate / self._sr
+        pos16 = self._n_in * self.model.sample_rate / rate
         self._anchors.append((pos16, t))
         self._n_in += n
-        self._t_next = t + n / self._sr
+        self._t_next = t + n / rate
         out: List[VoiceEvidence] = []
-        step = max(1, int(self.options.slice_s * self._sr))
+        step = max(1, int(self.options.slice_s * rate))
         for i in range(0, n, step):
-            y = self._resampler.process(to_float_mono(x[i:i + step]))
+            y = resampler.process(to_float_mono(x[i:i + step]))
             out += self._consume16(y)
         return out
 
@@ -370,7 +380,7 @@ class VoiceStream:
         return the remaining evidence (including the final partial window, see module doc)."""
         if self._closed:
             raise StreamClosedError("flush() on a closed VoiceStream; create a new one with model.stream()")
-        if self._flushed or self._sr is None:
+        if self._flushed or self._resampler is None:  # nothing pushed yet (the rate is not fixed)
             self._flushed = True
             return []
         self._flushed = True

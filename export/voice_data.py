@@ -186,3 +186,9 @@ def center_crops(clips, opts, seconds: float, log=print):
         s0 = max(0, (len(x) - n) // 2)
         out.append(dataclasses.replace(c, frames=compute_logmel(x[s0:s0 + n], opts)))
     return out
+
+
+def clip_windows(c, W, H, min_fill, pad):
+    """float32 [n_windows, W, n_mels]: the windows the runtime runs on clip ``c`` (emoedge.voice.window_ends)."""
+    from emoedge.voice import window_at, window_ends
+    return np.stack([window_at(c.frames, e, W, pad) for e in window_ends(len(c.frames), H, min_fill)])
