@@ -219,16 +219,20 @@ def evaluate_folds(path, folds, *, name: Optional[str] = None, precision: Option
     if fold_models is not None and "{k}" not in fold_models:
         raise InvalidInputError(f"--fold-models {fold_models!r} must contain {{k}} (the fold index), "
                                 "e.g. voice-cv-fold{k}-fp32")
-    single = None
+    single: Optional[VoiceModel] = None
     if fold_models is None:
         single = VoiceModel(name=name, precision=precision, manifest=manifest, vad=vad_gate)
     per = []
+    labels: List[str] = []
     for k, group in enumerate(folds):
         if group is None:           # a fold left out by the caller (e.g. its model is not trained yet)
             continue
-        model = single
-        if model is None:
+        if single is not None:
+            model = single
+        else:
+            assert fold_models is not None
             model = VoiceModel(name=fold_models.format(k=k), manifest=manifest, vad=vad_gate)
+        labels = list(model.labels)
         rep = evaluate_file(path, model=model, speakers=group, crop_s=crop_s, vad_gate=vad_gate, limit=limit,
                             data=d)
         ts = trained_speakers(model.entry, corpus)
@@ -244,7 +248,7 @@ def evaluate_folds(path, folds, *, name: Optional[str] = None, precision: Option
     n = np.array([f["n"] for f in scored], np.float64)
     summary = {
         "data": str(path), "corpus": corpus, "crop_s": crop_s, "folds": per,
-        "labels": list((single or model).labels),
+        "labels": labels,
         "mode": ("per-fold models (each group scored by the model trained without it: out-of-fold)"
                  if fold_models is not None else
                  "one model scored per group; summary over the groups it was not trained on (out_of_fold)"),
