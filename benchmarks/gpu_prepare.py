@@ -87,13 +87,14 @@ def voice_heldout() -> dict:
 
 
 def subset_speech(src: pathlib.Path, speakers) -> bytes:
-    d = np.load(src, allow_pickle=False)
+    z = np.load(src, allow_pickle=False)
+    d = {k: z[k] for k in z.files}  # each z[k] decompresses again: read every array once
     keep = np.flatnonzero(np.isin(d["speaker"], speakers))
-    offs = d["offsets"]
-    audio = np.concatenate([d["audio"][offs[i]:offs[i + 1]] for i in keep])
+    offs, full = d["offsets"], d["audio"]
+    audio = np.concatenate([full[offs[i]:offs[i + 1]] for i in keep])
     lens = np.array([offs[i + 1] - offs[i] for i in keep], np.int64)
     out = {"audio": audio, "offsets": np.concatenate([[0], np.cumsum(lens)]).astype(np.int64)}
-    for k in d.files:
+    for k in d:
         if k in ("audio", "offsets"):
             continue
         a = d[k]

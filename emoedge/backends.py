@@ -28,8 +28,10 @@ from .manifest import sha256_file
 BACKENDS = ("cpu", "cuda", "tensorrt", "trt-native")
 PRECISIONS = ("fp32", "fp16", "int8")
 INSTALL_HINT = {
-    "cuda": "pip install 'emoedge[gpu]' (onnxruntime-gpu with CUDA 12) on an x86-64 NVIDIA machine; on Jetson use "
-            "the onnxruntime-gpu build for your JetPack (not on PyPI for aarch64)",
+    "cuda": "on an x86-64 NVIDIA machine, after installing emoedge: pip uninstall -y onnxruntime onnxruntime-gpu && "
+            "pip install onnxruntime-gpu (the emoedge[gpu] extra; the CPU onnxruntime must not stay beside it, both "
+            "install the same 'onnxruntime' folder). Its 1.31 wheels need CUDA 13 + cuDNN 9, from the system or "
+            "'onnxruntime-gpu[cuda,cudnn]'. On Jetson use the onnxruntime-gpu build for your JetPack (not on PyPI for aarch64)",
     "tensorrt": "pip install 'emoedge[gpu]' plus TensorRT (pip install tensorrt) on x86-64; on Jetson use JetPack's "
                 "system TensorRT with a JetPack onnxruntime-gpu build",
     "trt-native": "pip install 'emoedge[tensorrt]' (tensorrt + cuda-python) on x86-64; on Jetson use JetPack's "

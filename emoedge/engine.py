@@ -40,6 +40,8 @@ class Engine:
     Keyword-only. ``models``: task -> manifest entry name (e.g. ``{"face_expression": "face-expr-fp32"}``),
     default: the manifest's defaults. ``precision``: model variant 'int8' | 'fp32' | 'fp16' | None (each
     model's default; a family without it keeps its default, with a warning and a note in ``info()``).
+    'fp16' (the face-expression, voice and text FP16 variants, FP32 at the graph boundary) is for the
+    cuda / tensorrt backends; with backend='cpu' it raises InvalidInputError.
     ``backend`` ('cpu' | 'cuda' | 'tensorrt') and ``threads`` (onnxruntime intra-op threads per session), or
     ``runtime``: a :class:`~emoedge.options.RuntimeOptions` (also device and GPU precision), passed unchanged
     to every component. ``manifest``: a manifest.json path or a :class:`~emoedge.manifest.Manifest`
@@ -64,6 +66,12 @@ class Engine:
         elif (backend is not None and backend != runtime.backend) or (threads is not None and threads != runtime.threads):
             raise InvalidInputError(f"backend={backend!r}/threads={threads!r} disagree with runtime={runtime}; "
                                     "give them in one place")
+        if precision == "fp16" and runtime.backend == "cpu":
+            raise InvalidInputError(
+                "precision='fp16' selects the FP16 model variants, which are made for GPUs (backend='cuda' or "
+                "'tensorrt'). onnxruntime's CPU EP has no FP16 kernels for them on x86: it would cast every weight "
+                "back to FP32 and run slower than the fp32 variant for the same result. On CPU use precision=None "
+                "(the INT8 defaults), 'int8' or 'fp32'")
         self.runtime = runtime
         self.models = dict(models or {})
         self.precision = precision

@@ -91,10 +91,10 @@ def test_engine_takes_a_manifest_path_or_object():
 
 def test_variant_not_found_is_its_own_error():
     m = load_manifest()
-    fam = m.find("text")
+    fam = m.find("face_detector")
     have = m.entry(fam).get("precision")
     with pytest.raises(VariantNotFoundError, match="no 'fp16' variant"):
-        m.find("text", precision="fp16")
+        m.find("face_detector", precision="fp16")
     assert have != "fp16"
 
 

@@ -119,3 +119,40 @@ def test_fp16_runner_rounds_between_ops_and_accumulates_in_fp32():
     r = fx.Fp16Runner(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]))
     y = r.run(None, {"x": np.ones((1, 4097), np.float16)})[0]
     assert y.dtype == np.float16 and float(y[0, 0]) == 4096.0  # 4097 accumulated exactly, rounded to FP16 once
+
+
+def test_engine_refuses_fp16_on_cpu_and_names_the_fix():
+    from emoedge import Engine
+    from emoedge.errors import InvalidInputError
+    with pytest.raises(InvalidInputError, match=r"precision='fp16'.*GPUs.*On CPU use precision=None"):
+        Engine(precision="fp16")
+
+
+def test_engine_cuda_fp16_selects_the_fp16_variants(monkeypatch):
+    """Engine(backend='cuda', precision='fp16') loads the FP16 files of every family that has one, without a
+    variant warning. The CUDA provider is faked here by CPU sessions (make_session replaced); the real GPU
+    run is benchmarks/gpu_check.py."""
+    import warnings
+
+    import onnxruntime as ort
+
+    import emoedge.session as S
+    import emoedge.text  # noqa: F401  (imports make_session by name)
+    from emoedge import Engine
+    orig, loaded = S.make_session, []
+
+    def fake(path, opts=None, provider_options=None):
+        loaded.append((pathlib.Path(path).name, opts.backend))
+        return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    for mod in [m for n, m in list(sys.modules.items()) if n.startswith("emoedge") and getattr(m, "make_session", None) is orig]:
+        monkeypatch.setattr(mod, "make_session", fake)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # no "no 'fp16' variant" fallback for these families
+        eng = Engine(backend="cuda", precision="fp16", face=True, voice=True, text=True)
+    info = eng.info()
+    assert info["face_model"] == "face-expr-fp16" and info["voice_model"] == "voice-ser-fp16"
+    text_fam = MAN.entry(MAN.data["defaults"]["text"])["family"]
+    assert MAN.entry(info["text_model"])["family"] == text_fam and MAN.entry(info["text_model"])["precision"] == "fp16"
+    files = {f for f, _ in loaded}
+    assert {"face-expr-fp16.onnx", "voice-ser-fp16.onnx"} <= files and {b for _, b in loaded} == {"cuda"}
+    assert not info["notes"]

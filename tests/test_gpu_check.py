@@ -79,6 +79,7 @@ def test_main_without_the_gpu_provider_checks_nothing(tmp_path, monkeypatch):
     assert not out.exists()
 
 
+@pytest.mark.slow
 def test_cpu_dry_run_end_to_end(tmp_path, shared_data):
     """The GPU run's code path on the CPU EP: every bundled model, parity, IO-binding latency, the Engine."""
     out = tmp_path / "dry.json"
@@ -95,6 +96,8 @@ def test_cpu_dry_run_end_to_end(tmp_path, shared_data):
     assert same and all(p["max_abs_diff"] == 0.0 for p in same)
     fp16 = [p for p in r["parity"] if p["precision"] == "fp16"]
     assert fp16 and all(p["top1_agreement"] >= 0.98 for p in fp16)
+    int8 = [p for p in r["parity"] if p["precision"] == "int8"]  # same file, same EP: identical
+    assert int8 and all(p["vs_own_file_on_cpu"]["max_abs_diff"] == 0.0 for p in int8)
     assert {x["batch"] for x in r["latency"] if x["model"] == "face-expr-fp16"} == {1, 8, 64}
     eng = {(e["precision"], e["streams"]) for e in r["engine"]}
     assert eng == {("fp32", 1), ("fp32", 2)} and all(e["ok"] for e in r["engine"])
