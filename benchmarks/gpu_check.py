@@ -11,11 +11,13 @@ What it does (``--backend cuda``, the default):
    raises otherwise) and a profiled run must place every node with a float output on it. Nodes that only
    compute shapes (int64 outputs) may stay on the CPU. Anything else counts as a silent CPU fallback: the row
    is marked, the run fails, and no "cuda" result file is written (see :func:`write_outputs`).
-3. Parity of every bundled .onnx model on the GPU against CPU FP32 (the family's FP32 model; INT8 files
+3. Parity of every bundled .onnx model on the GPU against CPU FP32 (the family's FP32 model, or its INT8
+   model for the INT8-only text families, whose FP16 variant is made from it; INT8 files
    also against their own file on CPU, which is what their pass/fail uses): max abs difference of outputs
-   and of softmax probabilities, top-1 agreement (tolerances: PROB_TOL, AGREE_MIN). Inputs: FER2013 PublicTest faces for face-expression models, held-out voice windows (the
-   speakers named in the voice entry) for voice models, CARER val texts for text models, demo-clip frames
-   for the detector, demo-clip audio chunks for the VAD. PublicTest accuracy per face variant.
+   and of softmax probabilities, top-1 agreement (tolerances: PROB_TOL, AGREE_MIN). Inputs: FER2013
+   PublicTest faces for face-expression models, held-out voice windows (the speakers named in the voice
+   entry) for voice models, CARER val texts for text models, demo-clip frames for the detector, demo-clip
+   audio chunks for the VAD. PublicTest accuracy per face variant.
 4. Latency with IO binding (input on the device, output bound on the device; host copies excluded) at batch
    1/8/64 (batch 1 only for fixed-batch models), p50/p99 ms over --repeats runs, and the plain host-array
    ``run`` at the same batch for comparison.
@@ -528,10 +530,12 @@ def markdown(r: dict) -> str:
              f"backend under test: {env.get('backend')}; measured {r.get('date')}.", ""]
     if r.get("invalid"):
         lines += ["**INVALID: a session did not run on the asked provider:** " + "; ".join(map(str, r["invalid"])), ""]
-    lines += ["## Parity vs CPU FP32", "", "| model | precision | backend used | inputs | max abs diff | max prob diff | top-1 agree | accuracy | ok |",
+    lines += ["## Parity vs CPU FP32", "",
+              "| model | precision | backend used | inputs | max abs diff | max prob diff | top-1 agree | accuracy | ok |",
               "|---|---|---|---|---:|---:|---:|---:|---|"]
     for p in r.get("parity", []):
-        lines.append(f"| {p['model']} | {p['precision']} | {p.get('used', '')} | {p.get('inputs', '')} | {_f(p.get('max_abs_diff'), '.2e')} | "
+        lines.append(f"| {p['model']} | {p['precision']} | {p.get('used', '')} | {p.get('inputs', '')} | "
+                     f"{_f(p.get('max_abs_diff'), '.2e')} | "
                      f"{_f(p.get('max_abs_prob_diff'), '.2e')} | {_f(p.get('top1_agreement'), '.4f')} | {_f(p.get('accuracy'), '.4f')} | "
                      f"{'ok' if p.get('ok') else 'FAIL ' + str(p.get('reason', ''))[:80]} |")
     lines += ["", "## Latency (IO binding: input and output on the device)", "",
@@ -540,7 +544,8 @@ def markdown(r: dict) -> str:
         lines.append(f"| {x['model']} | {x['precision']} | {x['batch']} | {_f(x.get('p50_ms'))} | {_f(x.get('p99_ms'))} | "
                      f"{_f(x.get('items_per_s'), '.0f')} | {_f(x.get('host_p50_ms'))} |")
     lines += ["", "## Engine end to end (demo clip, per pushed frame)", "",
-              "| backend | precision | streams | frame p50 ms | frame p99 ms | fps (all streams) | ok |", "|---|---|---:|---:|---:|---:|---|"]
+              "| backend | precision | streams | frame p50 ms | frame p99 ms | fps (all streams) | ok |",
+              "|---|---|---:|---:|---:|---:|---|"]
     for e in r.get("engine", []):
         lines.append(f"| {e['backend']} | {e['precision']} | {e['streams']} | {_f(e.get('p50_ms'))} | {_f(e.get('p99_ms'))} | "
                      f"{_f(e.get('fps'), '.1f')} | {'ok' if e.get('ok') else 'FAIL ' + str(e.get('reason', ''))[:80]} |")
@@ -646,7 +651,8 @@ def main(argv=None) -> int:
                 continue
             e = man.entry(name)
             path = man.model_path(name)
-            row = {"model": name, "family": fam, "precision": prec, "task": task, "inputs": inputs.note, "asked": backend}
+            row = {"model": name, "family": fam, "precision": prec, "task": task, "inputs": inputs.note, "asked": backend,
+                   "reference": f"{ref_name} on CPU"}
             try:
                 sess = make(path, backend, plan.threads)
             except Exception as ex:  # BackendUnavailableError / ModelError: reported per model, the run goes on
@@ -658,9 +664,11 @@ def main(argv=None) -> int:
             v = verify(sess, backend)
             result["verification"].append({"model": name, **v})
             row["used"] = v["used"]
-            row["provider_options"] = {k: dict(o) for k, o in sess.get_provider_options().items()} if hasattr(sess, "get_provider_options") else {}
+            row["provider_options"] = ({k: dict(o) for k, o in sess.get_provider_options().items()}
+                                       if hasattr(sess, "get_provider_options") else {})
             pl = placement(path, backend, inputs.feeds[0])
-            result["placement"].append({"model": name, **pl, "reason": "" if pl["ok"] else f"float nodes off {backend}: {pl['float_nodes_off_device']}"})
+            result["placement"].append({"model": name, **pl, "reason": "" if pl["ok"] else
+                                        f"float nodes off {backend}: {pl['float_nodes_off_device']}"})
             out = run_all(sess, inputs)
             row.update(compare_outputs(cpu_ref, out, classifier, log_probs))
             if prec == "int8":  # the same INT8 file on CPU: EP parity without the quantization effect
@@ -707,7 +715,7 @@ def main(argv=None) -> int:
                 try:
                     bound = Bound(sess, feeds, device)
                     t = timed(bound.run, plan.repeats)
-                    h = timed(lambda: sess.run(None, feeds), max(10, plan.repeats // 2))
+                    h = timed(lambda s=sess, f=feeds: s.run(None, f), max(10, plan.repeats // 2))
                 except Exception as ex:
                     result["latency"].append({"model": name, "precision": prec, "batch": b, "error": f"{type(ex).__name__}: {ex}"})
                     failures.append(f"{name} latency b{b}: {ex}")
@@ -727,7 +735,8 @@ def main(argv=None) -> int:
                 rows = [{"backend": backend, "precision": prec, "streams": 1, "ok": False, "reason": f"{type(ex).__name__}: {ex}"}]
             for rr in rows:
                 log(f"engine {backend}/{prec} x{rr['streams']}: p50 {rr.get('p50_ms', float('nan')):.2f} ms, "
-                    f"p99 {rr.get('p99_ms', float('nan')):.2f} ms, {rr.get('fps', float('nan')):.1f} fps" + ("" if rr["ok"] else f"  FAIL {rr['reason']}"))
+                    f"p99 {rr.get('p99_ms', float('nan')):.2f} ms, {rr.get('fps', float('nan')):.1f} fps"
+                    + ("" if rr["ok"] else f"  FAIL {rr['reason']}"))
                 if not rr["ok"]:
                     failures.append(f"engine {backend}/{prec} x{rr['streams']}: {rr['reason']}")
             result["engine"].extend(rows)

@@ -12,12 +12,13 @@ re-run after a model is replaced. For each model family of the tasks face_expres
    difference printed and stored). The FP16 variant then holds the INT8 model's weights, not retrained ones.
 2. Conversion with a maintained converter: ``onnxruntime.transformers.float16.convert_float_to_float16``
    (onnxruntime's fork of onnxconverter-common's; onnxconverter-common 1.16.0 itself crashes on the text
-   graph in ``remove_unnecessary_cast_node`` when a Cast has several consumers) with ``keep_io_types=True`` (graph inputs and outputs stay FP32: callers feed and read float32) and an
-   op block list per task (:data:`BLOCK`, reasons beside each entry) on top of the converter's default
-   list; Constant nodes that feed only blocked nodes are kept FP32 too (the converter would otherwise
-   round e.g. the voice ensemble's Clip floor of 1e-6 to FP16). The converter leaves FP32 -> FP16 -> FP32
-   Cast round trips between two blocked nodes; :func:`drop_cast_round_trips` removes them (so blocked paths
-   really run in FP32), and :func:`toposort` restores the topological node order ONNX requires.
+   graph in ``remove_unnecessary_cast_node`` when a Cast has several consumers) with ``keep_io_types=True``
+   (graph inputs and outputs stay FP32: callers feed and read float32) and an op block list per task
+   (:data:`BLOCK`, reasons beside each entry) on top of the converter's default list; Constant nodes that
+   feed only blocked nodes are kept FP32 too (the converter would otherwise round e.g. the voice ensemble's
+   Clip floor of 1e-6 to FP16). The converter leaves FP32 -> FP16 -> FP32 Cast round trips between two
+   blocked nodes; :func:`drop_cast_round_trips` removes them (so blocked paths really run in FP32), and
+   :func:`toposort` restores the topological node order ONNX requires.
 3. Accuracy on the dev splits (FER2013 PublicTest; the held-out voice speakers named in the source
    entry's metrics; CARER val / GoEmotions dev for text models whose labels cover them), FP32 source and
    FP16 variant in the same run, through the project's evaluators (emoedge.evaluation.*). How FP16 is
@@ -54,7 +55,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "export"))
 
-from emoedge.manifest import MODELS_DIR, load_manifest, sha256_file, update_entry  # noqa: E402
+from emoedge.manifest import MODELS_DIR, load_manifest, update_entry  # noqa: E402
 from shared_paths import shared_dir  # noqa: E402
 
 MADE_BY = "python export/fp16_export.py"

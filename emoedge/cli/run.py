@@ -1,5 +1,5 @@
 """`emoedge run SOURCE [--audio FILE] [--text-file FILE] [--jsonl PATH] [--out annotated.mp4]
-[--precision int8|fp32] [--realtime] [--show]`: fused emotion events from a video file (with its audio
+[--precision int8|fp32|fp16] [--backend cpu|cuda|tensorrt] [--realtime] [--show]`: fused emotion events from a video file (with its audio
 track), a camera index, an audio file or a microphone ('mic'). A progress bar (files) goes to stderr and a
 summary table (frames, faces, drops, p50/p95/p99 per stage) closes the run."""
 from __future__ import annotations
@@ -10,8 +10,9 @@ import time
 
 
 def add_engine_arguments(p) -> None:
-    p.add_argument("--precision", choices=("int8", "fp32"), default=None,
-                   help="model precision (default: each model's default in the manifest)")
+    p.add_argument("--precision", choices=("int8", "fp32", "fp16"), default=None,
+                   help="model precision (default: each model's default in the manifest; fp16 needs --backend cuda "
+                        "or tensorrt)")
     p.add_argument("--backend", default="cpu", help="cpu | cuda | tensorrt (default cpu)")
     p.add_argument("--threads", type=int, default=1, help="onnxruntime threads per model (default 1)")
     p.add_argument("--no-face", action="store_true", help="do not analyze faces")
