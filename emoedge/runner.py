@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import queue
 import threading
-from typing import TYPE_CHECKING, Any, Iterator, List
+import time
+from typing import TYPE_CHECKING, Any, Iterator, List, Optional
 
 from .errors import InvalidInputError
 from .events import EmotionEvent
@@ -72,8 +73,12 @@ class _Failure:
 
 
 class _ReaderCtx:
+    # stop: close() (readers quit at once); drain: Run.stop() (readers quit after the item in hand and mark
+    # their end, so the consumer processes everything already read); halt: either one (wakes paced sleeps)
     def __init__(self, stop, realtime, speed):
         self.stop, self.realtime, self.speed = stop, realtime, speed
+        self.drain = threading.Event()
+        self.halt = threading.Event()
 
 
 def _put(ctx, q, item):
@@ -87,14 +92,19 @@ def _put(ctx, q, item):
 
 def _file_reader(ctx, src, q):
     try:
+        if ctx.drain.is_set():
+            _put(ctx, q, _END)
+            return
         items = src.items()
         if ctx.realtime and not src.live:
             from .sources import paced
-            items = paced(items, speed=ctx.speed, stop=ctx.stop)
+            items = paced(items, speed=ctx.speed, stop=ctx.halt)
         for it in items:
             _put(ctx, q, it)
             if ctx.stop.is_set():
                 return
+            if ctx.drain.is_set():
+                break
         _put(ctx, q, _END)
     except BaseException as e:  # forwarded to the consumer
         _put(ctx, q, _Failure(e))
@@ -102,13 +112,15 @@ def _file_reader(ctx, src, q):
 
 def _live_reader(ctx, src, inbox, cond):
     try:
-        items = src.items()
+        items = src.items() if not ctx.halt.is_set() else iter(())
         if not src.live:
             from .sources import paced
-            items = paced(items, speed=ctx.speed, stop=ctx.stop)
+            items = paced(items, speed=ctx.speed, stop=ctx.halt)
         for it in items:
             if ctx.stop.is_set():
                 return
+            if ctx.drain.is_set():
+                break
             with cond:
                 if it.kind == "video":
                     slot = inbox["video"]
@@ -142,9 +154,10 @@ class _Latest:
 
 class Run:
     """An iterator of EmotionEvents from sources read by background threads (see :meth:`Engine.run`).
-    ``stream`` holds the counters (``run.stream.stats``); ``close()`` stops the readers (also on exit from a
-    ``with`` block or when the iterator is garbage-collected). Reader errors (e.g. a corrupt file) are
-    raised from the iteration."""
+    ``stream`` holds the counters (``run.stream.stats``); ``stop()`` ends the run gracefully (what was read
+    is processed, then flushed); ``close()`` stops the readers at once (also on exit from a ``with`` block or
+    when the iterator is garbage-collected). Reader errors (e.g. a corrupt file) are raised from the
+    iteration."""
 
     def __init__(self, stream: Stream, sources, *, live: bool, realtime: bool, queue_size: int, speed: float):
         self.stream, self.sources, self.live = stream, list(sources), live
@@ -155,6 +168,8 @@ class Run:
         self._gen = None
         self._threads: List[threading.Thread] = []
         self._ctx = _ReaderCtx(self._stop, realtime, speed)
+        self._drain_deadline: Optional[float] = None
+        self.drain_timeout_s = 3.0  # live mode: how long stop() waits for a reader blocked in its device
         self.t = 0.0
 
     # -- reader threads (module functions: a thread must not keep the Run alive, so that an abandoned
@@ -240,9 +255,12 @@ class Run:
             self._start(_live_reader, s, inbox, cond)
         counted = {"replaced": 0, "audio": 0}
         while True:
+            if self._drain_expired():
+                break  # a live reader is stuck inside its device after stop(): end with what was processed
             with cond:
                 while (inbox["video"].item is None and not inbox["audio"] and not inbox["text"]
-                       and inbox["ended"] < len(self.sources) and not inbox["errors"] and not self._stop.is_set()):
+                       and inbox["ended"] < len(self.sources) and not inbox["errors"] and not self._stop.is_set()
+                       and not self._drain_expired()):
                     cond.wait(0.1)
                 if inbox["errors"]:
                     raise inbox["errors"][0]
@@ -274,6 +292,24 @@ class Run:
             for ev in self.stream.flush():
                 yield ev
 
+    def stop(self) -> None:
+        """Stop reading, gracefully: each reader stops after the item in hand, everything already read is
+        processed, the stream is flushed and the iteration ends normally. Thread-safe and cheap (safe in a
+        signal handler; the CLI calls it on Ctrl-C / SIGTERM). ``close()`` instead stops at once."""
+        if self._ctx.drain.is_set():
+            return
+        self._drain_deadline = time.monotonic() + self.drain_timeout_s
+        self._ctx.drain.set()
+        self._ctx.halt.set()
+
+    def _drain_expired(self) -> bool:
+        return self._drain_deadline is not None and time.monotonic() > self._drain_deadline
+
+    @property
+    def stopped(self) -> bool:
+        """True once :meth:`stop` was called."""
+        return self._ctx.drain.is_set()
+
     def _events(self):
         try:
             yield from (self._iter_live() if self.live else self._iter_file())
@@ -296,6 +332,7 @@ class Run:
         # live sources are closed first (that unblocks their readers); file sources only after their
         # reader threads have ended, so no decoder is closed under a running demux.
         self._stop.set()
+        self._ctx.halt.set()
         for s in self.sources:
             if s.live:
                 _close_quietly(s)

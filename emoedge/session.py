@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import pathlib
 from dataclasses import dataclass, field
-from typing import Optional, Sequence
+from typing import Any, Optional, Sequence
 
 from .errors import BackendUnavailableError, ModelError, ModelNotFoundError
 
@@ -34,6 +34,8 @@ class SessionOptions:
       int8 expects the QDQ-INT8 model. Ignored by cpu/cuda (the model file decides).
     use_compiled: prefer artifacts from ``emoedge compile --target cpu`` when present.
     trt_profile: TensorRT shape profile {input_name: (min_shape, opt_shape, max_shape)}.
+    triton: emoedge.triton.client.TritonOptions for backend 'triton' (the model runs on a Triton server;
+      make_session returns a session-like adapter, see emoedge.triton.client).
     """
     backend: str = "cpu"
     intra_threads: int = 1
@@ -45,6 +47,7 @@ class SessionOptions:
     trt_profile: Optional[dict] = None
     device_id: int = 0
     extra_provider_options: dict = field(default_factory=dict)
+    triton: Optional[Any] = None
 
 
 def _profile_str(profile: Optional[dict]) -> str:
@@ -60,12 +63,12 @@ def _profile_str(profile: Optional[dict]) -> str:
 def tensorrt_provider_options(model_sha256: str, opts: SessionOptions, cache_dir=None) -> dict:
     """ORT TensorRT EP options with engine + timing caches in a folder keyed by model sha256, GPU name,
     TensorRT and onnxruntime versions, precision and shape profile."""
-    from .backends import cache_root, make_cache_key
+    from .backends import atomic_write_bytes, cache_root, make_cache_key
     key = make_cache_key(model_sha256, "tensorrt", opts.precision, _profile_str(opts.trt_profile))
     root = pathlib.Path(cache_dir) if cache_dir else cache_root() / "trt-ep"
     d = root / key.dirname()
     d.mkdir(parents=True, exist_ok=True)
-    (d / "key.json").write_text(json.dumps(key.__dict__, indent=2, sort_keys=True))
+    atomic_write_bytes(d / "key.json", json.dumps(key.__dict__, indent=2, sort_keys=True).encode())
     po = {"device_id": opts.device_id,
           "trt_engine_cache_enable": True, "trt_engine_cache_path": str(d),
           "trt_timing_cache_enable": True, "trt_timing_cache_path": str(d),
@@ -89,11 +92,18 @@ def make_session(path, opts: SessionOptions = None, provider_options: Sequence[d
     path = pathlib.Path(path)
     if not path.is_file():
         raise ModelNotFoundError(f"model file {path} not found")
+    if opts.backend == "triton":   # same graph, run by a Triton server: an adapter with the session surface
+        from .triton.client import runs_in_process, triton_session
+        if not runs_in_process(path, opts.triton):
+            return triton_session(path, opts)
+        import dataclasses
+        opts = dataclasses.replace(opts, backend="cpu", triton=None)
     if opts.backend not in BACKEND_PROVIDERS:
         if opts.backend == "trt-native":
             raise BackendUnavailableError("backend 'trt-native' runs serialized TensorRT engines, not ORT sessions: "
                                           "use emoedge.trt_native.TrtEngine")
-        raise BackendUnavailableError(f"unknown backend {opts.backend!r}; choose one of {sorted(BACKEND_PROVIDERS)} or 'trt-native'")
+        raise BackendUnavailableError(f"unknown backend {opts.backend!r}; choose one of {sorted(BACKEND_PROVIDERS)}, "
+                                      "'triton' or 'trt-native'")
     check_backend(opts.backend)
     so = ort.SessionOptions()
     so.intra_op_num_threads = int(opts.intra_threads)

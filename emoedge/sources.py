@@ -255,30 +255,48 @@ class AudioFileSource(Source):
 
 
 _TS_LINE = re.compile(r"^\s*(\d+(?:\.\d*)?)\s*(?:\t|\s+)(.*)$")
+_TS_TAB = re.compile(r"^\s*\d+(?:\.\d*)?[ ]*\t")
 
 
 class TextFileSource(Source):
-    """Timed text lines. A line ``SECONDS<TAB or space>TEXT`` is placed at that time; when no line carries a
-    time, line i is placed at ``start + i * interval`` seconds. Blank lines are skipped."""
+    """Timed text lines (UTF-8). Either every line is ``SECONDS<TAB or spaces>TEXT`` (placed at that time; times
+    must not decrease) or no line is timed with a TAB (line i is placed at ``start + i * interval`` seconds and
+    kept verbatim, so "3 cats" stays a sentence). A file that mixes ``SECONDS<TAB>`` lines with untimed lines
+    is refused naming the first line of each kind: its times would otherwise be ignored silently. Blank lines
+    are skipped; a binary file (NUL bytes, mostly undecodable) is refused."""
     kinds = frozenset({"text"})
 
     def __init__(self, path, *, interval: float = 2.0, start: float = 0.0):
         p = _check_file(path)
         self.path, self.name = p, str(p)
         try:
-            lines = [ln.rstrip("\n") for ln in p.read_text(encoding="utf-8", errors="replace").splitlines()]
+            raw = p.read_bytes()
         except OSError as e:
             raise _file_error(p, "cannot read the text file", e) from None
-        lines = [ln for ln in lines if ln.strip()]
+        head = raw[:8192]
+        if b"\x00" in head or head.decode("utf-8", errors="replace").count("\ufffd") > max(8, len(head) // 20):
+            raise InvalidInputError(f"{p}: not a text file (binary data); --text-file takes UTF-8 lines "
+                                    "'SECONDS<TAB>TEXT' (or untimed lines)")
+        text = raw.decode("utf-8", errors="replace")
+        numbered = [(i + 1, ln.rstrip("\n")) for i, ln in enumerate(text.splitlines()) if ln.strip()]
+        lines = [ln for _, ln in numbered]
         timed = [_TS_LINE.match(ln) for ln in lines]
         self.items_list = []
         if lines and all(timed):
-            for m in timed:
+            for (no, _), m in zip(numbered, timed):
                 self.items_list.append(TextItem(t=float(m.group(1)), text=m.group(2).strip()))
             ts = [it.t for it in self.items_list]
-            if any(b < a for a, b in zip(ts, ts[1:])):
-                raise InvalidInputError(f"{p}: line times must not decrease")
+            for (no, _), a, b in zip(numbered[1:], ts, ts[1:]):
+                if b < a:
+                    raise InvalidInputError(f"{p}: line {no}: time {b:g} s is before the previous line's {a:g} s; "
+                                            "line times must not decrease")
         else:
+            tab_timed = [(no, ln) for no, ln in numbered if _TS_TAB.match(ln)]
+            if tab_timed:
+                untimed = next((no, ln) for (no, ln), m in zip(numbered, timed) if not m)
+                raise InvalidInputError(
+                    f"{p}: mixes timed and untimed lines (line {tab_timed[0][0]} starts with a time, line {untimed[0]} "
+                    f"{untimed[1][:40]!r} does not); give every line as SECONDS<TAB>TEXT, or no line a time")
             self.items_list = [TextItem(t=start + i * interval, text=ln.strip()) for i, ln in enumerate(lines)]
         self.duration = self.items_list[-1].t if self.items_list else 0.0
 
@@ -297,6 +315,25 @@ class ArraySource(Source):
         yield from self._items
 
 
+def _quiet_capture(index: int):
+    """``cv2.VideoCapture(index)`` without OpenCV's own WARN lines for a missing camera (our error says it
+    once, with the fix); OpenCV's log level is restored afterwards."""
+    import cv2
+    log = getattr(getattr(cv2, "utils", None), "logging", None)
+    old = None
+    if log is not None:
+        try:
+            old = log.getLogLevel()
+            log.setLogLevel(log.LOG_LEVEL_ERROR)
+        except (AttributeError, cv2.error):
+            old = None
+    try:
+        return cv2.VideoCapture(index)
+    finally:
+        if old is not None:
+            log.setLogLevel(old)
+
+
 class CameraSource(Source):
     """A camera through ``cv2.VideoCapture(index)``; ``t`` is seconds since the source started (monotonic
     clock). Optional capture size (pixels) and fps requests."""
@@ -307,7 +344,7 @@ class CameraSource(Source):
                  fps: Optional[float] = None, clock=None):
         import cv2
         self.index, self.name = int(index), f"camera {index}"
-        self._cap = cv2.VideoCapture(self.index)
+        self._cap = _quiet_capture(self.index)
         if not self._cap.isOpened():
             raise InvalidInputError(f"camera {index} could not be opened: check the index (0 is the default camera), "
                                     "permissions, and that no other program holds it")

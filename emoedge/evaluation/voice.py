@@ -16,6 +16,7 @@ from typing import Iterable, Optional
 
 import numpy as np
 
+from . import load_npz
 from ..errors import InvalidInputError
 
 
@@ -60,14 +61,9 @@ def _map_label(name: str, model_labels) -> Optional[str]:
 
 def load_pack(path):
     p = pathlib.Path(path)
-    if not p.is_file():
-        raise InvalidInputError(f"data file {p} not found; pass a speech .npz like ../shared/data/speech/*.npz")
-    try:
-        d = np.load(p, allow_pickle=False)
-        need = ("audio", "offsets", "labels", "label_names")
-        miss = [k for k in need if k not in d.files]
-    except Exception as e:
-        raise InvalidInputError(f"data file {p} is not a readable .npz ({e})") from None
+    d = load_npz(p, "speech data file", "pass a speech .npz like ../shared/data/speech/*.npz")
+    need = ("audio", "offsets", "labels", "label_names")
+    miss = [k for k in need if k not in d.files]
     if miss:
         raise InvalidInputError(f"data file {p} lacks {miss}; expected the layout of ../shared/data/speech/README.md")
     return d
@@ -148,13 +144,13 @@ def evaluate_file(path, *, name: Optional[str] = None, precision: Optional[str] 
 
 
 def add_arguments(p) -> None:
-    p.add_argument("--data", required=True, help="speech .npz (layout of ../shared/data/speech)")
+    p.add_argument("--data", required=True, metavar="FILE", help="speech .npz (layout of ../shared/data/speech)")
     p.add_argument("--model", default=None, help="manifest entry name (default: the task default)")
     p.add_argument("--precision", default=None, choices=("fp32", "int8"), help="pick this precision of the family")
-    p.add_argument("--speakers", default=None, help="only these speaker ids, e.g. 17-20 or 3,8 (held-out speakers)")
-    p.add_argument("--limit", type=int, default=None, help="only the first N clips (after filtering)")
+    p.add_argument("--speakers", default=None, metavar="IDS", help="only these speaker ids, e.g. 17-20 or 3,8 (held-out speakers)")
+    p.add_argument("--limit", type=int, metavar="N", default=None, help="only the first N clips (after filtering)")
     p.add_argument("--vad-gate", action="store_true", help="run windows only where the VAD detects speech")
-    p.add_argument("--manifest", default=None, help="manifest.json (default: the bundled one)")
+    p.add_argument("--manifest", default=None, metavar="PATH", help="manifest.json (default: the bundled one)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
 
 
