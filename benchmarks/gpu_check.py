@@ -8,9 +8,10 @@
 What it does (``--backend cuda``, the default):
 1. Environment: GPU name, driver, CUDA (nvidia-smi), cuDNN (cudnnGetVersion), onnxruntime version and build.
 2. Provider verification, per session: the first provider must be the one asked for (emoedge.session
-   raises otherwise) and a profiled run must place every node with a float output on it. Nodes that only
-   compute shapes (int64 outputs) may stay on the CPU. Anything else counts as a silent CPU fallback: the row
-   is marked, the run fails, and no "cuda" result file is written (see :func:`write_outputs`).
+   raises otherwise); a session or Engine that runs elsewhere makes the run invalid: no "cuda" result file
+   is written, a *.invalid.json instead (see :func:`write_outputs`). A profiled run must also place every
+   node with a float output on the asked provider (nodes that only compute shapes, int64 outputs, may stay
+   on the CPU); a model with float nodes on the CPU fails its row, named in the results.
 3. Parity of every bundled .onnx model on the GPU against CPU FP32 (the family's FP32 model, or its INT8
    model for the INT8-only text families, whose FP16 variant is made from it; INT8 files
    also against their own file on CPU, which is what their pass/fail uses): max abs difference of outputs
@@ -499,8 +500,9 @@ def write_outputs(result: dict, path: pathlib.Path) -> pathlib.Path:
     """Write the JSON and the Markdown table atomically. A run in which any session or Engine asked for a
     GPU provider and got another one is not a GPU result: it goes to ``<name>.invalid.json``/``.md`` and the
     official file is left untouched. A dry run never writes gpu_h200.json."""
+    # a session that runs on another provider than asked invalidates the file; a model with some float nodes
+    # placed on the CPU (placement) is a failure of that row, reported in the file, not a wrong label
     bad = [r for sec in ("verification", "engine") for r in result.get(sec, []) if not r.get("ok", False)]
-    bad += [r for r in result.get("placement", []) if not r.get("ok", False)]
     if result.get("dry_run") and path.name == "gpu_h200.json":
         raise ValueError("a --cpu-dry-run result is not a GPU result: refusing to write gpu_h200.json")
     if bad:
@@ -679,7 +681,8 @@ def main(argv=None) -> int:
                 row["cpu_fp32_accuracy"] = face_accuracy(cpu_ref, inputs, ref_entry["labels"])
             ok, why = v["ok"] and pl["ok"], [] if v["ok"] else [v["reason"]]
             if not pl["ok"]:
-                why.append("float nodes off the device")
+                off = pl["float_nodes_off_device"]
+                why.append(f"{len(off)} node(s) with float outputs ran on the CPU: {sorted(set(off.values()))[:5]}")
             if classifier:
                 # INT8: the EP is judged against the same INT8 file on CPU; the difference to FP32 is the
                 # quantization itself (reported, not judged here)
