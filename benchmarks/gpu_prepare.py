@@ -3,6 +3,9 @@
 
     python benchmarks/gpu_prepare.py [--data ../shared/data] [--limit-mib 64]
 
+Run it in the checkout the device tool sends (the GPU session's own), after its last change to tracked
+files: the part size is computed from that working tree's size.
+
 Writes, under the git-ignored folder ``.gpu/`` of this checkout:
 
 * ``.gpu/cache/``: the wheels, downloaded once with pip (exact pins, sha256 checked): onnxruntime-gpu 1.31.1
