@@ -23,7 +23,7 @@ from emoedge import outputs as O
 from emoedge import sources as S
 from emoedge.cli import build_parser, main
 from emoedge.cli import run as run_cli
-from emoedge.errors import InvalidInputError, OutputError
+from emoedge.errors import InvalidInputError
 from test_engine import fake_engine
 from test_sources import make_video, write_wav
 

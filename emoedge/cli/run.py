@@ -10,7 +10,7 @@ import os
 import sys
 import time
 import warnings
-from typing import Optional
+from typing import Any, Dict, Optional
 
 
 def add_engine_arguments(p) -> None:
@@ -38,7 +38,7 @@ def make_engine(args, face: bool = True, voice: bool = True, text: bool = True):
     """The engine for a run: only the modalities the inputs need (and the flags allow) are loaded. Precision
     fallbacks and other load-time warnings are printed once each as ``note:`` lines on stderr."""
     from ..engine import Engine
-    kw = {}
+    kw: Dict[str, Any] = {}
     if getattr(args, "no_face", False) or not face:
         kw["face"] = False
     if getattr(args, "no_voice", False) or not voice:
@@ -117,7 +117,7 @@ class Progress:
             self.f.flush()
 
 
-def summary_table(stats, wall_s: float, src_s: float = None, interrupted: Optional[str] = None) -> str:
+def summary_table(stats, wall_s: float, src_s: Optional[float] = None, interrupted: Optional[str] = None) -> str:
     """The closing table: counters and per-stage latency percentiles (ms). ``interrupted``: the signal name
     when the run was stopped by SIGINT/SIGTERM (marked on the first line)."""
     d = stats.to_dict()
