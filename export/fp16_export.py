@@ -74,24 +74,36 @@ BLOCK: Dict[str, Dict[str, str]] = {
         "Clip": "floor (1e-6) before the log, kept exact",
         "Log": "log of probabilities: FP16 underflow would give -inf",
     },
-    "text": {
-        # the featurizer path: TF-IDF weights, per-(text, block) squared sums, L2 norms, segment sums.
-        # eps = 1e-12 is 0 in FP16, so an empty block would give 0/0 = NaN; sums over hundreds of n-grams
-        # lose ~1e-3 relative in FP16. Only the weight table (W) and idf are stored and gathered in FP16.
-        "Mul": "tf * idf, squares, row weighting",
-        "ScatterElements": "segment sums (squared norms, weighted rows)",
-        "Sqrt": "L2 norm",
-        "Div": "normalisation",
-        "ReduceSum": "sum over blocks",
-        "Add": "bias",
-        "ConstantOfShape": "zero accumulators",
-        "Expand": "segment index broadcast",
-        "Reshape": "[B*K, C] -> [B, K, C]",
-        "Unsqueeze": "column vectors",
-        "Concat": "shapes",
-        "Shape": "shapes",
-    },
+    # text: every op of the graph except the Gathers of weight tables (see text_block_lists): the featurizer
+    # path (TF-IDF weights, per-(text, block) squared sums, L2 norms, segment sums: eps = 1e-12 is 0 in FP16,
+    # so an empty block would give 0/0 = NaN, and sums over hundreds of n-grams lose ~1e-3 relative) and the
+    # classifier head (softmax, log, sigmoid of the multi-expert text models) stay FP32; only the weight
+    # table W and idf are stored and gathered in FP16.
+    "text": {},
 }
+TEXT_RULE = ("all ops except Gathers of weight tables stay FP32 (featurizer: TF-IDF, segment sums, L2 norms with "
+             "eps=1e-12; head: softmax/log/sigmoid); W and idf are stored and gathered in FP16")
+
+
+def name_nodes(model: onnx.ModelProto) -> None:
+    """Give every unnamed node a unique name (node block lists match by name)."""
+    taken = {n.name for n in model.graph.node if n.name}
+    for i, n in enumerate(model.graph.node):
+        if not n.name:
+            name = f"{n.op_type}_{i}"
+            while name in taken:
+                name += "_"
+            n.name = name
+            taken.add(name)
+
+
+def text_block_lists(model: onnx.ModelProto):
+    """(op types, node names) to keep FP32 in a text model: every op type but Gather, and the Gathers that
+    read activations rather than an initializer (a weight table)."""
+    inits = {i.name for i in model.graph.initializer}
+    ops = sorted({n.op_type for n in model.graph.node} - {"Gather"})
+    nodes = [n.name for n in model.graph.node if n.op_type == "Gather" and n.input[0] not in inits]
+    return ops, nodes
 
 
 def log(*a):
@@ -179,8 +191,10 @@ def convert(model: onnx.ModelProto, task: str):
     """(FP16 model, op block list, node block list) via onnxruntime.transformers.float16 with keep_io_types=True."""
     import warnings
     from onnxruntime.transformers import float16
-    ops = list(float16.DEFAULT_OP_BLOCK_LIST) + [op for op in BLOCK.get(task, {}) if op not in float16.DEFAULT_OP_BLOCK_LIST]
-    nodes = constants_feeding_only(model, ops)
+    name_nodes(model)
+    extra, extra_nodes = text_block_lists(model) if task == "text" else (list(BLOCK.get(task, {})), [])
+    ops = list(float16.DEFAULT_OP_BLOCK_LIST) + [op for op in extra if op not in float16.DEFAULT_OP_BLOCK_LIST]
+    nodes = constants_feeding_only(model, ops) + extra_nodes
     with warnings.catch_warnings():
         # the converter warns for every weight below 1e-7 it rounds up to 1e-7; counted in the entry instead
         warnings.simplefilter("ignore", UserWarning)
@@ -373,6 +387,9 @@ class Recording:
 
     def get_inputs(self):
         return self.sess.get_inputs()
+
+    def get_outputs(self):  # TextModel maps its extra outputs (coverage, expert scores) by name
+        return self.sess.get_outputs()
 
     def run(self, names, feeds):
         out = self.sess.run(names, feeds)
@@ -596,7 +613,9 @@ def main(argv=None) -> int:
                                  f"from onnxruntime=={_version('onnxruntime')}, onnx=={onnx.__version__}; then "
                                  "drop_cast_round_trips + toposort (export/fp16_export.py)",
                     "folded_int8": bool(src["fold"]),
-                    "op_block_list_extra": BLOCK.get(task, {}), "node_block_list": nodes, "graph": stats,
+                    "op_block_list_extra": ({"rule": TEXT_RULE, "ops": [o for o in ops if o not in _default_block()]}
+                                            if task == "text" else BLOCK.get(task, {})),
+                    "node_block_list": nodes, "graph": stats,
                     "io": "inputs and outputs float32 (casts inside the graph)",
                     "accuracy_method": ("onnx.reference.ReferenceEvaluator on the FP16 graph: float16 tensors between ops, "
                                         "Conv/Gemm/MatMul accumulate in float32 (export/fp16_export.py Fp16Runner); "
@@ -611,6 +630,10 @@ def main(argv=None) -> int:
     rp = pathlib.Path(a.report)
     if write_manifest:
         rp.parent.mkdir(parents=True, exist_ok=True)
+        if only and rp.is_file():  # a partial run updates its families in the existing report
+            old = json.loads(rp.read_text())
+            old.setdefault("models", {}).update(report["models"])
+            report = old
         rp.write_text(json.dumps(report, indent=2, sort_keys=True, default=str) + "\n")
         log(f"report: {rp}")
     else:
@@ -619,6 +642,11 @@ def main(argv=None) -> int:
         log(f"outside the {BOUND_PT}-point bound: {failures}")
         return 1
     return 0
+
+
+def _default_block() -> List[str]:
+    from onnxruntime.transformers import float16
+    return list(float16.DEFAULT_OP_BLOCK_LIST)
 
 
 def _version(dist: str) -> str:
