@@ -1,9 +1,10 @@
 """FP16 variants of the face-expression, voice and text models for GPUs, with manifest entries and dev accuracy.
 
-    python export/fp16_export.py [--data ../shared/data] [--only face-expr,voice-ser] [--limit N] [--no-eval]
+    python export/fp16_export.py [--data ../shared/data] [--only face-expr,voice-ser | --all] [--limit N] [--no-eval]
 
-One command regenerates every FP16 variant from whatever models the manifest holds now, so it can be
-re-run after a model is replaced. For each model family of the tasks face_expression, voice and text:
+One command regenerates the FP16 variants from whatever models the manifest holds now, so it can be
+re-run after a model is replaced. For the family of each default model of the tasks face_expression, voice
+and text (``--all``: every family of those tasks):
 
 1. Source: the family's FP32 entry. A family shipped only as INT8 (the text models: weight table W int8
    per-column scale, idf uint8) is first turned into the FP32 graph its INT8 graph computes:
@@ -514,15 +515,18 @@ def _pack(out: dict) -> dict:
 
 # --------------------------------------------------------------------------------------------- driver
 
-def sources(man, only: Optional[Sequence[str]]) -> List[dict]:
-    """One source per family of the FP16 tasks: the FP32 entry, else the INT8 one (to be folded)."""
+def sources(man, only: Optional[Sequence[str]], every_family: bool = False) -> List[dict]:
+    """One source per family: the FP32 entry, else the INT8 one (to be folded). Families: ``only``, else
+    every family of the FP16 tasks with ``every_family``, else the family of each task's default model
+    (what Engine(precision="fp16") loads; the other families stay CPU models, which keeps the package small)."""
     fams: Dict[str, Dict[str, str]] = {}
     for n, e in man.models.items():
         if e.get("task") in TASKS and e.get("precision") in ("fp32", "int8"):
             fams.setdefault(e.get("family", n), {})[e["precision"]] = n
+    defaults = {man.entry(d).get("family", d) for t, d in man.data.get("defaults", {}).items() if t in TASKS}
     out = []
     for fam, by_prec in sorted(fams.items()):
-        if only and fam not in only:
+        if (only and fam not in only) or (not only and not every_family and fam not in defaults):
             continue
         name = by_prec.get("fp32") or by_prec["int8"]
         out.append({"family": fam, "source": name, "fold": "fp32" not in by_prec})
@@ -532,7 +536,10 @@ def sources(man, only: Optional[Sequence[str]]) -> List[dict]:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", default=str(shared_dir() / "data"))
-    ap.add_argument("--only", default=None, help="comma-separated families (default: every family of face_expression, voice, text)")
+    ap.add_argument("--only", default=None, help="comma-separated families (default: the families of the face_expression, "
+                    "voice and text default models)")
+    ap.add_argument("--all", action="store_true", help="every family of those tasks (e.g. the CARER-only and GoEmotions "
+                    "text models too)")
     ap.add_argument("--limit", type=int, default=0, help="evaluate only the first N items per split (smoke runs; "
                     "the manifest is then NOT updated)")
     ap.add_argument("--no-eval", action="store_true", help="convert only (manifest not updated)")
@@ -546,7 +553,7 @@ def main(argv=None) -> int:
     only = [s.strip() for s in a.only.split(",")] if a.only else None
     write_manifest = not a.limit and not a.no_eval
     report, failures = {"command": MADE_BY, "models": {}}, []
-    for src in sources(man, only):
+    for src in sources(man, only, a.all):
         fam, sname = src["family"], src["source"]
         se = man.entry(sname)
         task = se["task"]
