@@ -39,9 +39,9 @@ import numpy as np
 
 HERE = pathlib.Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-import face_data  # noqa: E402
-from face_model import FaceNet, TeacherResNet, count_flops, count_params  # noqa: E402
-from face_train import evaluate, lr_at, soft_ce, step_batches  # noqa: E402
+import face_data
+from face_model import FaceNet, TeacherResNet, count_flops, count_params
+from face_train import evaluate, lr_at, soft_ce, step_batches
 
 
 def _ints(s: str) -> tuple:
@@ -191,7 +191,7 @@ def train_stage(kind: str, model, data: dict, args, device, slot_end, log, teach
         return best
     t_start, p0 = time.time(), step_count / total
     compressed = False
-    cpu_sd = lambda m: {k: v.detach().cpu() for k, v in m.state_dict().items()}  # noqa: E731
+    cpu_sd = lambda m: {k: v.detach().cpu() for k, v in m.state_dict().items()}
     T = args.kd_T
     for epoch in range(start_epoch, epochs):
         te = time.time()
@@ -209,8 +209,8 @@ def train_stage(kind: str, model, data: dict, args, device, slot_end, log, teach
             prog = step_count / total
             if slot_end is not None:
                 pt = p0 + (1 - p0) * (time.time() - t_start) / max(slot_end - t_start, 1.0)
-                if pt > prog:
-                    compressed, prog = True, pt
+                compressed = compressed or pt > prog + 0.01  # behind by more than 1% of the schedule
+                prog = max(prog, pt)
             lr = lr_at(prog, peak)
             for g in opt.param_groups:
                 g["lr"] = lr
@@ -388,6 +388,7 @@ def main(argv=None) -> int:
     # dev-fitted temperature and logit biases of the selected student (PublicTest is not read here)
     from face_export import fit_temperature
     from face_tta import fit_logit_bias
+
     from emoedge.evaluation.metrics import classification_report
     student = make_student(args)
     student.load_state_dict(torch.load(out / "student_best.pt", map_location="cpu", weights_only=False)["model"])

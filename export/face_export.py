@@ -9,7 +9,8 @@ per-channel int8 weights, uint8 activations, MinMax) calibrated on ``--calib`` r
 pre-processed by ``emoedge.kernels.preprocess``; both precisions evaluated on PublicTest by
 ``emoedge.evaluation.face.evaluate`` (the code behind ``emoedge eval face``); latency at batch 1 and 8,
 1 thread, interleaved in one run (warm-up discarded, medians of perf_counter_ns); one temperature per
-precision fitted on PublicTest logits (minimum NLL); manifest entries ``face-expr-fp32`` and
+precision fitted on PublicTest logits (minimum NLL), or the dev-split temperature of a face_distill.py
+checkpoint (``--temperature``), whose dev-fitted logit biases ``--logit-bias`` adds to the graph; manifest entries ``face-expr-fp32`` and
 ``face-expr-int8``; the faster precision (at batch 1, if its accuracy is within 1 point) becomes
 ``defaults.face_expression``.
 """

@@ -34,7 +34,7 @@ HERE = pathlib.Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(REPO))
-import face_data  # noqa: E402
+import face_data
 
 SPLIT = "FER2013 PublicTest (fer2013_val.npz)"
 
@@ -60,7 +60,7 @@ def flip_average_graph(src, dst) -> None:
     keep = [vi for vi in g.value_info if vi.name not in (xin, yout)]
     del g.value_info[:]
     g.value_info.extend(keep)
-    i64 = lambda name, v: numpy_helper.from_array(np.asarray(v, np.int64), name)  # noqa: E731
+    i64 = lambda name, v: numpy_helper.from_array(np.asarray(v, np.int64), name)
     g.initializer.extend([i64("tta_starts", [-1]), i64("tta_ends", [np.iinfo(np.int64).min]),
                           i64("tta_axes", [3]), i64("tta_steps", [-1]), i64("tta_shape", [2, -1, k]),
                           i64("tta_axis0", [0])])
@@ -82,14 +82,15 @@ def flip_average_graph(src, dst) -> None:
     os.replace(tmp, dst)
 
 
-def fit_logit_bias(logits: np.ndarray, y: np.ndarray, n_classes: int, grid=np.arange(-1.5, 1.51, 0.05),
-                   sweeps: int = 4, fixed: int = -1) -> np.ndarray:
+def fit_logit_bias(logits: np.ndarray, y: np.ndarray, n_classes: int, grid=None, sweeps: int = 4,
+                   fixed: int = -1) -> np.ndarray:
     """float32 [K] bias maximising macro-F1 of argmax(logits + b) on (logits, y), by coordinate ascent on
-    ``grid`` (one class, ``fixed``, stays 0: a common shift does not change the argmax)."""
+    ``grid`` (default -1.5..1.5 step 0.05; one class, ``fixed``, stays 0: a common shift does not change the argmax)."""
     from emoedge.evaluation.metrics import classification_report
+    grid = np.arange(-1.5, 1.51, 0.05) if grid is None else grid
     names = [str(i) for i in range(n_classes)]
     b = np.zeros(n_classes)
-    score = lambda bb: classification_report(y, (logits + bb).argmax(1), names)["macro_f1"]  # noqa: E731
+    score = lambda bb: classification_report(y, (logits + bb).argmax(1), names)["macro_f1"]
     best = score(b)
     fixed = fixed % n_classes
     for _ in range(sweeps):
@@ -141,11 +142,12 @@ def main(argv=None) -> int:
     p.add_argument("--reps", type=int, default=300, help="latency repetitions at batch 1 (half at batch 8)")
     p.add_argument("--json", default="", help="also write the results here")
     args = p.parse_args(argv)
+    from face_export import latency
+
     from emoedge.evaluation.face import evaluate
     from emoedge.evaluation.metrics import classification_report
     from emoedge.manifest import load_manifest, update_entry
     from emoedge.session import SessionOptions, make_session
-    from face_export import latency
 
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -186,7 +188,7 @@ def main(argv=None) -> int:
             rb = classification_report(y, (lv + b).argmax(1), names)
             rh0 = classification_report(yh, lh.argmax(1), names)
             rhb = classification_report(yh, (lh + b).argmax(1), names)
-            rec = lambda r: {k: round(v["recall"], 4) for k, v in r["per_class"].items()}  # noqa: E731
+            rec = lambda r: {k: round(v["recall"], 4) for k, v in r["per_class"].items()}
             res["variants"][variant] = {
                 "publictest": {"accuracy": rep["accuracy"], "macro_f1": rep["macro_f1"],
                                "per_class_recall": {k: round(v, 4) for k, v in rep["per_class_recall"].items()}},

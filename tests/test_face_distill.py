@@ -90,12 +90,12 @@ def test_dev_split_is_stratified_disjoint_and_keeps_duplicates_together():
     for c in range(7):
         frac = np.isin(np.nonzero(labels == c)[0], dev).mean()
         assert 0.03 < frac < 0.25
-    f2, d2 = face_data.dev_split(images, labels, 0.1, seed=3)
+    _, d2 = face_data.dev_split(images, labels, 0.1, seed=3)
     assert np.array_equal(dev, d2)
 
 
 def test_gpu_run_script_parses():
-    r = subprocess.run(["bash", "-n", str(REPO / "export" / "face_gpu_run.sh")], capture_output=True, text=True)
+    r = subprocess.run(["bash", "-n", str(REPO / "export" / "face_gpu_run.sh")], capture_output=True, text=True, check=False)
     assert r.returncode == 0, r.stderr
 
 
