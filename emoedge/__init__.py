@@ -48,7 +48,7 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'emoedge' has no attribute {name!r}")
 
 
-def __dir__() -> list:
+def __dir__() -> "list[str]":
     return sorted(set(globals()) | set(_LAZY))
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import pathlib
 from fractions import Fraction
-from typing import Optional
+from typing import Any, Optional
 
 import numpy as np
 
@@ -193,14 +193,14 @@ class AnnotatedVideoWriter:
         self._audio_src = copy_audio_from
         self._out = AtomicOutput(self.path)
         try:
-            self._c = av.open(str(self._out.tmp), "w")
+            self._c: Any = av.open(str(self._out.tmp), "w")
         except (av.error.FFmpegError, OSError, ValueError) as e:
             self._out.discard()
             raise OutputError(f"{self.path}: cannot open the video for writing ({e})") from None
-        self._s = None
+        self._s: Any = None
         self._last_pts = -1
         self._aout = None
-        self._t0 = None
+        self._t0 = 0.0
         self.count = 0
         self.last_t: Optional[float] = None  # source time (s) of the last frame written
 

@@ -16,7 +16,7 @@ import threading
 import time
 import wave
 from dataclasses import dataclass
-from typing import Iterator, Optional, Union
+from typing import Any, Iterator, Optional, Union
 
 import numpy as np
 
@@ -131,10 +131,11 @@ class VideoFileSource(Source):
     def items(self) -> Iterator[Item]:
         import av
         streams = [self._v] + ([self._a] if self._a is not None else [])
-        resampler = av.AudioResampler(format="flt", layout="mono", rate=self.sample_rate) if self._a is not None else None
+        resampler: Any = av.AudioResampler(format="flt", layout="mono", rate=self.sample_rate) if self._a is not None else None
         idx = 0
         last_t = None
-        a_next = None  # running sample clock for audio frames without pts
+        a_next: Optional[float] = None  # running sample clock for audio frames without pts
+        frame: Any  # PyAV's decode() yields a union of frame types; the stream says which
         try:
             for packet in self._c.demux(*streams):
                 for frame in packet.decode():
@@ -157,8 +158,9 @@ class VideoFileSource(Source):
                             if pcm.size == 0:
                                 continue
                             t = float(t0 if t0 is not None else 0.0)
-                            yield AudioChunk(t=t, pcm=pcm, sample_rate=self.sample_rate)
-                            t0 = t + pcm.size / self.sample_rate
+                            sr = int(self.sample_rate or 0)  # set whenever there is an audio stream
+                            yield AudioChunk(t=t, pcm=pcm, sample_rate=sr)
+                            t0 = t + pcm.size / sr
                         a_next = t0
         except av.error.FFmpegError as e:
             raise _file_error(self.path, f"decoding failed after {idx} frames: the file is corrupt or truncated", e) from None
@@ -284,6 +286,7 @@ class TextFileSource(Source):
         self.items_list = []
         if lines and all(timed):
             for (no, _), m in zip(numbered, timed):
+                assert m is not None
                 self.items_list.append(TextItem(t=float(m.group(1)), text=m.group(2).strip()))
             ts = [it.t for it in self.items_list]
             for (no, _), a, b in zip(numbered[1:], ts, ts[1:]):
@@ -330,7 +333,7 @@ def _quiet_capture(index: int):
     try:
         return cv2.VideoCapture(index)
     finally:
-        if old is not None:
+        if old is not None and log is not None:
             log.setLogLevel(old)
 
 
@@ -374,8 +377,8 @@ class CameraSource(Source):
 class LiveClock:
     """Seconds since the first call, on the monotonic clock; shared by live sources so they agree."""
 
-    def __init__(self):
-        self._t0 = None
+    def __init__(self) -> None:
+        self._t0: Optional[float] = None
         self._lock = threading.Lock()
 
     def now(self) -> float:
@@ -409,7 +412,7 @@ class MicSource(Source):
         self._clock = clock or LiveClock()
         self._stop = threading.Event()
         self.dropped_blocks = 0
-        self._t0 = None
+        self._t0: Optional[float] = None
         self._n = 0
 
     def _callback(self, indata, frames, time_info, status):
@@ -449,9 +452,8 @@ def open_source(spec, *, kind: Optional[str] = None, audio: bool = True, **kw) -
         return CameraSource(int(spec), **kw)
     s = str(spec)
     if s == "mic" or s.startswith("mic:"):
-        dev = s[4:] or None
-        if dev is not None and dev.isdigit():
-            dev = int(dev)
+        name = s[4:] or None
+        dev: Union[int, str, None] = int(name) if name is not None and name.isdigit() else name
         return MicSource(dev, **kw)
     p = pathlib.Path(s)
     ext = p.suffix.lower()
@@ -473,8 +475,8 @@ def open_source(spec, *, kind: Optional[str] = None, audio: bool = True, **kw) -
 def paced(items: Iterator[Item], *, speed: float = 1.0, stop: Optional[threading.Event] = None) -> Iterator[Item]:
     """Release file items no faster than real time (``speed`` x): item at source time t is yielded once
     (t - t_first) / speed wall seconds have passed. Used by ``realtime=True`` runs."""
-    t0_src = None
-    t0_wall = None
+    t0_src: Optional[float] = None
+    t0_wall = 0.0
     for it in items:
         if t0_src is None:
             t0_src, t0_wall = it.t, time.monotonic()

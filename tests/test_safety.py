@@ -23,7 +23,7 @@ from emoedge import outputs as O
 from emoedge import sources as S
 from emoedge.cli import build_parser, main
 from emoedge.cli import run as run_cli
-from emoedge.errors import InvalidInputError, OutputError
+from emoedge.errors import InvalidInputError
 from test_engine import fake_engine
 from test_sources import make_video, write_wav
 
@@ -557,7 +557,7 @@ def test_readme_backends_match_engine():
         Engine(backend="trt-native", face=False, voice=False)
     run_p = dict(_all_parsers())["emoedge run"]
     choices = next(a.choices for a in run_p._actions if "--backend" in a.option_strings)
-    assert "trt-native" not in choices and set(choices) <= {"cpu", "cuda", "tensorrt"}
+    assert "trt-native" not in choices and set(choices) <= {"cpu", "cuda", "tensorrt", "triton"}
 
 
 def test_models_lists_bundled_models(capsys):

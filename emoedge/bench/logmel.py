@@ -19,6 +19,7 @@ Cases (10 s of 16 kHz audio, LogMelOptions() defaults: n_fft 512, win 400, hop 1
 from __future__ import annotations
 
 import time
+from typing import Any, Dict
 
 import numpy as np
 
@@ -181,7 +182,7 @@ def run(quick: bool = True) -> list:
     yi = np.clip(np.round(y * 32768), -32768, 32767).astype(np.int16)
     reps = 30 if quick else 150
     rows = []
-    extra = dict(kernels=backend_name(), audio_s=10.0, frames=int(1 + y.size // 160))
+    extra: Dict[str, Any] = dict(kernels=backend_name(), audio_s=10.0, frames=int(1 + y.size // 160))
     lib_v = _version("librosa")
     if lib_v is None:
         rows.append(_missing_anchor("logmel_10s_vs_librosa", "librosa"))

@@ -10,7 +10,7 @@ import importlib
 import sys
 
 # Order shown in --help.
-SUBCOMMANDS = ("demo", "run", "eval", "bench", "compile", "models", "info")
+SUBCOMMANDS = ("demo", "run", "eval", "bench", "compile", "models", "export", "info")
 
 
 def build_parser() -> argparse.ArgumentParser:

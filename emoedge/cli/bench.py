@@ -10,6 +10,7 @@ import pathlib
 import sys
 import time
 import uuid
+from typing import Any, Dict
 
 from ..errors import InvalidInputError
 
@@ -32,7 +33,7 @@ def collect(quick: bool, only=None, peers: bool = False, progress=None) -> dict:
     from ..bench import machine, single_thread
     single_thread()
     fams = [f for f in available_families() if (not only or f in only) and (f != "peers" or peers)]
-    res = {"run_id": uuid.uuid4().hex[:12], "machine": machine(), "quick": quick, "sections": {},
+    res: Dict[str, Any] = {"run_id": uuid.uuid4().hex[:12], "machine": machine(), "quick": quick, "sections": {},
            "section_seconds": {}, "started": time.time()}
     for f in fams:
         if progress:

@@ -75,6 +75,11 @@ def collect(backend: str = "cpu") -> dict:
         info["providers_in_use"] = providers_in_use(backend)
     except ImportError:
         info["onnxruntime"] = None
+    try:   # backend 'triton' (pip install 'emoedge[triton]')
+        from importlib.metadata import version
+        info["tritonclient"] = version("tritonclient")
+    except Exception:
+        info["tritonclient"] = None
     try:
         import cv2
         info["opencv"] = cv2.__version__

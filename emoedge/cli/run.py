@@ -10,16 +10,23 @@ import os
 import sys
 import time
 import warnings
-from typing import Optional
+from typing import Any, Dict, Optional
 
 
 def add_engine_arguments(p) -> None:
-    from ._common import positive_int
+    from ._common import positive_float, positive_int
     p.add_argument("--precision", choices=("int8", "fp32"), default=None,
                    help="model precision (default: each model's default in the manifest; a model without the "
                         "requested variant keeps its default, with a note)")
-    p.add_argument("--backend", default="cpu", choices=("cpu", "cuda", "tensorrt"),
-                   help="onnxruntime execution provider: cpu (default), cuda (emoedge[gpu]) or tensorrt")
+    p.add_argument("--backend", default="cpu", choices=("cpu", "cuda", "tensorrt", "triton"),
+                   help="cpu (default), cuda (emoedge[gpu]), tensorrt, or triton: the models on a Triton Inference "
+                        "Server (emoedge[triton]; see --triton-url)")
+    p.add_argument("--triton-url", default=None, metavar="HOST:PORT",
+                   help="--backend triton: the Triton server's gRPC endpoint (default 127.0.0.1:8001)")
+    p.add_argument("--triton-timeout", type=positive_float, default=None, metavar="SECONDS",
+                   help="--backend triton: deadline of every model call (default 5 s)")
+    p.add_argument("--triton-local", default=None, metavar="TASKS",
+                   help="--backend triton: comma-separated tasks kept in-process, e.g. vad,face_detector")
     p.add_argument("--threads", type=positive_int, default=1, metavar="N",
                    help="onnxruntime threads per model (default 1)")
     p.add_argument("--no-face", action="store_true", help="do not analyze faces")
@@ -31,16 +38,29 @@ def make_engine(args, face: bool = True, voice: bool = True, text: bool = True):
     """The engine for a run: only the modalities the inputs need (and the flags allow) are loaded. Precision
     fallbacks and other load-time warnings are printed once each as ``note:`` lines on stderr."""
     from ..engine import Engine
-    kw = {}
+    kw: Dict[str, Any] = {}
     if getattr(args, "no_face", False) or not face:
         kw["face"] = False
     if getattr(args, "no_voice", False) or not voice:
         kw["voice"] = False
     if getattr(args, "no_text", False) or not text or not getattr(args, "text_file", None):
         kw["text"] = False
+    tri = {k: getattr(args, a, None) for k, a in (("triton_url", "triton_url"), ("triton_timeout_s", "triton_timeout"),
+                                                   ("triton_local_tasks", "triton_local"))}
+    if any(v is not None for v in tri.values()) or getattr(args, "backend", "cpu") == "triton":
+        from ..options import RuntimeOptions
+        if args.backend != "triton":
+            from ..errors import InvalidInputError
+            raise InvalidInputError("--triton-url/--triton-timeout/--triton-local need --backend triton")
+        if tri["triton_local_tasks"] is not None:
+            tri["triton_local_tasks"] = tuple(x.strip() for x in tri["triton_local_tasks"].split(",") if x.strip())
+        kw["runtime"] = RuntimeOptions(backend="triton", threads=args.threads,
+                                       **{k: v for k, v in tri.items() if v is not None})
+    else:
+        kw.update(backend=args.backend, threads=args.threads)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", RuntimeWarning)
-        engine = Engine(backend=args.backend, precision=args.precision, threads=args.threads, **kw)
+        engine = Engine(precision=args.precision, **kw)
     print_notes(list(engine.info().get("notes", [])) + load_warnings(caught))
     return engine
 
@@ -97,7 +117,7 @@ class Progress:
             self.f.flush()
 
 
-def summary_table(stats, wall_s: float, src_s: float = None, interrupted: Optional[str] = None) -> str:
+def summary_table(stats, wall_s: float, src_s: Optional[float] = None, interrupted: Optional[str] = None) -> str:
     """The closing table: counters and per-stage latency percentiles (ms). ``interrupted``: the signal name
     when the run was stopped by SIGINT/SIGTERM (marked on the first line)."""
     d = stats.to_dict()

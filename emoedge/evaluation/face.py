@@ -13,9 +13,8 @@ from __future__ import annotations
 import argparse
 import json
 import pathlib
-import sys
 import time
-from typing import Optional, Sequence
+from typing import Dict, Sequence
 
 import numpy as np
 
@@ -103,7 +102,7 @@ def run_model(sess, x: np.ndarray, batch: int = 64):
 def label_map(model_labels: Sequence[str], file_names: Sequence[str]) -> np.ndarray:
     """int [len(model_labels)]: index into file_names (+ one 'other' slot = len(file_names)) for each
     model output, matched through emoedge.labels.to_canonical."""
-    canon_file = {}
+    canon_file: Dict[str, int] = {}
     for j, n in enumerate(file_names):
         c = to_canonical(n)
         if c is not None:
@@ -151,8 +150,9 @@ def main(args) -> int:
     if args.model is not None:
         e = man.entry(args.model)
         if not str(e.get("task", "")).startswith(TASK_PREFIX):
+            faces = [n for n, v in man.models.items() if str(v.get('task', '')).startswith(TASK_PREFIX)]
             raise InvalidInputError(f"model {args.model!r} has task {e.get('task')!r}, not a face expression model; "
-                                    f"choose one of {[n for n, v in man.models.items() if str(v.get('task', '')).startswith(TASK_PREFIX)]}")
+                                    f"choose one of {faces}")
         task = e["task"]
     name = man.find(task, precision=args.precision, name=args.model)
     entry = man.entry(name)

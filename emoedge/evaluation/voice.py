@@ -12,7 +12,7 @@ import json
 import pathlib
 import sys
 import time
-from typing import Iterable, Optional
+from typing import Dict, Iterable, List, Optional
 
 import numpy as np
 
@@ -24,7 +24,7 @@ def parse_speakers(text: Optional[str]):
     """'17-20' / '17,18,19,20' / '3,8' -> tuple of ints (None -> None)."""
     if text is None or text == "":
         return None
-    out = []
+    out: List[int] = []
     for part in str(text).split(","):
         part = part.strip()
         if not part:
@@ -93,14 +93,14 @@ def evaluate_file(path, *, name: Optional[str] = None, precision: Optional[str] 
         if not want & have:
             raise InvalidInputError(f"none of the speakers {sorted(want)} is in {path} (it has {sorted(have)})")
         idx = idx[np.isin(spk, list(want))]
-    skipped = {}
-    keep = []
-    for i in idx:
-        m = mapped[names[int(y[i])]]
+    skipped: Dict[str, int] = {}
+    keep: List[int] = []
+    for row in idx.tolist():
+        m = mapped[names[int(y[row])]]
         if m is None:
-            skipped[names[int(y[i])]] = skipped.get(names[int(y[i])], 0) + 1
+            skipped[names[int(y[row])]] = skipped.get(names[int(y[row])], 0) + 1
         else:
-            keep.append(int(i))
+            keep.append(int(row))
     if limit is not None:
         keep = keep[:int(limit)]
     present = {mapped[names[int(y[i])]] for i in keep}
