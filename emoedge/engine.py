@@ -152,7 +152,13 @@ class Engine:
     def _new_tracker(self):
         f = self._face
         if hasattr(f, "new_tracker"):
-            return _EmptySafeTracker(f.new_tracker())
+            # streams take successive phases of the detection cadence, so their detector runs spread
+            # over the frames instead of coinciding (emoedge.tracking.FaceTracker phase)
+            self._tracker_count = getattr(self, "_tracker_count", 0) + 1
+            try:
+                return _EmptySafeTracker(f.new_tracker(phase=self._tracker_count - 1))
+            except TypeError:  # a custom component without phases
+                return _EmptySafeTracker(f.new_tracker())
         from .tracking import FaceTracker
         return _EmptySafeTracker(FaceTracker())
 
@@ -264,6 +270,12 @@ class Engine:
         if self._closed:
             raise EmoEdgeError("the engine is closed")
         return Stream(self, mode=mode, fusion=fusion, stream_id=stream_id, keep_frames=keep_frames)
+
+    def scheduler(self, **options):
+        """A :class:`~emoedge.scheduler.FrameScheduler` batching the expression model across this engine's
+        streams; ``options``: SchedulerOptions fields (max_wait_ms=2.0, max_batch=64, max_pending=256, batch=True)."""
+        from .scheduler import FrameScheduler, SchedulerOptions
+        return FrameScheduler(self, SchedulerOptions(**options))
 
     def run(self, *, video=None, audio=None, camera=None, mic=None, text=None, realtime: bool = False,
             fusion=None, keep_frames: bool = False, queue_size: int = 8, speed: float = 1.0) -> "Run":

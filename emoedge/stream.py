@@ -141,6 +141,20 @@ def _as_bgr(image) -> np.ndarray:
     return image
 
 
+@dataclass
+class _PendingFrame:
+    """A frame between the stages of Stream.push_frame (see Stream._frame_locate)."""
+    image: np.ndarray
+    t: float
+    t_start: int
+    located: object = None      # emoedge.faces.Located
+    crops: object = None
+    faces: object = None        # custom face components: analyze() output
+    analyze_ms: float = 0.0
+    align_ms: float = 0.0
+    classify_ms: float = 0.0
+
+
 class Stream:
     """Per-source state on a shared engine; create with ``engine.stream(...)``.
 
@@ -211,42 +225,75 @@ class Stream:
     def push_frame(self, image: np.ndarray, t: float) -> List[EmotionEvent]:
         """Analyze one BGR uint8 frame [H, W, 3] at ``t`` seconds; returns one event."""
         with self._lock:
-            self._check_open("push_frame")
-            t = _check_t(t, "push_frame")
-            self._check_order("frame", t, strict=True)
-            t_start = time.perf_counter_ns()
-            image = _as_bgr(image)
-            self._last["frame"] = t
-            if self._frame_shape is not None and image.shape[:2] != self._frame_shape:
-                # documented handling: a new geometry restarts tracking and per-face smoothing
-                self.stats.size_changes += 1
-                if self._tracker is not None and hasattr(self._tracker, "reset"):
-                    self._tracker.reset()   # ids keep increasing: old ids are never reused
-                elif self.engine.has_face:
-                    self._tracker = self.engine._new_tracker()
-                for tid in set(self._fusion.tracks) | self._seen_tracks:
-                    self._fusion.drop_track(tid)
-                self._seen_tracks = set()
-            self._frame_shape = image.shape[:2]
-            lat: Dict[str, float] = {}
-            faces_out: List[FaceResult] = []
-            evidence = []
-            if self.engine.has_face:
+            pending = self._frame_locate(image, t)
+            face = self.engine._face if pending.located is not None else None
+            probs = None
+            if face is not None:
+                t_c = time.perf_counter_ns()
+                pending.crops = face.crops(pending.image, pending.located)
+                t_p = time.perf_counter_ns()
+                probs = face.classify(pending.crops)
+                pending.align_ms, pending.classify_ms = _ms(t_p - t_c), _ms(time.perf_counter_ns() - t_p)
+            return self._frame_finish(pending, probs)
+
+    # -- push_frame in stages, so that emoedge.scheduler can run the expression model of many frames
+    # (of many streams) in one batch: _frame_locate, then the face crops, classify, then _frame_finish.
+    # The caller holds no lock across the stages; a stream fed through a scheduler must not be pushed
+    # directly at the same time.
+    def _frame_locate(self, image: np.ndarray, t: float) -> "_PendingFrame":
+        self._check_open("push_frame")
+        t = _check_t(t, "push_frame")
+        self._check_order("frame", t, strict=True)
+        t_start = time.perf_counter_ns()
+        image = _as_bgr(image)
+        self._last["frame"] = t
+        if self._frame_shape is not None and image.shape[:2] != self._frame_shape:
+            # documented handling: a new geometry restarts tracking and per-face smoothing
+            self.stats.size_changes += 1
+            if self._tracker is not None and hasattr(self._tracker, "reset"):
+                self._tracker.reset()   # ids keep increasing: old ids are never reused
+            elif self.engine.has_face:
+                self._tracker = self.engine._new_tracker()
+            for tid in set(self._fusion.tracks) | self._seen_tracks:
+                self._fusion.drop_track(tid)
+            self._seen_tracks = set()
+        self._frame_shape = image.shape[:2]
+        p = _PendingFrame(image=image, t=t, t_start=t_start)
+        if self.engine.has_face:
+            face = self.engine._face
+            if hasattr(face, "locate"):
+                from .detect import check_frame
+                p.image = check_frame(image, "frame_bgr")
+                p.located = face.locate(p.image, t=t, tracker=self._tracker)
+            else:  # a custom face component with analyze() only
                 t_a = time.perf_counter_ns()
-                faces = self.engine._face.analyze(image, t=t, tracker=self._tracker)
-                lat.update(self.engine._face_timing(faces, _ms(time.perf_counter_ns() - t_a)))
-                faces_out, evidence = self.engine._face_evidence(faces, t, image.shape)
-                self._seen_tracks.update(f.track_id for f in faces_out if f.track_id is not None)
-                self.stats.faces += len(faces)
-                self.stats.frames_with_faces += bool(faces)
-            self.stats.frames_processed += 1
-            idx = self._frame_index
-            self._frame_index += 1
-            ev = self._fuse(t, evidence, "frame", faces_out, lat, frame_index=idx, frame=image)
-            lat["total"] = _ms(time.perf_counter_ns() - t_start)
-            ev.latency_ms["total"] = lat["total"]
-            self.stats.latency.add("total", lat["total"])
-            return [ev]
+                p.faces = face.analyze(image, t=t, tracker=self._tracker)
+                p.analyze_ms = _ms(time.perf_counter_ns() - t_a)
+        return p
+
+    def _frame_finish(self, p: "_PendingFrame", probs) -> List[EmotionEvent]:
+        lat: Dict[str, float] = {}
+        faces_out: List[FaceResult] = []
+        evidence = []
+        if self.engine.has_face:
+            if p.located is not None:
+                faces = self.engine._face.faces(p.located, probs, align_ms=p.align_ms, classify_ms=p.classify_ms)
+                analyze_ms = p.located.detect_ms + p.align_ms + p.classify_ms
+            else:
+                faces, analyze_ms = p.faces, p.analyze_ms
+            lat.update(self.engine._face_timing(faces, analyze_ms))
+            faces_out, evidence = self.engine._face_evidence(faces, p.t, p.image.shape)
+            self._seen_tracks.update(f.track_id for f in faces_out if f.track_id is not None)
+            self.stats.faces += len(faces)
+            self.stats.frames_with_faces += bool(faces)
+        self.stats.frames_processed += 1
+        idx = self._frame_index
+        self._frame_index += 1
+        ev = self._fuse(p.t, evidence, "frame", faces_out, lat, frame_index=idx, frame=p.image)
+        lat["total"] = _ms(time.perf_counter_ns() - p.t_start)
+        ev.latency_ms["total"] = lat["total"]
+        self.stats.latency.add("total", lat["total"])
+        return [ev]
 
     def push_audio(self, pcm, sample_rate: int, t: float) -> List[EmotionEvent]:
         """Add audio (int16/float32/float64, mono [n] or [n, channels], any rate in Hz) starting at ``t`` seconds;

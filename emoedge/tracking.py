@@ -7,12 +7,13 @@ A ``FaceTracker`` belongs to one stream (camera); the engine's models are shared
     for t, frame in frames:
         faces = analyzer.analyze(frame, t=t, tracker=tracker)   # faces[i].track_id is stable
 
-Detection every N frames (``TrackerOptions.detect_every``): on frames in between, the face API
-does not run the detector; ``FaceTracker.predict`` moves every live track by its smoothed velocity
-(pixels per frame) and the expression model runs on those boxes. This saves the detector's time
-(about 2 ms per frame on one core) at the cost of lagging fast head motion; N = 1 (the default)
-detects on every frame. A track that is not matched for more than ``max_missed`` detection rounds
-is dropped; its id is never reused.
+Detection cadence (``TrackerOptions.detect_every`` = N): the face API runs the full-frame detector
+on the first frame, then at most N frames apart, and sooner when the tracker asks for it
+(``request_detection``: a track's confidence dropped, a track is leaving the frame, the scene
+changed). On frames in between each live track is re-localised from a region of interest around its
+predicted box (``FaceTracker.relocate``; see emoedge.roi) or, without re-localisation, moved by its
+smoothed velocity (``FaceTracker.predict``). N = 1 detects on every frame. A track that is not matched
+for more than ``max_missed`` detection rounds is dropped; its id is never reused.
 """
 from __future__ import annotations
 
@@ -79,6 +80,10 @@ class Track:
     state: dict = field(default_factory=dict, repr=False)
     det_center: tuple = field(default=(0.0, 0.0), repr=False)  # centre at the last matched detection
     det_frame: int = field(default=0, repr=False)              # tracker frame index of that detection
+    det_box: tuple = field(default=(0.0, 0.0, 0.0, 0.0), repr=False)  # box at that detection
+    det_keypoints: Optional[np.ndarray] = field(default=None, repr=False)
+    template: Optional[np.ndarray] = field(default=None, repr=False)  # ROI appearance at that detection (emoedge.roi)
+    confidence: float = 1.0  # detector score at a detection, re-localisation confidence in between
 
 
 def iou_xywh(a: Sequence[float], b: Sequence[float]) -> float:
@@ -97,21 +102,53 @@ class FaceTracker:
     """Per-stream tracker. ``update(boxes, ...)`` after each detection round returns one Track per
     detection (same order); ``predict()`` advances live tracks on frames without detection."""
 
-    def __init__(self, options: Optional[TrackerOptions] = None):
+    def __init__(self, options: Optional[TrackerOptions] = None, phase: int = 0):
+        """phase: this stream's offset in the detection cadence (0..detect_every-1): after the first
+        frame, the next full detection comes ``detect_every - phase`` frames later, so that streams on one
+        engine with different phases spread their detector runs over the frames instead of all at once."""
         self.options = (options or TrackerOptions()).validate()
         self.tracks: List[Track] = []
         self._next_id = 1
         self.frame_index = 0
+        self.phase = int(phase) % self.options.detect_every
+        self._last_detect = None  # frame index of the last full detection (None: none yet)
+        self._requested: Optional[str] = "first frame"
+        self.detections = 0  # full detection rounds so far
+        self.scene: dict = {}  # scratch state of the scene-change check (emoedge.roi)
 
     def reset(self) -> None:
         """Forget all tracks (ids keep increasing, so old ids are never reused)."""
         self.tracks = []
         self.frame_index = 0
+        self._last_detect = None
+        self._requested = "reset"
+        self.scene = {}
+
+    def request_detection(self, reason: str) -> None:
+        """Make the next ``should_detect()`` true (reason: for debugging/stats)."""
+        if self._requested is None:
+            self._requested = reason
+
+    @property
+    def detection_reason(self) -> Optional[str]:
+        """Why the next frame will be detected ('cadence', 'first frame', ... or None)."""
+        if self._requested is not None:
+            return self._requested
+        n = self.options.detect_every
+        if self._last_detect is None:
+            return "first frame"
+        since = self.frame_index - self._last_detect + (self.phase if self.detections == 1 else 0)
+        return "cadence" if since >= n else None
 
     def should_detect(self) -> bool:
-        """True when the detector should run on the next frame (every ``detect_every`` frames, and
-        whenever there are no live tracks)."""
-        return not self.tracks or self.frame_index % self.options.detect_every == 0
+        """True when the full-frame detector should run on the next frame: the first frame, then every
+        ``detect_every`` frames (the first interval shortened by ``phase``), and whenever
+        ``request_detection`` was called since the last detection."""
+        return self.detection_reason is not None
+
+    def live_tracks(self) -> List[Track]:
+        """Tracks matched at the last detection round (missed == 0): the faces reported in between."""
+        return [tr for tr in self.tracks if not tr.missed]
 
     def update(self, boxes, scores=None, keypoints=None, t: Optional[float] = None) -> List[Track]:
         """Match this frame's detections to tracks. boxes: [K, 4] (x, y, w, h) pixels; scores: [K];
@@ -167,14 +204,46 @@ class FaceTracker:
                            det_center=(box[0] + box[2] / 2, box[1] + box[3] / 2), det_frame=self.frame_index)
                 self._next_id += 1
                 self.tracks.append(tr)
+            tr.det_box, tr.det_keypoints, tr.confidence = box, tr.keypoints, tr.score
+            tr.template = None  # taken from this frame by the caller when it re-localises (emoedge.roi)
             out.append(tr)
         matched = {id(tr) for tr in out}
         for tr in self.tracks:
             if id(tr) not in matched:
                 tr.missed += 1
         self.tracks = [tr for tr in self.tracks if tr.missed <= o.max_missed]
+        self._last_detect = self.frame_index
+        self._requested = None
+        self.detections += 1
         self.frame_index += 1
         return out
+
+    def relocate(self, tracks: Sequence[Track], boxes, keypoints=None, confidences=None,
+                 t: Optional[float] = None) -> List[Track]:
+        """A frame without full detection: ``tracks`` (live tracks) were re-localised to ``boxes``
+        [K, 4] (x, y, w, h pixels) with ``keypoints`` [K, 6, 2] (or None: keep) and ``confidences``
+        [K] (0..1). Updates their boxes and velocities (EMA of the per-frame motion); returns them."""
+        b = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+        if len(b) != len(tracks) or not np.isfinite(b).all():
+            raise InvalidInputError(f"relocate needs {len(tracks)} finite boxes, got {b.shape}")
+        a = self.options.velocity_smoothing
+        for i, tr in enumerate(tracks):
+            x, y, w, h = tr.box
+            nb = tuple(float(v) for v in b[i])
+            vx = nb[0] + nb[2] / 2 - (x + w / 2)
+            vy = nb[1] + nb[3] / 2 - (y + h / 2)
+            tr.velocity = (a * tr.velocity[0] + (1 - a) * vx, a * tr.velocity[1] + (1 - a) * vy)
+            tr.box, tr.t = nb, t
+            if keypoints is not None:
+                tr.keypoints = np.asarray(keypoints[i], np.float32).copy()
+            if confidences is not None:
+                tr.confidence = float(confidences[i])
+        self.frame_index += 1
+        return list(tracks)
+
+    def skip(self) -> None:
+        """A frame without detection and without live tracks: only advance the frame counter."""
+        self.frame_index += 1
 
     def predict(self, t: Optional[float] = None) -> List[Track]:
         """Advance live tracks one frame by their smoothed velocity (no detector run); returns the
