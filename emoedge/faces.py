@@ -42,12 +42,13 @@ class FaceAnalyzerOptions:
     manifest: path of a manifest.json (None = the bundled one).
 
     Detection cadence (per stream, with a tracker; see emoedge.tracking and emoedge.roi):
-    detect_every: full-frame detection at most every N frames (1 = every frame); in between each
+    detect_every: full-frame detection at most every N frames (1 = every frame); detect_every_idle: the
+    same while no face is tracked (1 = every frame: a face is found as soon as it is detectable); in between each
     track is re-localised by ``roi``: 'template' (grey template correlation, ~0.05 ms/face),
     'detector' (BlazeFace on the ROI, ~1 ms/face) or 'predict' (constant velocity, no image look).
     A full detection runs at once when a track's ROI confidence < roi_min_confidence, when less than
     roi_min_inside of a track's box is inside the frame, or when more than scene_change (fraction) of a
-    1/8-scale subsample changed by > scene_change_level grey levels since the previous frame
+    1/16-scale subsample changed by > scene_change_level grey levels since the previous frame
     (scene_change >= 1 disables that check). Defaults chosen on moving-face clips (export/cadence_eval.py)."""
     min_score: float = 0.5
     nms_iou: float = 0.3
@@ -60,6 +61,7 @@ class FaceAnalyzerOptions:
     backend: str = "cpu"
     manifest: Optional[str] = None
     detect_every: int = 1
+    detect_every_idle: int = 1
     roi: str = "template"
     roi_min_confidence: float = 0.5
     roi_min_inside: float = 0.8
@@ -71,7 +73,7 @@ class FaceAnalyzerOptions:
         if int(self.intra_threads) != self.intra_threads or self.intra_threads < 1:
             raise InvalidInputError(f"FaceAnalyzerOptions.intra_threads={self.intra_threads!r} must be an int >= 1")
         from .tracking import TrackerOptions
-        TrackerOptions(detect_every=self.detect_every).validate()
+        TrackerOptions(detect_every=self.detect_every, detect_every_idle=self.detect_every_idle).validate()
         if self.roi not in ("template", "detector", "predict"):
             raise InvalidInputError(f"FaceAnalyzerOptions.roi={self.roi!r} must be 'template', 'detector' or 'predict'")
         if not (-1.0 <= float(self.roi_min_confidence) <= 1.0):
@@ -295,10 +297,11 @@ class FaceAnalyzer:
                      detected=loc.detected) for i in range(len(boxes))]
 
     def new_tracker(self, phase: int = 0):
-        """A fresh per-stream FaceTracker with this analyzer's detection cadence (``detect_every``);
+        """A fresh per-stream FaceTracker with this analyzer's detection cadence (``detect_every``, ``detect_every_idle``);
         ``phase``: the stream's offset in the cadence (see FaceTracker)."""
         from .tracking import FaceTracker, TrackerOptions
-        return FaceTracker(TrackerOptions(detect_every=self.options.detect_every), phase=phase)
+        return FaceTracker(TrackerOptions(detect_every=self.options.detect_every,
+                                          detect_every_idle=self.options.detect_every_idle), phase=phase)
 
     def close(self) -> None:
         """Release the sessions."""

@@ -31,13 +31,17 @@ __all__ = ["TrackerOptions", "Track", "FaceTracker", "iou_xywh"]
 class TrackerOptions:
     """iou_threshold: minimum IoU to continue a track; center_dist: fallback match when the box centres
     are closer than this many track-box widths (handles fast motion with low IoU); max_missed:
-    detection rounds a track survives unmatched; detect_every: run the detector on every N-th frame
-    (1 = every frame); velocity_smoothing: EMA factor (0..1) of the box velocity used by predict()."""
+    detection rounds a track survives unmatched; detect_every: full detection at most every N frames
+    while faces are tracked (1 = every frame); detect_every_idle: the same while no face is tracked
+    (1: a face is found on the first frame the detector sees it, as MediaPipe; larger values save the
+    detector's time on streams that are mostly empty); velocity_smoothing: EMA factor (0..1) of the box
+    velocity used by predict() and the ROI search."""
     iou_threshold: float = 0.3
     center_dist: float = 0.5
     max_missed: int = 5
     detect_every: int = 1
     velocity_smoothing: float = 0.5
+    detect_every_idle: int = 1
 
     def validate(self) -> "TrackerOptions":
         if not (0.0 < self.iou_threshold <= 1.0):
@@ -48,6 +52,8 @@ class TrackerOptions:
             raise InvalidInputError(f"TrackerOptions.max_missed={self.max_missed!r} must be an int >= 0")
         if int(self.detect_every) != self.detect_every or self.detect_every < 1:
             raise InvalidInputError(f"TrackerOptions.detect_every={self.detect_every!r} must be an int >= 1")
+        if int(self.detect_every_idle) != self.detect_every_idle or self.detect_every_idle < 1:
+            raise InvalidInputError(f"TrackerOptions.detect_every_idle={self.detect_every_idle!r} must be an int >= 1")
         if not (0.0 <= self.velocity_smoothing <= 1.0):
             raise InvalidInputError(f"TrackerOptions.velocity_smoothing={self.velocity_smoothing!r} must be in [0, 1]")
         return self
@@ -134,15 +140,18 @@ class FaceTracker:
         """Why the next frame will be detected ('cadence', 'first frame', ... or None)."""
         if self._requested is not None:
             return self._requested
-        n = self.options.detect_every
         if self._last_detect is None:
             return "first frame"
-        since = self.frame_index - self._last_detect + (self.phase if self.detections == 1 else 0)
-        return "cadence" if since >= n else None
+        since = self.frame_index - self._last_detect
+        if not any(not tr.missed for tr in self.tracks):
+            return "no face" if since >= self.options.detect_every_idle else None
+        since += self.phase if self.detections == 1 else 0
+        return "cadence" if since >= self.options.detect_every else None
 
     def should_detect(self) -> bool:
         """True when the full-frame detector should run on the next frame: the first frame, then every
-        ``detect_every`` frames (the first interval shortened by ``phase``), and whenever
+        ``detect_every`` frames (the first interval shortened by ``phase``; ``detect_every_idle`` while no
+        face is tracked), on the frame after a detection round that missed a tracked face, and whenever
         ``request_detection`` was called since the last detection."""
         return self.detection_reason is not None
 
@@ -213,7 +222,9 @@ class FaceTracker:
                 tr.missed += 1
         self.tracks = [tr for tr in self.tracks if tr.missed <= o.max_missed]
         self._last_detect = self.frame_index
-        self._requested = None
+        # a tracked face the detector missed (a flicker, an occlusion, a face leaving): look again on the
+        # next frame rather than N frames later; a face that is really gone expires after max_missed rounds
+        self._requested = "face missed" if any(tr.missed for tr in self.tracks) else None
         self.detections += 1
         self.frame_index += 1
         return out

