@@ -89,12 +89,12 @@ class FrameScheduler:
                     p = st._frame_locate(img, t)
                 if p.located is not None:
                     t0 = time.perf_counter_ns()
-                    p.crops = self.engine._face.crops(p.image, p.located)
+                    p.crops = self.engine.face.crops(p.image, p.located)
                     p.align_ms = (time.perf_counter_ns() - t0) / 1e6
                 pend.append((i, st, p))
             except Exception as e:  # reported for this item only; the batch goes on
                 out[i] = e
-        face = self.engine._face if self.engine.has_face else None
+        face = self.engine.face
         with_crops = [p for _, _, p in pend if p.crops is not None]
         probs_of = {}
         if with_crops and face is not None:

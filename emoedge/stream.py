@@ -14,7 +14,13 @@ at 1.50 s that is finished by an audio chunk pushed after the frame at 1.53 s gi
 the window's own end time is in ``event.evidence["voice"].t``). Frame events in file mode carry their
 frame's time. A frame whose size differs from the previous one resets the face tracker
 and per-face smoothing (counted in ``stats.size_changes``); it is not an error.
-A stream is not thread-safe: feed it from one thread (many streams may share one engine across threads).
+Every push holds the stream's lock, so calls from several threads are serialized (they are not run in
+parallel, and timestamps must still increase in the order the calls take the lock); many streams may
+share one engine across threads.
+
+A stream calls the engine's components through their written interfaces (:mod:`emoedge.components`):
+``face.analyze`` with the stream's own tracker, its own ``VoiceStream``, ``text.predict``; the outputs go
+through :mod:`emoedge.adapters` into the stream's ``fusion.FusionState`` and come back as events.
 """
 from __future__ import annotations
 
@@ -22,15 +28,21 @@ import math
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional
+from typing import TYPE_CHECKING, Dict, List, Optional, Sequence, Union
 
 import numpy as np
 
+from . import adapters
+from . import fusion as _fusion
+from .components import VoiceObservation
 from .errors import InvalidInputError, StreamClosedError
 from .events import EmotionEvent, FaceResult
+from .options import RunningMode
 
+if TYPE_CHECKING:  # pragma: no cover
+    from .engine import Engine
 
-MODES = ("file", "live")
+MODES = tuple(m.value for m in RunningMode)
 STAGES = ("detect", "align", "classify", "audio", "voice", "text", "fuse", "total")
 
 
@@ -70,8 +82,12 @@ class LatencyStats:
                 out[s] = d
         return out
 
+    def stages(self) -> List[str]:
+        """Stages with at least one sample, in first-seen order."""
+        return list(self._buf)
+
     def merge(self, other: "LatencyStats") -> None:
-        for s in other._buf:
+        for s in other.stages():
             for v in other.samples(s):
                 self.add(s, float(v))
 
@@ -141,6 +157,12 @@ def _as_bgr(image) -> np.ndarray:
     return image
 
 
+def _staged(face) -> bool:
+    """The face component offers analyze() in stages (emoedge.faces.FaceAnalyzer: locate, crops, classify,
+    faces), which the stream and emoedge.scheduler use; other FaceComponents are called through analyze()."""
+    return all(callable(getattr(face, k, None)) for k in ("locate", "crops", "classify", "faces"))
+
+
 @dataclass
 class _PendingFrame:
     """A frame between the stages of Stream.push_frame (see Stream._frame_locate)."""
@@ -149,7 +171,7 @@ class _PendingFrame:
     t_start: int
     located: object = None      # emoedge.faces.Located
     crops: object = None
-    faces: object = None        # custom face components: analyze() output
+    faces: object = None        # a FaceComponent's analyze() output (components without stages)
     analyze_ms: float = 0.0
     align_ms: float = 0.0
     classify_ms: float = 0.0
@@ -162,20 +184,20 @@ class Stream:
     keeps only the newest frame and counts the rest in ``stats.frames_dropped``). ``fusion``: FusionOptions.
     ``keep_frames``: attach the BGR frame to frame-triggered events (for drawing; never serialized)."""
 
-    def __init__(self, engine, *, mode: str = "file", fusion=None, stream_id: Optional[str] = None,
+    def __init__(self, engine: "Engine", *, mode: Union[RunningMode, str] = RunningMode.FILE,
+                 fusion: Optional[_fusion.FusionOptions] = None, stream_id: Optional[str] = None,
                  keep_frames: bool = False):
-        if mode not in MODES:
-            raise InvalidInputError(f"mode must be one of {MODES}, got {mode!r}")
-        from . import fusion as _fusion
-        self._fusion_mod = _fusion
+        self.mode = RunningMode.parse(mode)
         self.engine = engine
-        self.mode = mode
         self.stream_id = stream_id
         self.keep_frames = bool(keep_frames)
         self.fusion_options = fusion if fusion is not None else _fusion.FusionOptions()
         self._fusion = _fusion.FusionState(self.fusion_options)
-        self._tracker = engine._new_tracker() if engine.has_face else None
-        self._voice = engine._new_voice_stream() if engine.has_voice else None
+        # the shared components (None: modality off) and this stream's state of each
+        self._face = engine.face
+        self._text = engine.text
+        self._tracker = self._face.new_tracker() if self._face is not None else None
+        self._voice = engine.voice.stream(engine.voice_options) if engine.voice is not None else None
         self._voice_flushed = False
         self.stats = StreamStats()
         self._last = {"frame": None, "audio": None, "text": None}
@@ -211,9 +233,8 @@ class Stream:
         t0 = time.perf_counter_ns()
         est = self._fusion.update(t_fuse, evidence)
         lat["fuse"] = _ms(time.perf_counter_ns() - t0)
-        ev = self.engine._event_from_estimate(est, t=t_fuse, trigger=trigger, faces=faces, latency=lat,
-                                             drops=self.stats.drops(), frame_index=frame_index,
-                                             stream_id=self.stream_id)
+        ev = adapters.event_from_estimate(est, t=t_fuse, trigger=trigger, faces=faces, latency=lat,
+                                          drops=self.stats.drops(), frame_index=frame_index, stream_id=self.stream_id)
         if frame is not None and self.keep_frames:
             ev.frame = frame
         self.stats.events += 1
@@ -226,20 +247,19 @@ class Stream:
         """Analyze one BGR uint8 frame [H, W, 3] at ``t`` seconds; returns one event."""
         with self._lock:
             pending = self._frame_locate(image, t)
-            face = self.engine._face if pending.located is not None else None
             probs = None
-            if face is not None:
+            if pending.located is not None:
                 t_c = time.perf_counter_ns()
-                pending.crops = face.crops(pending.image, pending.located)
+                pending.crops = self._face.crops(pending.image, pending.located)
                 t_p = time.perf_counter_ns()
-                probs = face.classify(pending.crops)
+                probs = self._face.classify(pending.crops)
                 pending.align_ms, pending.classify_ms = _ms(t_p - t_c), _ms(time.perf_counter_ns() - t_p)
             return self._frame_finish(pending, probs)
 
-    # -- push_frame in stages, so that emoedge.scheduler can run the expression model of many frames
-    # (of many streams) in one batch: _frame_locate, then the face crops, classify, then _frame_finish.
-    # The caller holds no lock across the stages; a stream fed through a scheduler must not be pushed
-    # directly at the same time.
+    # -- push_frame in stages, so that emoedge.scheduler can run the expression model of many frames (of
+    # many streams) in one batch: _frame_locate; the face component's crops() and classify(); _frame_finish.
+    # Each stage runs under the stream's lock; a stream fed through a scheduler must not be pushed
+    # directly at the same time (its frames would interleave between the stages).
     def _frame_locate(self, image: np.ndarray, t: float) -> "_PendingFrame":
         self._check_open("push_frame")
         t = _check_t(t, "push_frame")
@@ -250,24 +270,19 @@ class Stream:
         if self._frame_shape is not None and image.shape[:2] != self._frame_shape:
             # documented handling: a new geometry restarts tracking and per-face smoothing
             self.stats.size_changes += 1
-            if self._tracker is not None and hasattr(self._tracker, "reset"):
-                self._tracker.reset()   # ids keep increasing: old ids are never reused
-            elif self.engine.has_face:
-                self._tracker = self.engine._new_tracker()
+            if self._tracker is not None:
+                self._tracker.reset()   # a FaceTracker keeps its ids increasing: old ids are never reused
             for tid in set(self._fusion.tracks) | self._seen_tracks:
                 self._fusion.drop_track(tid)
             self._seen_tracks = set()
         self._frame_shape = image.shape[:2]
         p = _PendingFrame(image=image, t=t, t_start=t_start)
-        if self.engine.has_face:
-            face = self.engine._face
-            if hasattr(face, "locate"):
-                from .detect import check_frame
-                p.image = check_frame(image, "frame_bgr")
-                p.located = face.locate(p.image, t=t, tracker=self._tracker)
-            else:  # a custom face component with analyze() only
+        if self._face is not None:
+            if _staged(self._face):  # the bundled FaceAnalyzer: stages, so crops can be batched
+                p.located = self._face.locate(image, t=t, tracker=self._tracker)
+            else:  # a component with analyze() only (FaceComponent interface)
                 t_a = time.perf_counter_ns()
-                p.faces = face.analyze(image, t=t, tracker=self._tracker)
+                p.faces = self._face.analyze(image, t=t, tracker=self._tracker)
                 p.analyze_ms = _ms(time.perf_counter_ns() - t_a)
         return p
 
@@ -275,14 +290,14 @@ class Stream:
         lat: Dict[str, float] = {}
         faces_out: List[FaceResult] = []
         evidence = []
-        if self.engine.has_face:
+        if self._face is not None:
             if p.located is not None:
-                faces = self.engine._face.faces(p.located, probs, align_ms=p.align_ms, classify_ms=p.classify_ms)
+                faces = self._face.faces(p.located, probs, align_ms=p.align_ms, classify_ms=p.classify_ms)
                 analyze_ms = p.located.detect_ms + p.align_ms + p.classify_ms
             else:
                 faces, analyze_ms = p.faces, p.analyze_ms
-            lat.update(self.engine._face_timing(faces, analyze_ms))
-            faces_out, evidence = self.engine._face_evidence(faces, p.t, p.image.shape)
+            lat.update(adapters.face_timing(faces, analyze_ms))
+            faces_out, evidence = adapters.face_evidence(faces, p.t)
             self._seen_tracks.update(f.track_id for f in faces_out if f.track_id is not None)
             self.stats.faces += len(faces)
             self.stats.frames_with_faces += bool(faces)
@@ -315,7 +330,7 @@ class Stream:
             n = arr.shape[0]
             self.stats.audio_chunks += 1
             self.stats.audio_seconds += n / sr
-            if not self.engine.has_voice:
+            if self._voice is None:
                 return []
             if self._voice_flushed:  # audio after flush(): a new utterance
                 self._voice.reset()
@@ -326,15 +341,14 @@ class Stream:
             self.stats.latency.add("audio", push_ms)   # whole chunk: resample, log-mel, VAD, model runs
             return self._voice_events(items, push_ms)
 
-    def _voice_events(self, items, push_ms: float) -> List[EmotionEvent]:
+    def _voice_events(self, items: Sequence[VoiceObservation], push_ms: float) -> List[EmotionEvent]:
         out = []
-        for i, ve in enumerate(items):
+        for ve in items:
             self.stats.voice_windows += 1
-            evidence, lat = self.engine._voice_evidence(ve)
-            if "voice" not in lat:
+            evidence, lat = adapters.voice_evidence(ve)
+            if "voice" not in lat:  # the component did not time its model run: share the push evenly
                 lat["voice"] = push_ms / max(1, len(items))
-            tt = float(getattr(ve, "t_end", getattr(ve, "t", 0.0)))
-            out.append(self._fuse(tt, evidence, "audio", [], lat))
+            out.append(self._fuse(evidence.t, [evidence], "audio", [], lat))
         return out
 
     def push_text(self, text: str, t: float) -> List[EmotionEvent]:
@@ -349,13 +363,16 @@ class Stream:
                 raise InvalidInputError(f"push_text: text must be str (or UTF-8 bytes), got {type(text).__name__}")
             self._check_order("text", t, strict=False)
             self._last["text"] = t
-            if not self.engine.has_text or not text.strip():
+            if self._text is None or not text.strip():
                 return []
             self.stats.texts += 1
-            evidence, lat = self.engine._text_evidence(text, t)
-            if not evidence:
+            t0 = time.perf_counter_ns()
+            pred = self._text.predict(text)
+            lat = {"text": _ms(time.perf_counter_ns() - t0)}
+            evidence = adapters.text_evidence(pred, t)
+            if evidence is None:
                 return []
-            return [self._fuse(t, evidence, "text", [], lat)]
+            return [self._fuse(t, [evidence], "text", [], lat)]
 
     def count_dropped(self, kind: str = "frames", n: int = 1) -> None:
         """Record ``n`` inputs a driver skipped (kind 'frames' or 'audio'); they show up in every later
@@ -372,7 +389,7 @@ class Stream:
         The stream stays usable (timestamps keep increasing)."""
         with self._lock:
             self._check_open("flush")
-            if not self.engine.has_voice:
+            if self._voice is None:
                 return []
             t0 = time.perf_counter_ns()
             items = self._voice.flush()

@@ -141,7 +141,7 @@ def _one_stream_rows(quick: bool, frames) -> list:
     dets = s_on._tracker.detections / max(1, s_on.stats.frames_processed)
     rows = [row("stream1_frame_30fps_cadence_on", a, b, anchor="same engine, detection on every frame (detect_every=1)",
                 anchor_version=None, threads=1, p99_ms=float(np.percentile(a, 99)) / 1e6,
-                detect_every=on._face.options.detect_every, detections_per_frame=round(dets, 4),
+                detect_every=on.face.options.detect_every, detections_per_frame=round(dets, 4),
                 faces_per_frame=round(s_on.stats.faces / max(1, s_on.stats.frames_processed), 3),
                 target_ms=0.5, meets_target=bool(np.median(a) / 1e6 <= 0.5))]
     rows.append(_fer_row("stream1_frame_30fps_cadence_on_vs_fer", ours, frames, quick))
