@@ -86,15 +86,19 @@ def relocate_template(frame: np.ndarray, tracks: Sequence) -> Tuple[np.ndarray, 
             rw, rh = w * s * S / T, h * s * S / T
             regions[i * len(SCALES) + j] = (cx - rw / 2, cy - rh / 2, rw, rh)
     win = kernels.preprocess_batch(frame, regions, size=(S, S), **_GRAY)
+    # all windows of one track stacked into one image: one matchTemplate call per track (rows of the
+    # result that straddle two windows are ignored); the call overhead dominates at this size
+    stack = win.reshape(k, len(SCALES) * S, S)
+    M = S - T + 1  # valid positions per window and axis
     for i, tr in enumerate(tracks):
         x, y, w, h = tr.box
         out_b[i] = (x + tr.velocity[0], y + tr.velocity[1], w, h)
         if tr.template is None:
             continue
+        full = cv2.matchTemplate(stack[i], tr.template, cv2.TM_CCOEFF_NORMED)
         best = None
-        for j, s in enumerate(SCALES):
-            m = cv2.matchTemplate(win[i * len(SCALES) + j, 0], tr.template, cv2.TM_CCOEFF_NORMED)
-            px, py, v = _peak(m)
+        for j in range(len(SCALES)):
+            px, py, v = _peak(full[j * S:j * S + M])
             if best is None or v > best[2]:
                 best = (px, py, v, j)
         px, py, v, j = best
