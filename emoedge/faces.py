@@ -67,10 +67,10 @@ class FaceAnalyzerOptions:
     intra_threads: int = 1
     backend: str = "cpu"
     manifest: Optional[str] = None
-    detect_every: int = 1
+    detect_every: int = 8
     detect_every_idle: int = 1
     roi: str = "template"
-    roi_min_confidence: float = 0.5
+    roi_min_confidence: float = 0.7
     roi_min_inside: float = 0.8
     scene_change: float = 0.3
     scene_change_level: float = 32.0
