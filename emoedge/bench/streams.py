@@ -141,7 +141,7 @@ def _one_stream_rows(quick: bool, frames) -> list:
         s_off.push_frame(frames[i[1] % len(frames)], i[1] / 30.0)
         cpu[1].append(_cpu_ns() - c0)
         i[1] += 1
-    reps = 300 if quick else 1500
+    reps = 200 if quick else 1500
     a, b = compare(ours, every, reps, warmup=10, rounds=5)
     st = {k: round(float(v["p50"]), 4) for k, v in s_on.stats.latency.percentiles().items()}
     dets = s_on._tracker.detections / max(1, s_on.stats.frames_processed)
@@ -185,7 +185,7 @@ MODES = (("unbatched", False, 0.0), ("batched_wait0", True, 0.0), ("batched_wait
 def run(quick: bool = True) -> list:
     frames = _frames(60 if quick else 120)
     rows = _one_stream_rows(quick, frames)
-    seconds = 3.0 if quick else 6.0
+    seconds = 2.0 if quick else 6.0
     counts = [1, 8, 32, 64]
     for mode, batch, wait in MODES:
         best = 0
