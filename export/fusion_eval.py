@@ -388,9 +388,13 @@ def main(argv=None) -> int:
         "seconds": {"face_model": t_face, "voice_model": t_voice, "total": time.perf_counter() - t0,
                     "cpu_total": time.process_time() - c0},
     }
+    if args.face_source == "frames":
+        out["command"] = f"python export/fusion_eval.py --face-source frames --cadence {args.cadence} --streams {args.streams}"
     p = pathlib.Path(args.out)
     p.parent.mkdir(parents=True, exist_ok=True)
-    p.write_text(json.dumps(out, indent=1) + "\n")
+    tmp = p.with_name(p.name + ".tmp")  # atomic: a reader never sees a half-written file
+    tmp.write_text(json.dumps(out, indent=1) + "\n")
+    tmp.replace(p)
     print(f"face: {out['face']['model']} (T={face_T:.2f}) per-image acc {single['face_per_image_accuracy']:.3f} | "
           f"voice: {voice_name} (T={voice_T:.2f}) per-clip acc {single['voice_per_clip_accuracy']:.3f}")
     for c, f in pipeline_stats.items():
