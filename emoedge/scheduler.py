@@ -1,15 +1,16 @@
 """Cross-stream micro-batching: one expression-model run for the faces of many streams' frames.
 
 A :class:`FrameScheduler` serves many :class:`~emoedge.stream.Stream` s of one engine. Frames submitted
-within ``max_wait_ms`` of the first waiting one (or until ``max_batch`` frames) form one batch: each
+while the worker is busy (plus up to ``max_wait_ms`` after the first waiting one, default 0; at most
+``max_batch`` frames) form one batch: each
 frame is located (full-frame detection or ROI tracking, per its stream's cadence) and its faces cropped
 in submission order, then the face crops of the whole batch go through the expression model in *one*
 call, then every frame is fused and its events are returned, again in submission order. Per-stream
 order is kept (one worker; a stream's frames are never reordered) and events are the same as with
-``stream.push_frame`` one frame at a time (tests/test_scheduler.py; the expression model's batch
-results equal its one-by-one results up to float rounding, 1e-5 on the probabilities).
+``stream.push_frame`` one frame at a time (tests/test_scheduler.py compares them exactly: onnxruntime's
+CPU results for a face do not depend on the batch it runs in; other backends may differ in the last bits).
 
-    sched = engine.scheduler(max_wait_ms=2.0)
+    sched = engine.scheduler()                   # SchedulerOptions fields as keywords
     fut = sched.submit(stream, frame_bgr, t)     # concurrent.futures.Future -> list[EmotionEvent]
     events = fut.result()
     sched.run_batch([(s1, f1, t1), (s2, f2, t2)])  # synchronous: one batch now, events per item
@@ -17,7 +18,9 @@ results equal its one-by-one results up to float rounding, 1e-5 on the probabili
 
 Backpressure: at most ``max_pending`` frames wait; ``submit`` then blocks (``block=True``, file mode) or
 returns None and counts the frame in that stream's ``stats.frames_dropped`` (``block=False``, live).
-A stream fed through a scheduler must not be pushed directly at the same time.
+A stream fed through a scheduler must not be pushed directly at the same time, and one scheduler is fed
+either through ``submit`` (its worker thread runs the batches) or through ``run_batch`` (the caller's
+thread), not both at once.
 
 Only the expression model is batched: BlazeFace is exported with batch 1 and runs per frame only on
 detection frames; voice windows are not batched (each stream's voice model runs inside push_audio).
@@ -42,10 +45,12 @@ __all__ = ["SchedulerOptions", "FrameScheduler"]
 
 @dataclass
 class SchedulerOptions:
-    """max_wait_ms: how long the first waiting frame may wait for others to join its batch (ms, 0..50);
+    """max_wait_ms: how long the first waiting frame may wait for others to join its batch (ms, 0..50; 0:
+    batch only what is already waiting when the worker gets free, which on CPU gave the throughput of a
+    2 ms wait at saturation without its latency at low load, see README "Throughput");
     max_batch: frames per batch (>= 1); max_pending: frames waiting at most (backpressure, >= max_batch);
     batch: False runs every frame's expression model on its own (same ordering; for comparison)."""
-    max_wait_ms: float = 2.0
+    max_wait_ms: float = 0.0
     max_batch: int = 64
     max_pending: int = 256
     batch: bool = True
