@@ -260,7 +260,8 @@ class FaceAnalyzer:
         if reason is None:
             out = self._relocate(frame, tracker, live, t)
             if out is not None:
-                return Located(*out, False, (time.perf_counter_ns() - t0) / 1e6, None)
+                b, sc, kp, ids = out
+                return Located(b, sc, kp, ids, False, (time.perf_counter_ns() - t0) / 1e6, None)
             reason = tracker.detection_reason or "roi"
         rows = self.detector.detect_array(frame)
         boxes, scores, kps = rows[:, :4].astype(np.float64), rows[:, 4], rows[:, 5:17].reshape(-1, 6, 2)

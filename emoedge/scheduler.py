@@ -84,7 +84,9 @@ class FrameScheduler:
     def run_batch(self, items: Sequence[Tuple[object, np.ndarray, float]]) -> List[list]:
         """Process ``items`` [(stream, frame_bgr, t), ...] as one batch now; returns each item's events
         (a list of EmotionEvent, or the exception it raised) in item order."""
-        pend, out = [], [None] * len(items)
+        pend: list = []
+        out: List[object] = [None] * len(items)
+        face = None
         for i, (st, img, t) in enumerate(items):
             if st.engine is not self.engine:
                 out[i] = InvalidInputError("stream belongs to another engine than this scheduler's")
@@ -92,14 +94,14 @@ class FrameScheduler:
             try:
                 with st._lock:
                     p = st._frame_locate(img, t)
-                if p.located is not None:
+                if p.located is not None and st._staged is not None:
                     t0 = time.perf_counter_ns()
-                    p.crops = self.engine.face.crops(p.image, p.located)
+                    p.crops = st._staged.crops(p.image, p.located)
                     p.align_ms = (time.perf_counter_ns() - t0) / 1e6
+                    face = st._staged  # the engine's face component (the same for all its streams)
                 pend.append((i, st, p))
             except Exception as e:  # reported for this item only; the batch goes on
                 out[i] = e
-        face = self.engine.face
         with_crops = [p for _, _, p in pend if p.crops is not None]
         probs_of = {}
         if with_crops and face is not None:

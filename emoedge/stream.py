@@ -28,19 +28,25 @@ import math
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Dict, List, Optional, Sequence, Union
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Union
 
 import numpy as np
 
 from . import adapters
 from . import fusion as _fusion
-from .components import VoiceObservation
+from .components import FaceObservation, VoiceObservation
 from .errors import InvalidInputError, StreamClosedError
 from .events import EmotionEvent, FaceResult
 from .options import RunningMode
 
 if TYPE_CHECKING:  # pragma: no cover
     from .engine import Engine
+    from .faces import Located
+
+try:  # Python >= 3.8
+    from typing import Protocol, runtime_checkable
+except ImportError:  # pragma: no cover
+    from typing_extensions import Protocol, runtime_checkable  # type: ignore
 
 MODES = tuple(m.value for m in RunningMode)
 STAGES = ("detect", "align", "classify", "audio", "voice", "text", "fuse", "total")
@@ -157,10 +163,21 @@ def _as_bgr(image) -> np.ndarray:
     return image
 
 
-def _staged(face) -> bool:
-    """The face component offers analyze() in stages (emoedge.faces.FaceAnalyzer: locate, crops, classify,
-    faces), which the stream and emoedge.scheduler use; other FaceComponents are called through analyze()."""
-    return all(callable(getattr(face, k, None)) for k in ("locate", "crops", "classify", "faces"))
+@runtime_checkable
+class StagedFaceComponent(Protocol):
+    """A face component that also offers ``analyze`` in stages (emoedge.faces.FaceAnalyzer): ``locate``
+    (detection or ROI tracking, updates the tracker), ``crops`` (model inputs), ``classify`` (any number of
+    crops, e.g. of many frames at once) and ``faces`` (the results). The stream and emoedge.scheduler use
+    them; other FaceComponents are called through ``analyze``."""
+
+    def locate(self, frame: np.ndarray, t: Optional[float] = None, tracker: Any = None) -> "Located": ...
+
+    def crops(self, frame: np.ndarray, loc: "Located") -> np.ndarray: ...
+
+    def classify(self, crops: np.ndarray) -> np.ndarray: ...
+
+    def faces(self, loc: "Located", probs: np.ndarray, align_ms: float = 0.0,
+              classify_ms: float = 0.0) -> Sequence[FaceObservation]: ...
 
 
 @dataclass
@@ -169,9 +186,9 @@ class _PendingFrame:
     image: np.ndarray
     t: float
     t_start: int
-    located: object = None      # emoedge.faces.Located
-    crops: object = None
-    faces: object = None        # a FaceComponent's analyze() output (components without stages)
+    located: "Optional[Located]" = None
+    crops: Optional[np.ndarray] = None
+    faces: Optional[Sequence[FaceObservation]] = None  # analyze() output of a component without stages
     analyze_ms: float = 0.0
     align_ms: float = 0.0
     classify_ms: float = 0.0
@@ -197,6 +214,8 @@ class Stream:
         self._face = engine.face
         self._text = engine.text
         self._tracker = self._face.new_tracker() if self._face is not None else None
+        # the bundled FaceAnalyzer runs analyze() in stages (so emoedge.scheduler can batch classify)
+        self._staged: Optional[StagedFaceComponent] = self._face if isinstance(self._face, StagedFaceComponent) else None
         self._voice = engine.voice.stream(engine.voice_options) if engine.voice is not None else None
         self._voice_flushed = False
         self.stats = StreamStats()
@@ -248,11 +267,11 @@ class Stream:
         with self._lock:
             pending = self._frame_locate(image, t)
             probs = None
-            if pending.located is not None:
+            if pending.located is not None and self._staged is not None:
                 t_c = time.perf_counter_ns()
-                pending.crops = self._face.crops(pending.image, pending.located)
+                pending.crops = self._staged.crops(pending.image, pending.located)
                 t_p = time.perf_counter_ns()
-                probs = self._face.classify(pending.crops)
+                probs = self._staged.classify(pending.crops)
                 pending.align_ms, pending.classify_ms = _ms(t_p - t_c), _ms(time.perf_counter_ns() - t_p)
             return self._frame_finish(pending, probs)
 
@@ -278,24 +297,25 @@ class Stream:
         self._frame_shape = image.shape[:2]
         p = _PendingFrame(image=image, t=t, t_start=t_start)
         if self._face is not None:
-            if _staged(self._face):  # the bundled FaceAnalyzer: stages, so crops can be batched
-                p.located = self._face.locate(image, t=t, tracker=self._tracker)
+            if self._staged is not None:
+                p.located = self._staged.locate(image, t=t, tracker=self._tracker)
             else:  # a component with analyze() only (FaceComponent interface)
                 t_a = time.perf_counter_ns()
                 p.faces = self._face.analyze(image, t=t, tracker=self._tracker)
                 p.analyze_ms = _ms(time.perf_counter_ns() - t_a)
         return p
 
-    def _frame_finish(self, p: "_PendingFrame", probs) -> List[EmotionEvent]:
+    def _frame_finish(self, p: "_PendingFrame", probs: Optional[np.ndarray]) -> List[EmotionEvent]:
         lat: Dict[str, float] = {}
         faces_out: List[FaceResult] = []
-        evidence = []
+        evidence: List[Any] = []
         if self._face is not None:
-            if p.located is not None:
-                faces = self._face.faces(p.located, probs, align_ms=p.align_ms, classify_ms=p.classify_ms)
+            faces: Sequence[FaceObservation]
+            if p.located is not None and self._staged is not None and probs is not None:
+                faces = self._staged.faces(p.located, probs, align_ms=p.align_ms, classify_ms=p.classify_ms)
                 analyze_ms = p.located.detect_ms + p.align_ms + p.classify_ms
             else:
-                faces, analyze_ms = p.faces, p.analyze_ms
+                faces, analyze_ms = (p.faces or []), p.analyze_ms
             lat.update(adapters.face_timing(faces, analyze_ms))
             faces_out, evidence = adapters.face_evidence(faces, p.t)
             self._seen_tracks.update(f.track_id for f in faces_out if f.track_id is not None)
