@@ -19,7 +19,7 @@ import itertools
 import time
 import warnings
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, List, Optional, Union
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Union
 
 import numpy as np
 
@@ -177,7 +177,8 @@ class FaceAnalyzer:
         self.labels = tuple(e["labels"])
         pre = e.get("preprocess", {})
         self.input_size = tuple(int(v) for v in pre.get("size", e["input"]["shape"][-1:] * 2))
-        self.preprocess_kwargs = {k: (tuple(v) if isinstance(v, list) else v) for k, v in pre.items() if k in _PREPROCESS_KEYS}
+        self.preprocess_kwargs: Dict[str, Any] = {k: (tuple(v) if isinstance(v, list) else v) for k, v in pre.items()
+                                                  if k in _PREPROCESS_KEYS}
         self.layout = pre.get("layout") or e.get("input", {}).get("layout", "nchw")
         self.input_name = e.get("input", {}).get("name") or self.session.get_inputs()[0].name
         self.output_kind = e.get("output", "logits")
@@ -240,7 +241,7 @@ class FaceAnalyzer:
         re-localisation, following the cadence). Updates the tracker."""
         t0 = time.perf_counter_ns()
         if tracker is None:
-            rows = self.detector.detect_array(frame)
+            rows = self.detector.detect_array(frame, checked=True)
             return Located(rows[:, :4].astype(np.float64), rows[:, 4], rows[:, 5:17].reshape(-1, 6, 2), None, True,
                            (time.perf_counter_ns() - t0) / 1e6, "no tracker")
         o = self.options
@@ -263,7 +264,7 @@ class FaceAnalyzer:
                 b, sc, kp, ids = out
                 return Located(b, sc, kp, ids, False, (time.perf_counter_ns() - t0) / 1e6, None)
             reason = tracker.detection_reason or "roi"
-        rows = self.detector.detect_array(frame)
+        rows = self.detector.detect_array(frame, checked=True)
         boxes, scores, kps = rows[:, :4].astype(np.float64), rows[:, 4], rows[:, 5:17].reshape(-1, 6, 2)
         tracks = tracker.update(boxes, scores, kps if len(rows) else None, t=t)
         if o.roi == "template" and tracker.options.detect_every > 1:

@@ -18,7 +18,7 @@ triggers a full detection at once.
 """
 from __future__ import annotations
 
-from typing import Sequence, Tuple
+from typing import Any, Dict, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -30,7 +30,7 @@ SEARCH_MARGIN = 0.375  # search window: the box grown by this many box sizes on 
                        # 0.375 box widths per frame beyond the velocity prediction are followed)
 SCALES = (1 / 1.06, 1.0, 1.06)  # face size hypotheses per frame, relative to the current box
 DETECTOR_ROI = 2.0     # "detector" mode: ROI side in box widths
-_GRAY = dict(color="gray", scale=1.0, offset=0.0, border="replicate")
+_GRAY: Dict[str, Any] = dict(color="gray", scale=1.0, offset=0.0, border="replicate")
 
 
 def take_templates(frame: np.ndarray, tracks: Sequence) -> None:
@@ -96,11 +96,12 @@ def relocate_template(frame: np.ndarray, tracks: Sequence) -> Tuple[np.ndarray, 
         if tr.template is None:
             continue
         full = cv2.matchTemplate(stack[i], tr.template, cv2.TM_CCOEFF_NORMED)
-        best = None
+        best: Optional[Tuple[float, float, float, int]] = None
         for j in range(len(SCALES)):
             px, py, v = _peak(full[j * S:j * S + M])
             if best is None or v > best[2]:
                 best = (px, py, v, j)
+        assert best is not None
         px, py, v, j = best
         rx, ry, rw, rh = regions[i * len(SCALES) + j]
         nw, nh = w * SCALES[j], h * SCALES[j]
@@ -135,7 +136,7 @@ def relocate_detector(detector, frame: np.ndarray, tracks: Sequence):
         cx, cy = x + w / 2 + tr.velocity[0], y + h / 2 + tr.velocity[1]
         out_b[i] = (cx - w / 2, cy - h / 2, w, h)
         side = DETECTOR_ROI * max(w, h)
-        rows = detector.detect_array(frame, roi=(cx - side / 2, cy - side / 2, side, side))
+        rows = detector.detect_array(frame, checked=True, roi=(cx - side / 2, cy - side / 2, side, side))
         if not len(rows):
             continue
         c = rows[:, :2] + rows[:, 2:4] / 2

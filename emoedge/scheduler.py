@@ -34,11 +34,18 @@ import threading
 import time
 from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
 from .errors import EmoEdgeError, InvalidInputError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .events import EmotionEvent
+    from .stream import Stream
+
+#: the result of one frame: its events, or the exception it raised
+FrameResult = Union[List["EmotionEvent"], BaseException]
 
 __all__ = ["SchedulerOptions", "FrameScheduler"]
 
@@ -69,7 +76,7 @@ class SchedulerOptions:
 class FrameScheduler:
     """Micro-batches frames of many streams of one engine (see module docstring)."""
 
-    def __init__(self, engine, options: Optional[SchedulerOptions] = None):
+    def __init__(self, engine: Any, options: Optional[SchedulerOptions] = None):
         self.engine = engine
         self.options = (options or SchedulerOptions()).validate()
         self._q: collections.deque = collections.deque()
@@ -81,12 +88,12 @@ class FrameScheduler:
         self.batch_sizes: List[int] = []
 
     # ------------------------------------------------------------------ synchronous core
-    def run_batch(self, items: Sequence[Tuple[object, np.ndarray, float]]) -> List[list]:
+    def run_batch(self, items: Sequence[Tuple["Stream", np.ndarray, float]]) -> List[FrameResult]:
         """Process ``items`` [(stream, frame_bgr, t), ...] as one batch now; returns each item's events
         (a list of EmotionEvent, or the exception it raised) in item order."""
-        pend: list = []
-        out: List[object] = [None] * len(items)
-        face = None
+        pend: List[Tuple[int, Any, Any]] = []
+        out: List[Any] = [None] * len(items)
+        face: Any = None
         for i, (st, img, t) in enumerate(items):
             if st.engine is not self.engine:
                 out[i] = InvalidInputError("stream belongs to another engine than this scheduler's")
@@ -135,11 +142,11 @@ class FrameScheduler:
         return out
 
     # ------------------------------------------------------------------ threaded front
-    def submit(self, stream, image: np.ndarray, t: float, block: bool = True) -> Optional[Future]:
+    def submit(self, stream: "Stream", image: np.ndarray, t: float, block: bool = True) -> "Optional[Future[Any]]":
         """Queue one frame of ``stream``; returns a Future of its events (list of EmotionEvent). When
         ``max_pending`` frames wait: block until there is room (``block=True``) or drop this frame, counted
         in ``stream.stats.frames_dropped``, and return None (``block=False``)."""
-        fut: Future = Future()
+        fut: "Future[Any]" = Future()
         with self._cond:
             if self._closed:
                 raise EmoEdgeError("the scheduler is closed")
@@ -203,6 +210,7 @@ def _work(sched: FrameScheduler) -> None:
         batch = sched._take()
         if batch is None:
             return
+        res: List[FrameResult]
         try:
             res = sched.run_batch([(s, img, t) for s, img, t, _, _ in batch])
         except BaseException as e:  # never leave a future unresolved

@@ -117,7 +117,7 @@ class FaceTracker:
         self._next_id = 1
         self.frame_index = 0
         self.phase = int(phase) % self.options.detect_every
-        self._last_detect = None  # frame index of the last full detection (None: none yet)
+        self._last_detect: Optional[int] = None  # frame index of the last full detection (None: none yet)
         self._requested: Optional[str] = "first frame"
         self.detections = 0  # full detection rounds so far
         self.scene: dict = {}  # scratch state of the scene-change check (emoedge.roi)
@@ -267,7 +267,7 @@ class FaceTracker:
             x, y, w, h = tr.box
             tr.box = (x + vx, y + vy, w, h)
             if tr.keypoints is not None:
-                tr.keypoints = tr.keypoints + np.float32([vx, vy])
+                tr.keypoints = tr.keypoints + np.array([vx, vy], np.float32)
             tr.t = t
             out.append(tr)
         self.frame_index += 1

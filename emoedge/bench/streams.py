@@ -129,7 +129,7 @@ def _one_stream_rows(quick: bool, frames) -> list:
     on, off = _engine(), _engine(detect_every=1)
     s_on, s_off = on.stream(), off.stream()
     i = [0, 0]
-    cpu = ([], [])  # thread CPU time per call: what other jobs on a shared machine do not inflate
+    cpu: tuple = ([], [])  # thread CPU time per call: what other jobs on a shared machine do not inflate
 
     def ours():
         c0 = _cpu_ns()
