@@ -19,7 +19,7 @@ import itertools
 import time
 import warnings
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any, Dict, List, Optional, Union
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple, Union
 
 import numpy as np
 
@@ -31,6 +31,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .manifest import Manifest
     from .options import RuntimeOptions
     from .session import SessionOptions
+    from .tracking import FaceTracker, Track
 
 __all__ = ["FaceAnalyzerOptions", "Face", "Located", "FaceAnalyzer", "BASELINE_MODEL"]
 
@@ -98,11 +99,11 @@ class FaceAnalyzerOptions:
         return DetectorOptions(model=self.detector, min_score=self.min_score, nms_iou=self.nms_iou,
                                max_faces=self.max_faces, min_size=self.min_face_size).validate()
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> Dict[str, Any]:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "FaceAnalyzerOptions":
+    def from_dict(cls, d: Dict[str, Any]) -> "FaceAnalyzerOptions":
         unknown = set(d) - set(cls.__dataclass_fields__)
         if unknown:
             raise InvalidInputError(f"unknown FaceAnalyzerOptions fields {sorted(unknown)}; valid: {sorted(cls.__dataclass_fields__)}")
@@ -117,7 +118,7 @@ class Located:
     boxes: np.ndarray
     scores: np.ndarray
     keypoints: np.ndarray
-    track_ids: Optional[list]
+    track_ids: Optional[List[int]]
     detected: bool
     detect_ms: float
     reason: Optional[str] = None
@@ -134,21 +135,21 @@ class Face:
     this frame (detect_ms, align_ms, classify_ms; detect_ms is 0 on tracked-only frames);
     detected: False when the box was predicted by the tracker instead of the detector.
     """
-    box: tuple
+    box: Tuple[float, float, float, float]
     score: float
     keypoints: np.ndarray = field(repr=False)
     track_id: Optional[int]
-    labels: tuple
+    labels: Tuple[str, ...]
     probs: np.ndarray
-    timing: dict = field(default_factory=dict, repr=False)
+    timing: Dict[str, float] = field(default_factory=dict, repr=False)
     detected: bool = True
 
     @property
     def label(self) -> str:
         """The most probable label."""
-        return self.labels[int(np.argmax(self.probs))]
+        return str(self.labels[int(np.argmax(self.probs))])
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> Dict[str, Any]:
         return {"box": [float(v) for v in self.box], "score": float(self.score),
                 "keypoints": np.asarray(self.keypoints, float).round(2).tolist(), "track_id": self.track_id,
                 "label": self.label, "probs": {k: float(p) for k, p in zip(self.labels, self.probs)},
@@ -176,7 +177,8 @@ class FaceAnalyzer:
         self.session = make_session(self.manifest.model_path(self.model_name), so)
         self.labels = tuple(e["labels"])
         pre = e.get("preprocess", {})
-        self.input_size = tuple(int(v) for v in pre.get("size", e["input"]["shape"][-1:] * 2))
+        w, h = (int(v) for v in pre.get("size", e["input"]["shape"][-1:] * 2))
+        self.input_size = (w, h)
         self.preprocess_kwargs: Dict[str, Any] = {k: (tuple(v) if isinstance(v, list) else v) for k, v in pre.items()
                                                   if k in _PREPROCESS_KEYS}
         self.layout = pre.get("layout") or e.get("input", {}).get("layout", "nchw")
@@ -219,9 +221,11 @@ class FaceAnalyzer:
         z = logits / self.temperature
         z -= z.max(axis=1, keepdims=True)
         p = np.exp(z)
-        return (p / p.sum(axis=1, keepdims=True)).astype(np.float32)
+        probs: np.ndarray = (p / p.sum(axis=1, keepdims=True)).astype(np.float32)
+        return probs
 
-    def analyze(self, frame_bgr: np.ndarray, t: Optional[float] = None, tracker=None) -> List[Face]:
+    def analyze(self, frame_bgr: np.ndarray, t: Optional[float] = None,
+                tracker: "Optional[FaceTracker]" = None) -> List[Face]:
         """Faces in one uint8 BGR frame [H, W, 3] (or gray [H, W]). t: timestamp (s), passed to the
         tracker; tracker: a per-stream emoedge.tracking.FaceTracker (None: no track ids, the detector runs
         on every frame). With a tracker, the full-frame detector follows the detection cadence
@@ -236,7 +240,7 @@ class FaceAnalyzer:
         return self.faces(loc, probs, align_ms=(t2 - t1) / 1e6, classify_ms=(t3 - t2) / 1e6)
 
     # -- the stages of analyze(), separately, so a scheduler can batch classify() across frames/streams
-    def locate(self, frame: np.ndarray, t: Optional[float] = None, tracker=None) -> "Located":
+    def locate(self, frame: np.ndarray, t: Optional[float] = None, tracker: "Optional[FaceTracker]" = None) -> "Located":
         """Stage 1: where the faces are in a checked frame (full-frame detection or the tracker's ROI
         re-localisation, following the cadence). Updates the tracker."""
         t0 = time.perf_counter_ns()
@@ -273,7 +277,8 @@ class FaceAnalyzer:
         return Located(boxes, scores, kps, [tr.track_id for tr in tracks], True,
                        (time.perf_counter_ns() - t0) / 1e6, reason)
 
-    def _relocate(self, frame, tracker, live, t):
+    def _relocate(self, frame: np.ndarray, tracker: "FaceTracker", live: "List[Track]", t: Optional[float]
+                  ) -> Optional[Tuple[np.ndarray, np.ndarray, np.ndarray, List[int]]]:
         """ROI re-localisation of the live tracks, or None when a full detection is needed instead
         (a track's confidence dropped or it is leaving the frame; the tracker records why)."""
         o = self.options
@@ -312,11 +317,12 @@ class FaceAnalyzer:
         if not loc.detected:
             timing["roi_ms"] = loc.detect_ms
         boxes, scores, kps, ids = loc.boxes, loc.scores, loc.keypoints, loc.track_ids
-        return [Face(box=tuple(float(v) for v in boxes[i]), score=float(scores[i]), keypoints=np.array(kps[i], np.float32),
+        return [Face(box=(float(boxes[i, 0]), float(boxes[i, 1]), float(boxes[i, 2]), float(boxes[i, 3])),
+                     score=float(scores[i]), keypoints=np.array(kps[i], np.float32),
                      track_id=None if ids is None else ids[i], labels=self.labels, probs=probs[i], timing=timing,
                      detected=loc.detected) for i in range(len(boxes))]
 
-    def new_tracker(self, phase: Optional[int] = None):
+    def new_tracker(self, phase: Optional[int] = None) -> "FaceTracker":
         """A fresh per-stream FaceTracker with this analyzer's detection cadence (``detect_every``,
         ``detect_every_idle``). ``phase``: the stream's offset in the cadence (see FaceTracker); None: the
         next one, so that the streams of an engine (which share this analyzer) spread their detector runs
@@ -332,8 +338,8 @@ class FaceAnalyzer:
         self.session = None
         self.detector.session = None
 
-    def __enter__(self):
+    def __enter__(self) -> "FaceAnalyzer":
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> None:
         self.close()

@@ -18,7 +18,7 @@ for more than ``max_missed`` detection rounds is dropped; its id is never reused
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -58,11 +58,11 @@ class TrackerOptions:
             raise InvalidInputError(f"TrackerOptions.velocity_smoothing={self.velocity_smoothing!r} must be in [0, 1]")
         return self
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> Dict[str, Any]:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "TrackerOptions":
+    def from_dict(cls, d: Dict[str, Any]) -> "TrackerOptions":
         unknown = set(d) - set(cls.__dataclass_fields__)
         if unknown:
             raise InvalidInputError(f"unknown TrackerOptions fields {sorted(unknown)}; valid: {sorted(cls.__dataclass_fields__)}")
@@ -75,18 +75,18 @@ class Track:
     hits: detections matched so far; missed: detection rounds since the last match; t: time (s) of
     the last update; state: free per-track storage for later stages (e.g. smoothed probabilities)."""
     track_id: int
-    box: tuple
+    box: Tuple[float, float, float, float]
     score: float
     keypoints: Optional[np.ndarray] = field(default=None, repr=False)
     hits: int = 1
     missed: int = 0
     first_t: Optional[float] = None
     t: Optional[float] = None
-    velocity: tuple = (0.0, 0.0)
-    state: dict = field(default_factory=dict, repr=False)
-    det_center: tuple = field(default=(0.0, 0.0), repr=False)  # centre at the last matched detection
+    velocity: Tuple[float, float] = (0.0, 0.0)
+    state: Dict[str, Any] = field(default_factory=dict, repr=False)
+    det_center: Tuple[float, float] = field(default=(0.0, 0.0), repr=False)  # centre at the last matched detection
     det_frame: int = field(default=0, repr=False)              # tracker frame index of that detection
-    det_box: tuple = field(default=(0.0, 0.0, 0.0, 0.0), repr=False)  # box at that detection
+    det_box: Tuple[float, float, float, float] = field(default=(0.0, 0.0, 0.0, 0.0), repr=False)  # box at that detection
     det_keypoints: Optional[np.ndarray] = field(default=None, repr=False)
     template: Optional[np.ndarray] = field(default=None, repr=False)  # ROI appearance at that detection (emoedge.roi)
     confidence: float = 1.0  # detector score at a detection, re-localisation confidence in between
@@ -120,7 +120,7 @@ class FaceTracker:
         self._last_detect: Optional[int] = None  # frame index of the last full detection (None: none yet)
         self._requested: Optional[str] = "first frame"
         self.detections = 0  # full detection rounds so far
-        self.scene: dict = {}  # scratch state of the scene-change check (emoedge.roi)
+        self.scene: Dict[str, Any] = {}  # scratch state of the scene-change check (emoedge.roi)
 
     def reset(self) -> None:
         """Forget all tracks (ids keep increasing, so old ids are never reused)."""
@@ -159,7 +159,7 @@ class FaceTracker:
         """Tracks matched at the last detection round (missed == 0): the faces reported in between."""
         return [tr for tr in self.tracks if not tr.missed]
 
-    def update(self, boxes, scores=None, keypoints=None, t: Optional[float] = None) -> List[Track]:
+    def update(self, boxes: Any, scores: Any = None, keypoints: Any = None, t: Optional[float] = None) -> List[Track]:
         """Match this frame's detections to tracks. boxes: [K, 4] (x, y, w, h) pixels; scores: [K];
         keypoints: [K, 6, 2] or None; t: timestamp (s). Returns the matched/new Track of every detection."""
         b = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
@@ -195,7 +195,7 @@ class FaceTracker:
         out: List[Track] = []
         a = o.velocity_smoothing
         for di in range(k):
-            box = tuple(float(v) for v in b[di])
+            box = (float(b[di, 0]), float(b[di, 1]), float(b[di, 2]), float(b[di, 3]))
             if di in d_used:
                 tr = self.tracks[d_used[di]]
                 steps = max(1, self.frame_index - tr.det_frame)
@@ -229,7 +229,7 @@ class FaceTracker:
         self.frame_index += 1
         return out
 
-    def relocate(self, tracks: Sequence[Track], boxes, keypoints=None, confidences=None,
+    def relocate(self, tracks: Sequence[Track], boxes: Any, keypoints: Any = None, confidences: Any = None,
                  t: Optional[float] = None) -> List[Track]:
         """A frame without full detection: ``tracks`` (live tracks) were re-localised to ``boxes``
         [K, 4] (x, y, w, h pixels) with ``keypoints`` [K, 6, 2] (or None: keep) and ``confidences``
@@ -240,7 +240,7 @@ class FaceTracker:
         a = self.options.velocity_smoothing
         for i, tr in enumerate(tracks):
             x, y, w, h = tr.box
-            nb = tuple(float(v) for v in b[i])
+            nb = (float(b[i, 0]), float(b[i, 1]), float(b[i, 2]), float(b[i, 3]))
             vx = nb[0] + nb[2] / 2 - (x + w / 2)
             vy = nb[1] + nb[3] / 2 - (y + h / 2)
             tr.velocity = (a * tr.velocity[0] + (1 - a) * vx, a * tr.velocity[1] + (1 - a) * vy)
