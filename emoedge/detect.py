@@ -295,24 +295,27 @@ class FaceDetector:
             self.anchors = blazeface_anchors(self.size, a["strides"], a["per_cell"])
         self.box_scale = float(e.get("decode", {}).get("box_scale", self.size))
 
-    def preprocess(self, frame: np.ndarray):
+    def preprocess(self, frame: np.ndarray, roi=None):
         """BGR uint8 frame -> (float32 [1, 3, S, S] RGB in [-1, 1], letterboxed; (sx, sy, tx, ty) mapping
-        normalised model-input coordinates to frame pixels)."""
+        normalised model-input coordinates to frame pixels). roi: (x, y, w, h) pixels, a region of the
+        frame to use instead of the whole frame (parts outside the frame read black, like the letterbox)."""
         from . import kernels
-        x, tr = kernels.preprocess(frame, size=(self.size, self.size), letterbox=True, color="swap_rb",
+        x, tr = kernels.preprocess(frame, size=(self.size, self.size), box=roi, letterbox=True, color="swap_rb",
                                    mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), layout="nchw", return_transform=True)
         (a, _, c), (_, e, f) = tr.matrix  # frame pixel -> model-input pixel: out = a*x + c, out_y = e*y + f
         return x.reshape(1, 3, self.size, self.size), (self.size / a, self.size / e, -c / a, -f / e)
 
-    def detect_array(self, frame: np.ndarray, timing: Optional[dict] = None, *, checked: bool = False) -> np.ndarray:
+    def detect_array(self, frame: np.ndarray, timing: Optional[dict] = None, *, checked: bool = False,
+                     roi: Optional[tuple] = None) -> np.ndarray:
         """float32 [K, 17] rows (x, y, w, h, score, keypoints) in frame pixels, best first.
         ``timing``: optional dict that receives ms per stage (preprocess_ms, infer_ms, decode_ms).
-        ``checked``: the caller already passed the frame through :func:`check_frame` (not checked again)."""
+        ``checked``: the caller already passed the frame through :func:`check_frame` (not checked again).
+        ``roi``: (x, y, w, h) pixels: detect only in this region (resampled to the detector input)."""
         if not checked:
             frame = check_frame(frame)
         o = self.options
         t0 = time.perf_counter_ns()
-        x, tr = self.preprocess(frame)
+        x, tr = self.preprocess(frame, roi)
         t1 = time.perf_counter_ns()
         reg, sc = self.session.run(self.outputs, {self.input_name: x})
         t2 = time.perf_counter_ns()

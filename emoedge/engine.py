@@ -29,6 +29,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from .faces import FaceAnalyzerOptions
     from .fusion import FusionOptions
+    from .scheduler import FrameScheduler
     from .voice import VoiceOptions
 
 __all__ = ["Engine", "Run"]
@@ -154,6 +155,12 @@ class Engine:
             raise EmoEdgeError("the engine is closed")
         return Stream(self, mode=mode, fusion=self.fusion_options() if fusion is None else fusion,
                       stream_id=stream_id, keep_frames=keep_frames)
+
+    def scheduler(self, **options: Any) -> "FrameScheduler":
+        """A :class:`~emoedge.scheduler.FrameScheduler` batching the expression model across this engine's
+        streams; ``options``: SchedulerOptions fields (max_wait_ms, max_batch, max_pending, batch)."""
+        from .scheduler import FrameScheduler, SchedulerOptions
+        return FrameScheduler(self, SchedulerOptions(**options))
 
     def run(self, *, video: Any = None, audio: Any = None, camera: Any = None, mic: Any = None, text: Any = None,
             realtime: bool = False, fusion: "Optional[FusionOptions]" = None, keep_frames: bool = False,

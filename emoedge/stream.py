@@ -38,7 +38,7 @@ import numpy as np
 
 from . import adapters
 from . import fusion as _fusion
-from .components import VoiceObservation
+from .components import FaceObservation, VoiceObservation
 from .detect import check_frame
 from .errors import InvalidInputError, StreamClosedError
 from .events import EmotionEvent, FaceResult
@@ -46,6 +46,12 @@ from .options import RunningMode
 
 if TYPE_CHECKING:  # pragma: no cover
     from .engine import Engine
+    from .faces import Located
+
+try:  # Python >= 3.8
+    from typing import Protocol, runtime_checkable
+except ImportError:  # pragma: no cover
+    from typing_extensions import Protocol, runtime_checkable  # type: ignore
 
 MODES = tuple(m.value for m in RunningMode)
 STAGES = ("detect", "align", "classify", "audio", "voice", "text", "fuse", "total")
@@ -144,6 +150,37 @@ def _check_t(t: object, what: str) -> float:
     return tf
 
 
+@runtime_checkable
+class StagedFaceComponent(Protocol):
+    """A face component that also offers ``analyze`` in stages (emoedge.faces.FaceAnalyzer): ``locate``
+    (detection or ROI tracking, updates the tracker), ``crops`` (model inputs), ``classify`` (any number of
+    crops, e.g. of many frames at once) and ``faces`` (the results). The stream and emoedge.scheduler use
+    them; other FaceComponents are called through ``analyze``."""
+
+    def locate(self, frame: np.ndarray, t: Optional[float] = None, tracker: Any = None) -> "Located": ...
+
+    def crops(self, frame: np.ndarray, loc: "Located") -> np.ndarray: ...
+
+    def classify(self, crops: np.ndarray) -> np.ndarray: ...
+
+    def faces(self, loc: "Located", probs: np.ndarray, align_ms: float = 0.0,
+              classify_ms: float = 0.0) -> Sequence[FaceObservation]: ...
+
+
+@dataclass
+class _PendingFrame:
+    """A frame between the stages of Stream.push_frame (see Stream._frame_locate)."""
+    image: np.ndarray
+    t: float
+    t_start: int
+    located: "Optional[Located]" = None
+    crops: Optional[np.ndarray] = None
+    faces: Optional[Sequence[FaceObservation]] = None  # analyze() output of a component without stages
+    analyze_ms: float = 0.0
+    align_ms: float = 0.0
+    classify_ms: float = 0.0
+
+
 class Stream:
     """Per-source state on a shared engine; create with ``engine.stream(...)``.
 
@@ -164,6 +201,8 @@ class Stream:
         self._face = engine.face
         self._text = engine.text
         self._tracker = self._face.new_tracker() if self._face is not None else None
+        # the bundled FaceAnalyzer runs analyze() in stages (so emoedge.scheduler can batch classify)
+        self._staged: Optional[StagedFaceComponent] = self._face if isinstance(self._face, StagedFaceComponent) else None
         self._voice = engine.voice.stream(engine.voice_options) if engine.voice is not None else None
         self._voice_flushed = False
         self.stats = StreamStats()
@@ -212,40 +251,70 @@ class Stream:
     def push_frame(self, image: np.ndarray, t: float) -> List[EmotionEvent]:
         """Analyze one BGR uint8 frame [H, W, 3] at ``t`` seconds; returns one event."""
         with self._lock:
-            self._check_open("push_frame")
-            t = _check_t(t, "push_frame")
-            self._check_order("frame", t, strict=True)
-            t_start = time.perf_counter_ns()
-            image = check_frame(image, "push_frame: image")  # BGR uint8 [H, W, 3] (gray/BGRA converted)
-            self._last["frame"] = t
-            if self._frame_shape is not None and image.shape[:2] != self._frame_shape:
-                # documented handling: a new geometry restarts tracking and per-face smoothing
-                self.stats.size_changes += 1
-                if self._tracker is not None:
-                    self._tracker.reset()   # a FaceTracker keeps its ids increasing: old ids are never reused
-                for tid in set(self._fusion.tracks) | self._seen_tracks:
-                    self._fusion.drop_track(tid)
-                self._seen_tracks = set()
-            self._frame_shape = image.shape[:2]
-            lat: Dict[str, float] = {}
-            faces_out: List[FaceResult] = []
-            evidence: List[_fusion.ModalityEvidence] = []
-            if self._face is not None:
+            pending = self._frame_locate(image, t)
+            probs = None
+            if pending.located is not None and self._staged is not None:
+                t_c = time.perf_counter_ns()
+                pending.crops = self._staged.crops(pending.image, pending.located)
+                t_p = time.perf_counter_ns()
+                probs = self._staged.classify(pending.crops)
+                pending.align_ms, pending.classify_ms = _ms(t_p - t_c), _ms(time.perf_counter_ns() - t_p)
+            return self._frame_finish(pending, probs)
+
+    # -- push_frame in stages, so that emoedge.scheduler can run the expression model of many frames (of
+    # many streams) in one batch: _frame_locate; the face component's crops() and classify(); _frame_finish.
+    # Each stage runs under the stream's lock; a stream fed through a scheduler must not be pushed
+    # directly at the same time (its frames would interleave between the stages).
+    def _frame_locate(self, image: np.ndarray, t: float) -> "_PendingFrame":
+        self._check_open("push_frame")
+        t = _check_t(t, "push_frame")
+        self._check_order("frame", t, strict=True)
+        t_start = time.perf_counter_ns()
+        image = check_frame(image, "push_frame: image")  # BGR uint8 [H, W, 3] (gray/BGRA converted)
+        self._last["frame"] = t
+        if self._frame_shape is not None and image.shape[:2] != self._frame_shape:
+            # documented handling: a new geometry restarts tracking and per-face smoothing
+            self.stats.size_changes += 1
+            if self._tracker is not None:
+                self._tracker.reset()   # a FaceTracker keeps its ids increasing: old ids are never reused
+            for tid in set(self._fusion.tracks) | self._seen_tracks:
+                self._fusion.drop_track(tid)
+            self._seen_tracks = set()
+        self._frame_shape = image.shape[:2]
+        p = _PendingFrame(image=image, t=t, t_start=t_start)
+        if self._face is not None:
+            if self._staged is not None:
+                p.located = self._staged.locate(image, t=t, tracker=self._tracker)
+            else:  # a component with analyze() only (FaceComponent interface)
                 t_a = time.perf_counter_ns()
-                faces = self._face.analyze(image, t=t, tracker=self._tracker)
-                lat.update(adapters.face_timing(faces, _ms(time.perf_counter_ns() - t_a)))
-                faces_out, evidence = adapters.face_evidence(faces, t)
-                self._seen_tracks.update(f.track_id for f in faces_out if f.track_id is not None)
-                self.stats.faces += len(faces)
-                self.stats.frames_with_faces += bool(faces)
-            self.stats.frames_processed += 1
-            idx = self._frame_index
-            self._frame_index += 1
-            ev = self._fuse(t, evidence, "frame", faces_out, lat, frame_index=idx, frame=image)
-            lat["total"] = _ms(time.perf_counter_ns() - t_start)
-            ev.latency_ms["total"] = lat["total"]
-            self.stats.latency.add("total", lat["total"])
-            return [ev]
+                p.faces = self._face.analyze(image, t=t, tracker=self._tracker)
+                p.analyze_ms = _ms(time.perf_counter_ns() - t_a)
+        return p
+
+    def _frame_finish(self, p: "_PendingFrame", probs: Optional[np.ndarray]) -> List[EmotionEvent]:
+        lat: Dict[str, float] = {}
+        faces_out: List[FaceResult] = []
+        evidence: List[Any] = []
+        if self._face is not None:
+            faces: Sequence[FaceObservation]
+            if p.located is not None and self._staged is not None and probs is not None:
+                faces = self._staged.faces(p.located, probs, align_ms=p.align_ms, classify_ms=p.classify_ms)
+                analyze_ms = p.located.detect_ms + p.align_ms + p.classify_ms
+            else:
+                faces, analyze_ms = (p.faces or []), p.analyze_ms
+            lat.update(adapters.face_timing(faces, analyze_ms))
+            faces_out, evidence = adapters.face_evidence(faces, p.t)
+            self._seen_tracks.update(f.track_id for f in faces_out if f.track_id is not None)
+            self.stats.faces += len(faces)
+            self.stats.frames_with_faces += bool(faces)
+        self.stats.frames_processed += 1
+        idx = self._frame_index
+        self._frame_index += 1
+        ev = self._fuse(p.t, evidence, "frame", faces_out, lat, frame_index=idx, frame=p.image)
+        lat["total"] = _ms(time.perf_counter_ns() - p.t_start)
+        ev.latency_ms["total"] = lat["total"]
+        self.stats.latency.add("total", lat["total"])
+        return [ev]
 
     def push_audio(self, pcm: Any, sample_rate: int, t: float) -> List[EmotionEvent]:
         """Add audio (int16/float32/float64, mono [n] or [n, channels], any rate in Hz) starting at ``t`` seconds;
