@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass
 from typing import Optional
 
 from .errors import BackendUnavailableError, InvalidInputError
+from .manifest import sha256_file
 
 BACKENDS = ("cpu", "cuda", "tensorrt", "trt-native")
 PRECISIONS = ("fp32", "fp16", "int8")
@@ -255,3 +256,42 @@ def check_backend(backend: str) -> None:
     if want not in avail:
         raise BackendUnavailableError(f"backend {backend!r} needs {want}, which this onnxruntime {ort.__version__} "
                                       f"does not have (available: {', '.join(avail)}). Install: {INSTALL_HINT[backend]}")
+
+
+# ----------------------------------------------------------------------------- compiled-artifact lookup
+# (here, not in compile.py, so that session.py finds compiled models without importing the compiler)
+
+_sha_cache: dict = {}
+
+
+def cached_sha256(path: pathlib.Path) -> str:
+    st = path.stat()
+    k = (str(path), st.st_mtime_ns, st.st_size)
+    if k not in _sha_cache:
+        _sha_cache[k] = sha256_file(path)
+    return _sha_cache[k]
+
+
+def cpu_dir(model_path, compiled_dir=None) -> pathlib.Path:
+    """Folder holding the CPU artifacts of ``model_path`` for this CPU and onnxruntime version."""
+    key = make_cache_key(cached_sha256(pathlib.Path(model_path)), "cpu", "native")
+    # --out DIR is the same as EMOEDGE_CACHE_DIR=DIR.
+    root = (pathlib.Path(compiled_dir) if compiled_dir else cache_root()) / "cpu"
+    return root / key.dirname()
+
+
+def find_compiled_cpu(model_path, compiled_dir=None) -> Optional[pathlib.Path]:
+    """The preferred CPU artifact of ``model_path`` if ``emoedge compile --target cpu`` made one, else None."""
+    env = os.environ.get("EMOEDGE_USE_COMPILED", "1").lower()
+    if env in ("0", "false", "no", "off"):
+        return None
+    d = cpu_dir(model_path, compiled_dir)
+    meta = d / "meta.json"
+    if not meta.is_file():
+        return None
+    try:
+        pref = json.loads(meta.read_text())["preferred"]
+    except (ValueError, KeyError):
+        return None
+    p = d / pref
+    return p if p.is_file() else None

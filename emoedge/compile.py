@@ -12,7 +12,6 @@ Every build takes a file lock and publishes its folder with one atomic rename.
 from __future__ import annotations
 
 import json
-import os
 import pathlib
 import shutil
 import tempfile
@@ -22,45 +21,10 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from .backends import (FileLock, atomic_publish_dir, cache_root, check_backend, is_jetson, make_cache_key)
+from .backends import (FileLock, cached_sha256, atomic_publish_dir, check_backend, cpu_dir, find_compiled_cpu,  # noqa: F401
+                       is_jetson, make_cache_key)
 from .errors import BackendUnavailableError, InvalidInputError
-from .manifest import load_manifest, sha256_file
-
-_sha_cache: dict = {}
-
-
-def _sha(path: pathlib.Path) -> str:
-    st = path.stat()
-    k = (str(path), st.st_mtime_ns, st.st_size)
-    if k not in _sha_cache:
-        _sha_cache[k] = sha256_file(path)
-    return _sha_cache[k]
-
-
-def cpu_dir(model_path, compiled_dir=None) -> pathlib.Path:
-    """Folder holding the CPU artifacts of ``model_path`` for this CPU and onnxruntime version."""
-    key = make_cache_key(_sha(pathlib.Path(model_path)), "cpu", "native")
-    # --out DIR is the same as EMOEDGE_CACHE_DIR=DIR.
-    root = (pathlib.Path(compiled_dir) if compiled_dir else cache_root()) / "cpu"
-    return root / key.dirname()
-
-
-def find_compiled_cpu(model_path, compiled_dir=None) -> Optional[pathlib.Path]:
-    """The preferred CPU artifact of ``model_path`` if ``emoedge compile --target cpu`` made one, else None."""
-    env = os.environ.get("EMOEDGE_USE_COMPILED", "1").lower()
-    if env in ("0", "false", "no", "off"):
-        return None
-    d = cpu_dir(model_path, compiled_dir)
-    meta = d / "meta.json"
-    if not meta.is_file():
-        return None
-    try:
-        pref = json.loads(meta.read_text())["preferred"]
-    except (ValueError, KeyError):
-        return None
-    p = d / pref
-    return p if p.is_file() else None
-
+from .manifest import load_manifest
 
 def sample_feeds(sess, batch, rng, task=""):
     """Realistic inputs per model kind: VAD (576-sample chunks + state + sr), text (hashed n-gram
@@ -164,8 +128,8 @@ def compile_cpu(model_path, compiled_dir=None, threads: int = 1, force: bool = F
             run = {"original": _time_run(base, feeds), "model.opt.onnx": _time_run(opt, feeds),
                    "model.ort": _time_run(orts, feeds)}
             preferred = min(("model.opt.onnx", "model.ort"), key=lambda k: (load[k] + 20 * run[k]))
-            meta = {"model": str(model_path), "model_sha256": _sha(model_path),
-                    "key": make_cache_key(_sha(model_path), "cpu", "native").__dict__,
+            meta = {"model": str(model_path), "model_sha256": cached_sha256(model_path),
+                    "key": make_cache_key(cached_sha256(model_path), "cpu", "native").__dict__,
                     "preferred": preferred, "threads": threads, "load_ms": load, "run_ms_b1": run,
                     "load_speedup": load["original"] / load[preferred], "run_speedup": run["original"] / run[preferred],
                     "created": time.strftime("%Y-%m-%dT%H:%M:%S")}

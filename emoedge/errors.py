@@ -7,7 +7,13 @@ class EmoEdgeError(Exception):
 
 
 class InvalidInputError(EmoEdgeError, ValueError):
-    """Bad input (dtype, shape, NaN/Inf, wrong sample rate, ...). The message names the fix."""
+    """Bad input (dtype, shape, NaN/Inf, wrong sample rate, ...). The message names the fix. The native
+    kernels raise it too (their C++ ``std::invalid_argument`` is translated at the binding)."""
+
+
+class InvalidTypeError(InvalidInputError, TypeError):
+    """Input of the wrong type (not a numpy array, wrong dtype, ...): an InvalidInputError that is also a
+    ``TypeError``, so ``except TypeError`` keeps working."""
 
 
 class ModelError(EmoEdgeError, RuntimeError):
@@ -24,3 +30,8 @@ class BackendUnavailableError(EmoEdgeError, RuntimeError):
 
 class StreamClosedError(EmoEdgeError, RuntimeError):
     """A push or flush on a stream that was closed."""
+
+
+class VariantNotFoundError(InvalidInputError):
+    """A model family has no file of the requested precision (e.g. ``precision='int8'`` for a model that
+    ships only fp32). The message lists the precisions it has."""

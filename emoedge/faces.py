@@ -18,13 +18,18 @@ from __future__ import annotations
 import time
 import warnings
 from dataclasses import asdict, dataclass, field
-from typing import List, Optional
+from typing import TYPE_CHECKING, List, Optional, Union
 
 import numpy as np
 
 from .align import CropSpec, align_faces
 from .detect import DetectorOptions, FaceDetector, check_frame
 from .errors import InvalidInputError, ModelNotFoundError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .manifest import Manifest
+    from .options import RuntimeOptions
+    from .session import SessionOptions
 
 __all__ = ["FaceAnalyzerOptions", "Face", "FaceAnalyzer", "BASELINE_MODEL"]
 
@@ -38,7 +43,8 @@ class FaceAnalyzerOptions:
     max_faces 0 = no limit, min_face_size in pixels). detector: detector manifest entry (None = default).
     expression_model: manifest entry name (None = the manifest default for task face_expression, else
     the fer-minixception baseline with a warning); precision: 'fp32' | 'int8' | None (the default's).
-    intra_threads: onnxruntime threads per session; backend: 'cpu' | 'cuda' | 'tensorrt';
+    intra_threads: onnxruntime threads per session; backend: 'cpu' | 'cuda' | 'tensorrt' (both only when
+    the analyzer is made without ``runtime=``, as an Engine makes it: then the engine's RuntimeOptions apply);
     manifest: path of a manifest.json (None = the bundled one); detect_every: detector on every N-th
     frame of a stream, tracking in between (used by new_tracker(); see emoedge.tracking)."""
     min_score: float = 0.5
@@ -114,12 +120,17 @@ class FaceAnalyzer:
     """Shared face pipeline (see module docstring). Models come from the manifest and are sha256-checked;
     a missing, corrupt or mismatching file raises ModelError/ModelNotFoundError naming the file."""
 
-    def __init__(self, options: Optional[FaceAnalyzerOptions] = None, *, manifest=None, session_options=None):
-        from . import manifest as mf
+    def __init__(self, options: Optional[FaceAnalyzerOptions] = None, *, manifest: "Union[str, Manifest, None]" = None,
+                 session_options: "Optional[SessionOptions]" = None, runtime: "Optional[RuntimeOptions]" = None):
+        from .manifest import load_manifest
         from .session import SessionOptions, make_session
         self.options = o = (options or FaceAnalyzerOptions()).validate()
-        self.manifest = manifest if manifest is not None else mf.load_manifest(o.manifest)
-        so = session_options or SessionOptions(backend=o.backend, intra_threads=o.intra_threads)
+        self.manifest = load_manifest(manifest if manifest is not None else o.manifest)
+        # runtime (an engine's, shared by all components) > session_options > this options' backend/threads
+        if runtime is not None:
+            so = runtime.session_options()
+        else:
+            so = session_options or SessionOptions(backend=o.backend, intra_threads=o.intra_threads)
         self.detector = FaceDetector(o.detector_options(), manifest=self.manifest, session_options=so)
         self.model_name = self._pick_expression_model()
         e = self.entry = self.manifest.entry(self.model_name)
@@ -140,6 +151,11 @@ class FaceAnalyzer:
         if not (isinstance(crop, dict) and "reference" in crop and "size" in crop):
             crop = self.detector.entry.get("expression_crop")
         self.crop = CropSpec.from_dict(crop)
+
+    @property
+    def name(self) -> str:
+        """The expression model's manifest entry name (the component name of the FaceComponent interface)."""
+        return self.model_name
 
     def _pick_expression_model(self) -> str:
         o, man = self.options, self.manifest

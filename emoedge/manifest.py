@@ -19,9 +19,9 @@ import os
 import pathlib
 import tempfile
 import threading
-from typing import Optional
+from typing import Optional, Union
 
-from .errors import InvalidInputError, ModelError, ModelNotFoundError
+from .errors import ModelError, ModelNotFoundError, VariantNotFoundError
 
 MODELS_DIR = pathlib.Path(__file__).resolve().parent / "models"
 MANIFEST_PATH = MODELS_DIR / "manifest.json"
@@ -82,7 +82,7 @@ class Manifest:
             if other.get("family", n) == fam and other.get("precision") == precision:
                 return n
         have = sorted({o.get("precision") for n, o in self.models.items() if o.get("family", n) == fam})
-        raise InvalidInputError(f"model family {fam!r} has no {precision!r} variant; choose one of {have}")
+        raise VariantNotFoundError(f"model family {fam!r} has no {precision!r} variant; choose one of {have}")
 
     def model_path(self, name: str, verify: bool = True) -> pathlib.Path:
         """Path to the entry's file; checks it exists and (once per process) its sha256."""
@@ -108,8 +108,11 @@ class Manifest:
         return p
 
 
-def load_manifest(path=None) -> Manifest:
-    """Load a manifest (default: the bundled one). Errors name the file and the fix."""
+def load_manifest(path: "Union[str, os.PathLike[str], Manifest, None]" = None) -> Manifest:
+    """Load a manifest (default: the bundled one; a folder means its manifest.json; a :class:`Manifest`
+    is returned as it is, so callers may pass either). Errors name the file and the fix."""
+    if isinstance(path, Manifest):
+        return path
     p = pathlib.Path(path) if path is not None else MANIFEST_PATH
     if p.is_dir():
         p = p / "manifest.json"

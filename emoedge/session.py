@@ -103,7 +103,7 @@ def make_session(path, opts: SessionOptions = None, provider_options: Sequence[d
     so.log_severity_level = int(opts.log_severity)
     load_path, compiled = path, None
     if opts.backend == "cpu" and opts.use_compiled:
-        from .compile import find_compiled_cpu
+        from .backends import find_compiled_cpu
         compiled = find_compiled_cpu(path, opts.compiled_dir)
         if compiled is not None:
             load_path = compiled

@@ -14,7 +14,13 @@ at 1.50 s that is finished by an audio chunk pushed after the frame at 1.53 s gi
 the window's own end time is in ``event.evidence["voice"].t``). Frame events in file mode carry their
 frame's time. A frame whose size differs from the previous one resets the face tracker
 and per-face smoothing (counted in ``stats.size_changes``); it is not an error.
-A stream is not thread-safe: feed it from one thread (many streams may share one engine across threads).
+Every push holds the stream's lock, so calls from several threads are serialized (they are not run in
+parallel, and timestamps must still increase in the order the calls take the lock); many streams may
+share one engine across threads.
+
+A stream calls the engine's components through their written interfaces (:mod:`emoedge.components`):
+``face.analyze`` with the stream's own tracker, its own ``VoiceStream``, ``text.predict``; the outputs go
+through :mod:`emoedge.adapters` into the stream's ``fusion.FusionState`` and come back as events.
 """
 from __future__ import annotations
 
@@ -22,15 +28,21 @@ import math
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional
+from typing import TYPE_CHECKING, Dict, List, Optional, Sequence, Union
 
 import numpy as np
 
+from . import adapters
+from . import fusion as _fusion
+from .components import VoiceObservation
 from .errors import InvalidInputError, StreamClosedError
 from .events import EmotionEvent, FaceResult
+from .options import RunningMode
 
+if TYPE_CHECKING:  # pragma: no cover
+    from .engine import Engine
 
-MODES = ("file", "live")
+MODES = tuple(m.value for m in RunningMode)
 STAGES = ("detect", "align", "classify", "audio", "voice", "text", "fuse", "total")
 
 
@@ -70,8 +82,12 @@ class LatencyStats:
                 out[s] = d
         return out
 
+    def stages(self) -> List[str]:
+        """Stages with at least one sample, in first-seen order."""
+        return list(self._buf)
+
     def merge(self, other: "LatencyStats") -> None:
-        for s in other._buf:
+        for s in other.stages():
             for v in other.samples(s):
                 self.add(s, float(v))
 
@@ -148,20 +164,20 @@ class Stream:
     keeps only the newest frame and counts the rest in ``stats.frames_dropped``). ``fusion``: FusionOptions.
     ``keep_frames``: attach the BGR frame to frame-triggered events (for drawing; never serialized)."""
 
-    def __init__(self, engine, *, mode: str = "file", fusion=None, stream_id: Optional[str] = None,
+    def __init__(self, engine: "Engine", *, mode: Union[RunningMode, str] = RunningMode.FILE,
+                 fusion: Optional[_fusion.FusionOptions] = None, stream_id: Optional[str] = None,
                  keep_frames: bool = False):
-        if mode not in MODES:
-            raise InvalidInputError(f"mode must be one of {MODES}, got {mode!r}")
-        from . import fusion as _fusion
-        self._fusion_mod = _fusion
+        self.mode = RunningMode.parse(mode)
         self.engine = engine
-        self.mode = mode
         self.stream_id = stream_id
         self.keep_frames = bool(keep_frames)
         self.fusion_options = fusion if fusion is not None else _fusion.FusionOptions()
         self._fusion = _fusion.FusionState(self.fusion_options)
-        self._tracker = engine._new_tracker() if engine.has_face else None
-        self._voice = engine._new_voice_stream() if engine.has_voice else None
+        # the shared components (None: modality off) and this stream's state of each
+        self._face = engine.face
+        self._text = engine.text
+        self._tracker = self._face.new_tracker() if self._face is not None else None
+        self._voice = engine.voice.stream(engine.voice_options) if engine.voice is not None else None
         self._voice_flushed = False
         self.stats = StreamStats()
         self._last = {"frame": None, "audio": None, "text": None}
@@ -197,9 +213,8 @@ class Stream:
         t0 = time.perf_counter_ns()
         est = self._fusion.update(t_fuse, evidence)
         lat["fuse"] = _ms(time.perf_counter_ns() - t0)
-        ev = self.engine._event_from_estimate(est, t=t_fuse, trigger=trigger, faces=faces, latency=lat,
-                                             drops=self.stats.drops(), frame_index=frame_index,
-                                             stream_id=self.stream_id)
+        ev = adapters.event_from_estimate(est, t=t_fuse, trigger=trigger, faces=faces, latency=lat,
+                                          drops=self.stats.drops(), frame_index=frame_index, stream_id=self.stream_id)
         if frame is not None and self.keep_frames:
             ev.frame = frame
         self.stats.events += 1
@@ -220,10 +235,8 @@ class Stream:
             if self._frame_shape is not None and image.shape[:2] != self._frame_shape:
                 # documented handling: a new geometry restarts tracking and per-face smoothing
                 self.stats.size_changes += 1
-                if self._tracker is not None and hasattr(self._tracker, "reset"):
-                    self._tracker.reset()   # ids keep increasing: old ids are never reused
-                elif self.engine.has_face:
-                    self._tracker = self.engine._new_tracker()
+                if self._tracker is not None:
+                    self._tracker.reset()   # a FaceTracker keeps its ids increasing: old ids are never reused
                 for tid in set(self._fusion.tracks) | self._seen_tracks:
                     self._fusion.drop_track(tid)
                 self._seen_tracks = set()
@@ -231,11 +244,11 @@ class Stream:
             lat: Dict[str, float] = {}
             faces_out: List[FaceResult] = []
             evidence = []
-            if self.engine.has_face:
+            if self._face is not None:
                 t_a = time.perf_counter_ns()
-                faces = self.engine._face.analyze(image, t=t, tracker=self._tracker)
-                lat.update(self.engine._face_timing(faces, _ms(time.perf_counter_ns() - t_a)))
-                faces_out, evidence = self.engine._face_evidence(faces, t, image.shape)
+                faces = self._face.analyze(image, t=t, tracker=self._tracker)
+                lat.update(adapters.face_timing(faces, _ms(time.perf_counter_ns() - t_a)))
+                faces_out, evidence = adapters.face_evidence(faces, t)
                 self._seen_tracks.update(f.track_id for f in faces_out if f.track_id is not None)
                 self.stats.faces += len(faces)
                 self.stats.frames_with_faces += bool(faces)
@@ -268,7 +281,7 @@ class Stream:
             n = arr.shape[0]
             self.stats.audio_chunks += 1
             self.stats.audio_seconds += n / sr
-            if not self.engine.has_voice:
+            if self._voice is None:
                 return []
             if self._voice_flushed:  # audio after flush(): a new utterance
                 self._voice.reset()
@@ -279,15 +292,14 @@ class Stream:
             self.stats.latency.add("audio", push_ms)   # whole chunk: resample, log-mel, VAD, model runs
             return self._voice_events(items, push_ms)
 
-    def _voice_events(self, items, push_ms: float) -> List[EmotionEvent]:
+    def _voice_events(self, items: Sequence[VoiceObservation], push_ms: float) -> List[EmotionEvent]:
         out = []
-        for i, ve in enumerate(items):
+        for ve in items:
             self.stats.voice_windows += 1
-            evidence, lat = self.engine._voice_evidence(ve)
-            if "voice" not in lat:
+            evidence, lat = adapters.voice_evidence(ve)
+            if "voice" not in lat:  # the component did not time its model run: share the push evenly
                 lat["voice"] = push_ms / max(1, len(items))
-            tt = float(getattr(ve, "t_end", getattr(ve, "t", 0.0)))
-            out.append(self._fuse(tt, evidence, "audio", [], lat))
+            out.append(self._fuse(evidence.t, [evidence], "audio", [], lat))
         return out
 
     def push_text(self, text: str, t: float) -> List[EmotionEvent]:
@@ -302,13 +314,16 @@ class Stream:
                 raise InvalidInputError(f"push_text: text must be str (or UTF-8 bytes), got {type(text).__name__}")
             self._check_order("text", t, strict=False)
             self._last["text"] = t
-            if not self.engine.has_text or not text.strip():
+            if self._text is None or not text.strip():
                 return []
             self.stats.texts += 1
-            evidence, lat = self.engine._text_evidence(text, t)
-            if not evidence:
+            t0 = time.perf_counter_ns()
+            pred = self._text.predict(text)
+            lat = {"text": _ms(time.perf_counter_ns() - t0)}
+            evidence = adapters.text_evidence(pred, t)
+            if evidence is None:
                 return []
-            return [self._fuse(t, evidence, "text", [], lat)]
+            return [self._fuse(t, [evidence], "text", [], lat)]
 
     def count_dropped(self, kind: str = "frames", n: int = 1) -> None:
         """Record ``n`` inputs a driver skipped (kind 'frames' or 'audio'); they show up in every later
@@ -325,7 +340,7 @@ class Stream:
         The stream stays usable (timestamps keep increasing)."""
         with self._lock:
             self._check_open("flush")
-            if not self.engine.has_voice:
+            if self._voice is None:
                 return []
             t0 = time.perf_counter_ns()
             items = self._voice.flush()

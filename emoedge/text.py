@@ -20,7 +20,7 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -28,6 +28,9 @@ from .errors import InvalidInputError, ModelError
 from .manifest import load_manifest
 from .session import SessionOptions, make_session
 from .text_features import N_BLOCKS, FeaturizerOptions, TextFeaturizer
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .options import RuntimeOptions
 
 TASK = "text"
 
@@ -57,7 +60,7 @@ _sessions_lock = threading.Lock()
 
 
 def _shared_session(path, opts: SessionOptions):
-    key = (str(path), opts.backend, opts.intra_threads, opts.inter_threads)
+    key = (str(path), opts.backend, opts.intra_threads, opts.inter_threads, opts.device_id, opts.precision)
     with _sessions_lock:
         s = _sessions.get(key)
         if s is None:
@@ -84,9 +87,12 @@ class TextModel:
 
     @classmethod
     def load(cls, name: Optional[str] = None, precision: Optional[str] = None, *, manifest=None,
-             session_options: Optional[SessionOptions] = None) -> "TextModel":
+             session_options: Optional[SessionOptions] = None, runtime: "Optional[RuntimeOptions]" = None) -> "TextModel":
         """Load entry ``name`` (default: the manifest's default text model), optionally switched to
-        another ``precision`` of the same family ('int8', 'fp32'). Checks the file's sha256."""
+        another ``precision`` of the same family ('int8', 'fp32'). Checks the file's sha256. ``runtime``
+        (an engine's RuntimeOptions) takes precedence over ``session_options``."""
+        if runtime is not None:
+            session_options = runtime.session_options()
         man = load_manifest(manifest)
         name = man.find(TASK, precision=precision, name=name)
         entry = man.entry(name)

@@ -25,12 +25,15 @@ import collections
 import math
 import time
 from dataclasses import dataclass, field
-from typing import List, Optional
+from typing import TYPE_CHECKING, List, Optional
 
 import numpy as np
 
 from .audio import Resampler, _check_rate, check_pcm, to_float_mono
 from .errors import InvalidInputError, ModelError, StreamClosedError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .options import RuntimeOptions
 
 SAMPLE_RATE = 16000
 VAD_CHUNK = 512
@@ -202,11 +205,11 @@ class VoiceModel:
     settings. Holds no per-stream state; make one :class:`VoiceStream` per audio source with :meth:`stream`."""
 
     def __init__(self, *, name: Optional[str] = None, precision: Optional[str] = None, manifest=None,
-                 session_options=None, vad: bool = True):
+                 session_options=None, vad: bool = True, runtime: "Optional[RuntimeOptions]" = None):
         from . import kernels
         from .manifest import load_manifest
         from .session import SessionOptions, make_session
-        so = session_options or SessionOptions()
+        so = runtime.session_options() if runtime is not None else (session_options or SessionOptions())
         m = load_manifest(manifest)
         self.name = m.find("voice", precision=precision, name=name)
         e = m.entry(self.name)

@@ -148,3 +148,9 @@ def split(clips):
     for c in clips:
         (ho if c.speaker in HELDOUT[c.corpus] else tr).append(c)
     return tr, ho
+
+
+def clip_windows(c, W, H, min_fill, pad):
+    """float32 [n_windows, W, n_mels]: the windows the runtime runs on clip ``c`` (emoedge.voice.window_ends)."""
+    from emoedge.voice import window_at, window_ends
+    return np.stack([window_at(c.frames, e, W, pad) for e in window_ends(len(c.frames), H, min_fill)])

@@ -40,7 +40,7 @@ def main(argv=None) -> int:
     import torch
     import voice_data as vd
     from voice_model import count_params
-    from voice_train import clip_windows
+    from voice_data import clip_windows
     from emoedge import kernels
     from emoedge.voice import softmax
     torch.set_num_threads(1)

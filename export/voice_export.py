@@ -58,7 +58,7 @@ def fit_temperature(logits: np.ndarray, y: np.ndarray) -> float:
 
 
 def heldout_windows(held, W, H, min_fill, pad):
-    from voice_train import clip_windows
+    from voice_data import clip_windows
     xs, ys = [], []
     for c in held:
         w = clip_windows(c, W, H, min_fill, pad)

@@ -119,9 +119,7 @@ class Sampler:
         return x, y
 
 
-def clip_windows(c, W, H, min_fill, pad):
-    from emoedge.voice import window_at, window_ends
-    return np.stack([window_at(c.frames, e, W, pad) for e in window_ends(len(c.frames), H, min_fill)])
+clip_windows = vd.clip_windows  # lives in voice_data (voice_export uses it too, without importing this script)
 
 
 def evaluate_torch(model, clips, W, H, min_fill, pad):

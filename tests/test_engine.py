@@ -27,13 +27,18 @@ class FakeFaceObj:
     track_id: int
     labels: list
     probs: np.ndarray
-    ms: dict = field(default_factory=dict)
+    timing: dict = field(default_factory=dict)
 
 
 class FakeTracker:
+    """Implements emoedge.components.Tracker."""
+
     def __init__(self):
         self.next_id = 0
         self.prev = None
+
+    def reset(self):
+        self.__init__()
 
     def assign(self, box):
         if self.prev is None or abs(self.prev[1][0] - box[0]) > 40:
@@ -44,7 +49,7 @@ class FakeTracker:
 
 
 class FakeFace:
-    """'Detects' one face when the frame's mean brightness is > 20; the face's probabilities are a
+    """Implements emoedge.components.FaceComponent: 'detects' one face when the frame's mean brightness is > 20; the face's probabilities are a
     deterministic function of the pixels (so runs can be compared event by event)."""
     name = "fake-face"
 
@@ -61,17 +66,19 @@ class FakeFace:
         p = np.exp(logits - logits.max()); p /= p.sum()
         tid = tracker.assign(box) if tracker is not None else None
         return [FakeFaceObj(box=box, score=0.9, keypoints=[(box[0] + 5, box[1] + 5)] * 6, track_id=tid,
-                            labels=FACE_LABELS, probs=p, ms={"detect": 0.1, "align": 0.05, "classify": 0.2})]
+                            labels=FACE_LABELS, probs=p, timing={"detect": 0.1, "align": 0.05, "classify": 0.2})]
 
 
 class FakeVoiceStream:
+    """Implements emoedge.components.VoiceStreamLike."""
+
     def __init__(self):
         self.buf = 0.0
         self.t0 = None
         self.energy = 0.0
         self.n = 0
 
-    def push(self, pcm, sample_rate, t):
+    def push(self, pcm, sample_rate, t=None):
         x = np.asarray(pcm, dtype=np.float64)
         if x.ndim == 2:
             x = x.mean(axis=1)
@@ -100,13 +107,15 @@ class FakeVoiceStream:
 
 
 class FakeVoice:
+    """Implements emoedge.components.VoiceComponent."""
     name = "fake-voice"
 
-    def stream(self):
+    def stream(self, options=None):
         return FakeVoiceStream()
 
 
 class FakeText:
+    """Implements emoedge.components.TextComponent."""
     name = "fake-text"
 
     def predict(self, text):

@@ -28,9 +28,9 @@ def _backend_kernels():
     out = []
     nat = get_native()
     if nat is not None:
-        out.append(("native", lambda o: nat.LogMel(**dict(zip(logmel_mod._KEYS, o._key()))),
+        out.append(("native", lambda o: nat.LogMel(**o.kernel_kwargs()),
                     lambda k: nat.LogMelStream(k)))
-    out.append(("numba", lambda o: _numba_logmel.LogMel(**dict(zip(logmel_mod._KEYS, o._key()))),
+    out.append(("numba", lambda o: _numba_logmel.LogMel(**o.kernel_kwargs()),
                 lambda k: _numba_logmel.LogMelStream(k)))
     return out
 

@@ -12,6 +12,8 @@ from typing import Optional
 
 import numpy as np
 
+from .logmel_options import LogMelOptions
+
 _jit_lock = threading.Lock()
 _jitted: dict = {}
 
@@ -149,7 +151,6 @@ class LogMel:
 
     def __init__(self, *, sample_rate=16000, n_fft=512, win_length=400, hop_length=160, n_mels=64, fmin=0.0,
                  fmax=None, center=True, mel_scale="slaney", norm="slaney", log="db", top_db=None, amin=1e-10):
-        from .logmel import LogMelOptions
         LogMelOptions(sample_rate, n_fft, win_length, hop_length, n_mels, fmin, fmax, center, mel_scale, norm,
                       log, top_db, amin).validate()
         self.sample_rate, self.n_fft, self.win_length, self.hop_length = sample_rate, n_fft, win_length, hop_length
