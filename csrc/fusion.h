@@ -19,7 +19,8 @@ namespace emoedge {
 void fusion_step(const float* log_probs, const float* weights, std::int64_t m, std::int64_t k,
                  float* state, bool has_state, double alpha, float* out_probs);
 
-// Pooling only: out_log [k] = log_softmax(sum_i w_i * log_probs[i]) (uniform log when all w are 0).
+// Pooling only: out_log [k] = log_softmax(sum_i w_i * log_probs[i]) (uniform log when all w are 0),
+// clamped to >= -1e4 like the step's state so it stays finite in float32.
 void fusion_pool(const float* log_probs, const float* weights, std::int64_t m, std::int64_t k, float* out_log);
 
 }  // namespace emoedge
