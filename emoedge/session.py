@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import pathlib
+import weakref
 from dataclasses import dataclass, field
 from typing import Optional, Sequence
 
@@ -101,11 +102,25 @@ def make_session(path, opts: SessionOptions = None, provider_options: Sequence[d
     so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     so.log_severity_level = int(opts.log_severity)
-    load_path, compiled = path, None
+    # The bytes are read once, checked and handed to onnxruntime (not the path): a file that a manifest
+    # verified cannot be swapped between that check and this load.
+    import hashlib
+    from .manifest import expected_sha256
+    try:
+        model_bytes = path.read_bytes()
+    except OSError as e:
+        raise ModelError(f"could not read model {path}: {e}") from None
+    model_sha = hashlib.sha256(model_bytes).hexdigest()
+    want = expected_sha256(path)
+    if want is not None and model_sha != want:
+        raise ModelError(f"model file {path} changed after it was verified against its manifest sha256 "
+                         f"({want[:12]}..., now {model_sha[:12]}...): the file was replaced; reinstall emoedge")
+    load_path, compiled, load_bytes = path, None, model_bytes
     if opts.backend == "cpu" and opts.use_compiled:
-        from .backends import find_compiled_cpu
-        compiled = find_compiled_cpu(path, opts.compiled_dir)
-        if compiled is not None:
+        from .backends import load_compiled_cpu
+        found = load_compiled_cpu(path, opts.compiled_dir, model_sha)
+        if found is not None:
+            compiled, load_bytes = found
             load_path = compiled
             # Already optimized offline: skip the optimizer at load time (that is the load-time gain).
             so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
@@ -116,12 +131,14 @@ def make_session(path, opts: SessionOptions = None, provider_options: Sequence[d
     if provider_options is None:
         provider_options = [{} for _ in providers]
         if opts.backend == "tensorrt":
-            from .manifest import sha256_file
-            provider_options[0] = tensorrt_provider_options(sha256_file(path), opts)
+            provider_options[0] = tensorrt_provider_options(model_sha, opts)
         if opts.backend in ("cuda", "tensorrt"):
             provider_options[providers.index("CUDAExecutionProvider")] = {"device_id": opts.device_id}
     try:
-        sess = ort.InferenceSession(str(load_path), so, providers=providers, provider_options=list(provider_options))
+        # CPU: the checked bytes. GPU execution providers get the path (the TensorRT EP names its engine
+        # cache after the model file); its bytes were checked just above.
+        src = load_bytes if opts.backend == "cpu" else str(load_path)
+        sess = ort.InferenceSession(src, so, providers=providers, provider_options=list(provider_options))
     except Exception as e:  # onnxruntime raises its own Fail/InvalidProtobuf/... types
         raise ModelError(f"could not load model {load_path}: {type(e).__name__}: {e}. The file may be corrupt or "
                          "truncated; reinstall emoedge or re-run its export step") from None
@@ -130,7 +147,12 @@ def make_session(path, opts: SessionOptions = None, provider_options: Sequence[d
         raise BackendUnavailableError(f"backend {opts.backend!r} asked for {wanted[0]} but onnxruntime used {used} "
                                       f"for {path.name}; check the CUDA/TensorRT installation")
     _info[id(sess)] = {"model": str(path), "loaded": str(load_path), "compiled": compiled is not None,
-                       "providers": used, "backend": opts.backend, "threads": opts.intra_threads}
+                       "providers": used, "backend": opts.backend, "threads": opts.intra_threads,
+                       "sha256": model_sha}
+    try:  # the entry goes with the session (long-lived processes create and drop engines)
+        weakref.finalize(sess, _info.pop, id(sess), None)
+    except TypeError:  # pragma: no cover - a session type without weak references
+        pass
     return sess
 
 
