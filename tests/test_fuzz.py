@@ -58,3 +58,18 @@ def test_fuzz(target, tmp_path):
     assert res["ok"] > 0.1 * cases, res
     if target not in ("misc", "stream"):
         assert res["rejected"] > 0.05 * cases, res
+
+
+def test_fuzz_findings_regressions():
+    """Inputs the fuzzer found: each must raise the documented error type, not crash or misbehave."""
+    import numpy as np
+    from emoedge import kernels
+    from emoedge._native_loader import get_native
+    img = np.zeros((41, 35, 3), np.uint8)
+    for box in [(-np.inf, -316.7, -466.7, -np.inf), (0.0, 0.0, np.inf, -1e300)]:
+        with pytest.raises(ValueError):  # was OverflowError from the size taken from a non-finite box
+            kernels.preprocess(img, None, box, interpolation="area")
+    nat = get_native()
+    if nat is not None:  # fusion_pool with a 1e30 weight gave -inf log-probabilities
+        z = nat.fusion_pool(np.log(np.array([[0.5, 0.3, 0.2]], np.float32)), np.array([1e30], np.float32))
+        assert np.isfinite(z).all()

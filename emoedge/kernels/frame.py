@@ -261,7 +261,7 @@ def _check_boxes(boxes, full: bool = True) -> np.ndarray:
         raise ValueError(f"boxes have coordinates beyond +-{_MAX_COORD:g} pixels; check the box units (pixels, x, y, w, h)")
     if b.size and ((b[:, 2] <= 0).any() or (b[:, 3] <= 0).any()):
         i = int(np.flatnonzero((b[:, 2] <= 0) | (b[:, 3] <= 0))[0])
-        raise ValueError(f"box {i} = {tuple(b[i])} has a non-positive width or height; boxes are (x, y, w, h) with w, h > 0 "
+        raise ValueError(f"box {i} = {tuple(float(v) for v in b[i])} has a non-positive width or height; boxes are (x, y, w, h) with w, h > 0 "
                          "(convert x1, y1, x2, y2 boxes to x, y, x2 - x1, y2 - y1)")
     return np.ascontiguousarray(b)
 
@@ -376,6 +376,7 @@ def _run(image, boxes, affines, size, *, interpolation, color, mean, std, scale,
         if size is None:
             if b.shape[0] != 1:
                 raise ValueError("size=(width, height) is required for a batch of boxes")
+            b = _check_boxes(b)  # the size comes from the box: it must be finite and positive first
             size = (max(1, int(math.floor(b[0, 2] + 0.5))), max(1, int(math.floor(b[0, 3] + 0.5))))
         w, h = _check_size(size)
         n = b.shape[0]
