@@ -52,7 +52,9 @@ class LatencyStats:
     """Per-stage latency samples (ms) in fixed-size rings (memory stays flat on endless streams);
     percentiles over the most recent ``capacity`` samples of each stage."""
 
-    def __init__(self, capacity: int = 1 << 16):
+    # 16384 samples per stage (18 min of frames at 15 fps) is plenty for percentiles, and the rings of
+    # an endless stream stop growing (touching new pages) within its first minutes.
+    def __init__(self, capacity: int = 1 << 14):
         self.capacity = int(capacity)
         self._buf: Dict[str, np.ndarray] = {}
         self._n: Dict[str, int] = {}
