@@ -3,10 +3,8 @@ the models folder, need a sha256; compiled artifacts are verified like models; r
 machine paths; the loaded bytes are the checked bytes."""
 import json
 import os
-import pathlib
 import re
 import shutil
-import warnings
 
 import numpy as np
 import pytest
