@@ -188,7 +188,7 @@ class Stream:
         self._voice = engine.voice.stream(engine.voice_options) if engine.voice is not None else None
         self._voice_flushed = False
         self.stats = StreamStats()
-        self._last = {"frame": None, "audio": None, "text": None}
+        self._last: Dict[str, Optional[float]] = {"frame": None, "audio": None, "text": None}
         self._audio_end = None
         self._audio_rate = None
         self._fuse_t = -math.inf
