@@ -197,3 +197,32 @@ def test_decode_misaligned_inputs_match_aligned():
     a = detect.decode(reg, sc, anchors)
     b = detect.decode(_misaligned(reg), _misaligned(sc), _misaligned(anchors))
     np.testing.assert_array_equal(a, b)
+
+
+@native
+def test_long_log_mel_call_is_interruptible():
+    """A long call checks for signals between slices: Ctrl-C (here: an alarm handler that raises) stops it."""
+    import signal
+    import threading
+    if threading.current_thread() is not threading.main_thread():
+        pytest.skip("signals are delivered to the main thread only")
+
+    class Stop(Exception):
+        pass
+
+    def handler(signum, frame):
+        raise Stop()
+
+    x = np.zeros(1 << 24, np.float32)  # 16.8 M samples: several seconds at n_fft 4096 / hop 64
+    o = LogMelOptions(n_fft=4096, win_length=4096, hop_length=64, n_mels=64)
+    old = signal.signal(signal.SIGALRM, handler)
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0.3)
+        t0 = time.perf_counter()
+        with pytest.raises(Stop):
+            kernels.log_mel(x, o)
+        dt = time.perf_counter() - t0
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+    assert dt < 3.0, f"the call ran {dt:.1f} s after the alarm at 0.3 s"
