@@ -27,6 +27,16 @@ def rss_mb() -> float:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
+def rss_anon_mb() -> float:
+    """Anonymous resident memory (heap, arrays): unlike RSS it does not drop when the kernel reclaims
+    file-backed pages (shared libraries, mapped files) under machine-wide memory pressure."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("RssAnon:"):
+                return int(line.split()[1]) / 1024.0
+    return float("nan")
+
+
 def paced_items(minutes: float, frames, speech, sr: int, fps: float = 15.0, chunk: float = 0.1,
                 text_every: float = 20.0):
     """Frames, audio chunks and text lines, each yielded when its time arrives on the wall clock."""
@@ -94,7 +104,7 @@ def main(argv=None) -> int:
                 next_cp += a.every
                 gc.collect()
                 st = run.stats
-                row = {"wall_s": round(el, 1), "stream_t": round(run.t, 2), "rss_mb": round(rss_mb(), 2),
+                row = {"wall_s": round(el, 1), "stream_t": round(run.t, 2), "rss_mb": round(rss_mb(), 2), "rss_anon_mb": round(rss_anon_mb(), 2),
                        "frames_processed": st.frames_processed, "frames_dropped": st.frames_dropped,
                        "voice_windows": st.voice_windows, "texts": st.texts, "events": events,
                        "audio_dropped": st.audio_dropped, "faces": st.faces,
@@ -107,13 +117,16 @@ def main(argv=None) -> int:
         slope = None
         if len(half) >= 2:
             x = np.array([r["wall_s"] for r in half]) / 3600.0
-            y = np.array([r["rss_mb"] for r in half])
+            y = np.array([r["rss_anon_mb"] for r in half])
             slope = float(np.polyfit(x, y, 1)[0])
         summary = {"final": True, "wall_s": round(time.monotonic() - t_start, 1), "events": events,
                    "rss_first_mb": rows[0]["rss_mb"] if rows else None,
                    "rss_last_mb": rows[-1]["rss_mb"] if rows else None,
                    "rss_second_half_growth_mb": round(half[-1]["rss_mb"] - half[0]["rss_mb"], 2) if half else None,
-                   "rss_second_half_slope_mb_per_h": None if slope is None else round(slope, 3),
+                   "rss_anon_first_mb": rows[0]["rss_anon_mb"] if rows else None,
+                   "rss_anon_last_mb": rows[-1]["rss_anon_mb"] if rows else None,
+                   "rss_anon_second_half_growth_mb": round(half[-1]["rss_anon_mb"] - half[0]["rss_anon_mb"], 2) if half else None,
+                   "rss_anon_second_half_slope_mb_per_h": None if slope is None else round(slope, 3),
                    "rss_max_mb": max(r["rss_mb"] for r in rows) if rows else None,
                    "cpu_s": round(time.process_time(), 1), "stats": st.to_dict()}
         f.write(json.dumps(summary) + "\n")
