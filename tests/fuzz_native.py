@@ -575,14 +575,15 @@ def case_stream(rng):
         else:
             tt = None
         if kind == "frame":
-            h, w = int(rng.integers(1, 160)), int(rng.integers(1, 200))
-            img = rng.integers(0, 256, (h, w, _pick(rng, [3, 4, 1, 2]))).astype(np.uint8)
+            h, w = (int(rng.integers(8, 160)), int(rng.integers(8, 200))) if r >= 0.1 else (int(rng.integers(1, 12)),) * 2
+            img = rng.integers(0, 256, (h, w, _pick(rng, [3, 4, 1, 2], p=[0.8, 0.08, 0.08, 0.04]))).astype(np.uint8)
             if rng.random() < 0.1:
                 img = _pick(rng, [img.astype(np.float32), img[:, :, 0], img[None], "frame", None])
             ops.append(("frame", img, tt))
         elif kind == "audio":
             n = int(rng.integers(0, 4000))
-            sr = _pick(rng, [16000, 48000, 8000, 44100, 0, -1, "16000", 16000.5, True], p=[0.6, 0.1, 0.1, 0.1, 0.02, 0.02, 0.02, 0.02, 0.02])
+            sr = _pick(rng, [16000, 48000, 8000, 44100, 0, -1, "16000", 16000.5, True],
+                       p=[0.86, 0.02, 0.02, 0.02, 0.016, 0.016, 0.016, 0.016, 0.016])
             pcm = (rng.standard_normal(n) * _pick(rng, [0.1, 1.0, 1e30])).astype(np.float32)
             q = rng.random()
             if q < 0.1:
@@ -611,6 +612,7 @@ def case_stream(rng):
     def call():
         s = eng.stream()
         evs = []
+        rejected = 0
         for o in ops:
             try:
                 if o[0] == "frame":
@@ -626,11 +628,12 @@ def case_stream(rng):
                 else:
                     s.close()
             except ALLOWED:
-                pass
+                rejected += 1
             except RuntimeError as e:  # StreamClosedError is documented for pushes after close()
                 from emoedge.errors import StreamClosedError
                 if not isinstance(e, StreamClosedError):
                     raise
+                rejected += 1
         for ev in evs:
             p = np.array(list(ev.probs.values()), np.float64)
             _finite(p, "event probs")
@@ -640,6 +643,7 @@ def case_stream(rng):
         if not (math.isfinite(st.audio_seconds) and st.audio_seconds >= 0):
             raise Failure(f"stats.audio_seconds={st.audio_seconds}")
         s.close()
+        return {"ops": len(ops), "rejected_ops": rejected}
     return desc, call
 
 
@@ -671,6 +675,7 @@ def run(target: str, cases: int, seed: int, case_file: str, call_s: float) -> di
     by_type: dict = {}
     failures = []
     slowest = (0.0, None)
+    extra: dict = {}
     for i in range(cases):
         rng = np.random.default_rng([seed, i])
         desc, call = gen(rng)
@@ -679,8 +684,11 @@ def run(target: str, cases: int, seed: int, case_file: str, call_s: float) -> di
         faulthandler.dump_traceback_later(call_s, exit=True)
         t0 = time.perf_counter()
         try:
-            call()
+            r = call()
             ok += 1
+            if isinstance(r, dict):
+                for key, v in r.items():
+                    extra[key] = extra.get(key, 0) + v
         except Failure as e:
             failures.append(f"case {i}: {e} :: {_short(desc, 600)}")
         except ALLOWED as e:
@@ -698,7 +706,7 @@ def run(target: str, cases: int, seed: int, case_file: str, call_s: float) -> di
             break
     return {"target": target, "seed": seed, "cases": i + 1 if cases else 0, "ok": ok, "rejected": rejected,
             "rejected_by_type": by_type, "slowest_s": round(slowest[0], 3), "slowest_case": slowest[1],
-            "failures": failures}
+            **extra, "failures": failures}
 
 
 def main(argv=None) -> int:
