@@ -170,7 +170,8 @@ def main() -> int:
             print(f"| {r['model']} | {r['backend']} | {r.get('precision', '')} | | | | | | ERROR: {r['error'][:100]} | |")
             continue
         print(f"| {r['model']} | {r['backend']} | {r['precision']} | {r['batch']} | {r['p50_ms']:.3f} | {r['p95_ms']:.3f} | "
-              f"{r.get('cpu_p50_ms', float('nan')):.3f} | {r['max_abs_diff']:.2e} | {'ok' if r['parity_ok'] else 'FAIL'} | {r['build_s']:.1f} |")
+              f"{r.get('cpu_p50_ms', float('nan')):.3f} | {r['max_abs_diff']:.2e} | {'ok' if r['parity_ok'] else 'FAIL'} | "
+              f"{r['build_s']:.1f} |")
     if acc:
         print("\nPublicTest accuracy by backend:")
         for k, v in acc.items():

@@ -352,8 +352,14 @@ void LogMelConfig::validate() const {
     fail("amin=", amin, " is invalid: use a small positive floor >= 1e-300, e.g. 1e-10");
   if (!std::isfinite(top_db) || top_db < 0)
     fail("top_db=", top_db, " is invalid: use a positive number of dB, or None for no clipping");
-  if (top_db > 0 && !log_db)
+  if (top_db > 0 && !log_db())
     fail("top_db=", top_db, " only applies to log='db': set top_db=None for log='ln'");
+  if (mel_scale != MelScale::Slaney && mel_scale != MelScale::Htk)
+    fail("mel_scale=", static_cast<int>(mel_scale), " is invalid: use MelScale::Slaney or MelScale::Htk");
+  if (norm != MelNorm::NoNorm && norm != MelNorm::Slaney)
+    fail("norm=", static_cast<int>(norm), " is invalid: use MelNorm::NoNorm or MelNorm::Slaney");
+  if (log != LogScale::Db && log != LogScale::Ln)
+    fail("log=", static_cast<int>(log), " is invalid: use LogScale::Db or LogScale::Ln");
 }
 
 LogMel::LogMel(const LogMelConfig& cfg) : cfg_(cfg) {
@@ -362,7 +368,7 @@ LogMel::LogMel(const LogMelConfig& cfg) : cfg_(cfg) {
   const int n_fft = cfg_.n_fft, wl = cfg_.win_length;
   t_.n_fft = n_fft;
   t_.n_mels = cfg_.n_mels;
-  t_.log_db = cfg_.log_db;
+  t_.log_db = cfg_.log_db();
   t_.amin = cfg_.amin;
   t_.fft = fft_.get();
   // Periodic Hann of win_length, centered in n_fft (librosa: get_window(fftbins=True) + pad_center).
@@ -381,11 +387,11 @@ LogMel::LogMel(const LogMelConfig& cfg) : cfg_(cfg) {
   for (int k = 0; k < n_bins; ++k) fftfreqs[k] = double(k) * val;
   const int n_pts = nm + 2;
   std::vector<double> mel_f(n_pts);
-  const double min_mel = hz_to_mel(cfg_.fmin, cfg_.htk), max_mel = hz_to_mel(cfg_.fmax_hz(), cfg_.htk);
+  const double min_mel = hz_to_mel(cfg_.fmin, cfg_.htk()), max_mel = hz_to_mel(cfg_.fmax_hz(), cfg_.htk());
   const double step = (max_mel - min_mel) / double(n_pts - 1);
   for (int i = 0; i < n_pts; ++i) {
     const double mel = (i == n_pts - 1) ? max_mel : double(i) * step + min_mel;
-    mel_f[i] = mel_to_hz(mel, cfg_.htk);
+    mel_f[i] = mel_to_hz(mel, cfg_.htk());
   }
   for (int i = 0; i + 1 < n_pts; ++i)
     if (!(mel_f[i + 1] > mel_f[i]) || !std::isfinite(mel_f[i + 1]))
@@ -404,7 +410,7 @@ LogMel::LogMel(const LogMelConfig& cfg) : cfg_(cfg) {
       const double lower = -(mel_f[i] - fftfreqs[k]) / fd0;
       const double upper = (mel_f[i + 2] - fftfreqs[k]) / fd1;
       float w = float(std::max(0.0, std::min(lower, upper)));
-      if (cfg_.slaney_norm) w = float(double(w) * enorm);
+      if (cfg_.slaney_norm()) w = float(double(w) * enorm);
       row[k] = double(w);
       if (w != 0.0f) {
         if (first < 0) first = k;
@@ -549,7 +555,7 @@ void LogMel::frames_impl(const T* x, std::int64_t n, std::int64_t f_begin, std::
 }
 
 void LogMel::apply_top_db(float* out, std::int64_t frames) const {
-  if (!(cfg_.log_db && cfg_.top_db > 0)) return;
+  if (!(cfg_.log_db() && cfg_.top_db > 0)) return;
   const std::size_t total = std::size_t(frames) * cfg_.n_mels;
   float mx = -std::numeric_limits<float>::infinity();
   for (std::size_t i = 0; i < total; ++i) mx = std::max(mx, out[i]);

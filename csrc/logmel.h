@@ -25,6 +25,13 @@ constexpr int kMaxHop = 1 << 20;          // samples
 constexpr int kMaxSampleRate = 1 << 20;   // Hz
 constexpr std::int64_t kMaxOutputValues = std::int64_t(1) << 28;  // frames * n_mels per call (1 GiB float32)
 
+enum class MelScale : int { Slaney = 0, Htk = 1 };   // librosa htk=False / htk=True
+enum class MelNorm : int { NoNorm = 0, Slaney = 1 };  // triangles of peak 1 / area-normalised (librosa norm)
+enum class LogScale : int { Db = 0, Ln = 1 };         // 10 * log10(S) / natural log
+
+// The log-mel options, defined once here; Python sees them as emoedge._native.LogMelConfig (read/write
+// fields, to_dict/from_dict, pickling) and as the pure-Python emoedge.kernels.LogMelOptions view
+// (same field names, defaults and dict form; tests/test_logmel.py checks that they agree).
 struct LogMelConfig {
   int sample_rate = 16000;
   int n_fft = 512;
@@ -32,16 +39,19 @@ struct LogMelConfig {
   int hop_length = 160;
   int n_mels = 64;
   double fmin = 0.0;
-  double fmax = 0.0;      // <= 0 means sample_rate / 2
+  double fmax = 0.0;      // <= 0 means sample_rate / 2 (Python: None)
   bool center = true;
-  bool htk = false;       // mel scale: false = slaney, true = htk
-  bool slaney_norm = true;
-  bool log_db = true;     // false: natural log
-  double top_db = 0.0;    // <= 0 means none (offline only)
+  MelScale mel_scale = MelScale::Slaney;
+  MelNorm norm = MelNorm::Slaney;
+  LogScale log = LogScale::Db;
+  double top_db = 0.0;    // <= 0 means none (offline only; Python: None)
   double amin = 1e-10;    // floor applied before the log
   bool allow_simd = true; // C++ only: false forces the portable path (tests compare both)
   void validate() const;  // throws std::invalid_argument naming the field, value and fix
   double fmax_hz() const { return fmax > 0 ? fmax : sample_rate / 2.0; }
+  bool htk() const { return mel_scale == MelScale::Htk; }
+  bool slaney_norm() const { return norm == MelNorm::Slaney; }
+  bool log_db() const { return log == LogScale::Db; }
 };
 
 // Shared, immutable after construction: window, filterbank and FFT plan. Thread-safe.
@@ -114,8 +124,9 @@ class LogMel {
 };
 
 // Streaming log-mel: concat(accept(...)..., flush()) == LogMel::compute(whole) for any chunking.
-// top_db is rejected (it needs the maximum over the whole signal). Not thread-safe per object:
-// the internal mutex serializes concurrent calls.
+// top_db is rejected (it needs the maximum over the whole signal). One thread per object: the
+// internal mutex is there so the Python binding can detect a second thread (it try-locks and raises
+// "in use by another thread" instead of waiting); C++ callers must not share a streamer across threads.
 class LogMelStreamer {
  public:
   explicit LogMelStreamer(std::shared_ptr<const LogMel> lm);

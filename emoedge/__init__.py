@@ -17,7 +17,7 @@ except ImportError:  # pragma: no cover
 from typing import TYPE_CHECKING, Any
 
 from .errors import (BackendUnavailableError, EmoEdgeError, InvalidInputError, ModelError, ModelNotFoundError,
-                     StreamClosedError, VariantNotFoundError)
+                     OutputError, StreamClosedError, VariantNotFoundError)
 from .options import RunningMode, RuntimeOptions
 
 # Heavy modules (onnxruntime sessions, PyAV) load on first use, so `import emoedge` stays cheap; the
@@ -48,7 +48,7 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'emoedge' has no attribute {name!r}")
 
 
-def __dir__() -> list:
+def __dir__() -> "list[str]":
     return sorted(set(globals()) | set(_LAZY))
 
 
@@ -56,4 +56,4 @@ __all__ = ["Engine", "Run", "Stream", "EmotionEvent", "FaceResult", "ModalityRes
            "FusionOptions", "TextModel", "TextPrediction", "VoiceModel", "VoiceOptions", "VoiceEvidence",
            "FaceAnalyzer", "FaceAnalyzerOptions", "Face", "Manifest", "FaceComponent", "VoiceComponent",
            "TextComponent", "__version__", "EmoEdgeError", "InvalidInputError", "ModelError", "ModelNotFoundError",
-           "VariantNotFoundError", "BackendUnavailableError", "StreamClosedError"]
+           "VariantNotFoundError", "BackendUnavailableError", "StreamClosedError", "OutputError"]

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
-from typing import Optional
+from typing import Any, Dict, Optional
 
 import numpy as np
 
@@ -55,7 +55,8 @@ class CropSpec:
         if not d:
             return cls()
         keys = set(cls.__dataclass_fields__)
-        return cls(**{k: (tuple(v) if k == "center" else v) for k, v in d.items() if k in keys}).validate()
+        kw: Dict[str, Any] = {k: (tuple(v) if k == "center" else v) for k, v in d.items() if k in keys}
+        return cls(**kw).validate()
 
 
 def eye_angle(keypoints) -> float:

@@ -17,7 +17,6 @@ import pathlib
 import platform
 import shutil
 import subprocess
-import tempfile
 import time
 from dataclasses import asdict, dataclass
 from typing import Optional
@@ -92,8 +91,8 @@ def cpu_device_id() -> str:
         nat = get_native()
         flags = nat.cpu_flags() if nat is not None else ""
     model = ""
-    with contextlib.suppress(OSError):
-        for line in open("/proc/cpuinfo"):
+    with contextlib.suppress(OSError), open("/proc/cpuinfo") as f:
+        for line in f:
             if line.startswith("model name"):
                 model = line.split(":", 1)[1].strip()
                 break
@@ -197,20 +196,11 @@ class FileLock:
 
 def atomic_write_bytes(path, data: bytes) -> None:
     """Write ``data`` to a temp file in the same folder, fsync, then rename over ``path``: readers see
-    the old file or the new one, never a partial one."""
+    the old file or the new one, never a partial one (emoedge._atomic; the folder is created)."""
+    from ._atomic import atomic_write_bytes as _write
     path = pathlib.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=str(path.parent), prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    _write(path, data)
 
 
 def atomic_publish_dir(tmp_dir, final_dir) -> pathlib.Path:

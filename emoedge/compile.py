@@ -17,7 +17,7 @@ import shutil
 import tempfile
 import threading
 import time
-from typing import Callable, Optional
+from typing import Any, Callable, Dict, Optional
 
 import numpy as np
 
@@ -177,15 +177,17 @@ def default_profile(sess, max_batch: int = 16) -> dict:
     return prof
 
 
-def compile_tensorrt_ep(model_path, precision: str, profile: Optional[dict] = None, log=print) -> dict:
+def compile_tensorrt_ep(model_path, precision: str, profile: Optional[dict] = None, log=print, out=None) -> dict:
     """Build (or reuse) the ORT TensorRT-EP engine for ``model_path`` by creating the session and running
-    the min/opt/max shapes once; the engine and timing caches land in the keyed folder."""
+    the min/opt/max shapes once; the engine and timing caches land in the keyed folder under ``out``/trt-ep
+    (None: the cache root; a run finds them with EMOEDGE_CACHE_DIR=out)."""
     import onnxruntime as ort
     from .session import SessionOptions, make_session, session_info
     check_backend("tensorrt")
     probe = ort.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])
     profile = profile if profile is not None else default_profile(probe)
-    opts = SessionOptions(backend="tensorrt", precision=precision, trt_profile=profile or None)
+    opts = SessionOptions(backend="tensorrt", precision=precision, trt_profile=profile or None,
+                          compiled_dir=None if out is None else str(out))
     t0 = time.perf_counter()
     with _Ticker(pathlib.Path(model_path).name, log):
         sess = make_session(model_path, opts)
@@ -210,7 +212,7 @@ def compile_models(target: str, precision: str = "fp32", names=None, out=None, t
                                       "Jetson device-tree model found): TensorRT engines are built for the GPU they run on")
     m = load_manifest()
     names = list(names) if names else [n for n in m.names() if m.entry(n).get("file", "").endswith(".onnx")]
-    res = {"target": target, "precision": precision, "models": {}}
+    res: Dict[str, Any] = {"target": target, "precision": precision, "models": {}}
     for n in names:
         path = m.model_path(n)
         e = m.entry(n)
@@ -232,5 +234,5 @@ def compile_models(target: str, precision: str = "fp32", names=None, out=None, t
                     continue
                 except BackendUnavailableError:
                     pass
-            res["models"][n] = compile_tensorrt_ep(path, want, log=log)
+            res["models"][n] = compile_tensorrt_ep(path, want, log=log, out=out)
     return res

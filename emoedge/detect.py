@@ -206,6 +206,22 @@ def _numba_decode():
 _numba_cache: dict = {}
 
 
+_OPTIONS_CACHE: dict = {}
+
+
+def _native_options(nat, min_score: float, nms_iou: float, max_faces: int, box_scale: float, transform: tuple,
+                    score_clip: float):
+    """emoedge._native.DecodeOptions for these values, memoized (a stream repeats one set per frame size)."""
+    key = (min_score, nms_iou, max_faces, box_scale, transform, score_clip)
+    o = _OPTIONS_CACHE.get(key)
+    if o is None:
+        o = nat.DecodeOptions.from_dict({"min_score": min_score, "nms_iou": nms_iou, "max_faces": max_faces,
+                                         "box_scale": box_scale, "transform": transform, "score_clip": score_clip})
+        if len(_OPTIONS_CACHE) < 256:
+            _OPTIONS_CACHE[key] = o
+    return o
+
+
 def decode(regressors, scores, anchors, *, min_score: float = 0.5, nms_iou: float = 0.3, max_faces: int = 0,
            box_scale: float = 128.0, transform=(1.0, 1.0, 0.0, 0.0), score_clip: float = 100.0,
            backend: Optional[str] = None) -> np.ndarray:
@@ -226,8 +242,10 @@ def decode(regressors, scores, anchors, *, min_score: float = 0.5, nms_iou: floa
     if backend == "native" and nat is None:
         raise InvalidInputError("backend='native' requested but emoedge._native is not available; build it or use backend=None")
     if nat is not None:
-        return nat.blazeface_decode(regressors, scores, anchors, float(min_score), float(nms_iou), int(max_faces),
-                                    float(box_scale), tuple(float(v) for v in transform), float(score_clip))
+        return nat.blazeface_decode(regressors, scores, anchors,
+                                    _native_options(nat, float(min_score), float(nms_iou), int(max_faces),
+                                                    float(box_scale), tuple(float(v) for v in transform),
+                                                    float(score_clip)))
     reg = np.asarray(regressors)
     if reg.dtype != np.float32 or np.asarray(scores).dtype != np.float32 or np.asarray(anchors).dtype != np.float32:
         raise InvalidInputError("regressors, scores and anchors must be float32")
@@ -306,10 +324,12 @@ class FaceDetector:
         (a, _, c), (_, e, f) = tr.matrix  # frame pixel -> model-input pixel: out = a*x + c, out_y = e*y + f
         return x.reshape(1, 3, self.size, self.size), (self.size / a, self.size / e, -c / a, -f / e)
 
-    def detect_array(self, frame: np.ndarray, timing: Optional[dict] = None) -> np.ndarray:
+    def detect_array(self, frame: np.ndarray, timing: Optional[dict] = None, *, checked: bool = False) -> np.ndarray:
         """float32 [K, 17] rows (x, y, w, h, score, keypoints) in frame pixels, best first.
-        ``timing``: optional dict that receives ms per stage (preprocess_ms, infer_ms, decode_ms)."""
-        frame = check_frame(frame)
+        ``timing``: optional dict that receives ms per stage (preprocess_ms, infer_ms, decode_ms).
+        ``checked``: the caller already passed the frame through :func:`check_frame` (not checked again)."""
+        if not checked:
+            frame = check_frame(frame)
         o = self.options
         t0 = time.perf_counter_ns()
         x, tr = self.preprocess(frame)

@@ -40,7 +40,9 @@ class Engine:
     Keyword-only. ``models``: task -> manifest entry name (e.g. ``{"face_expression": "face-expr-fp32"}``),
     default: the manifest's defaults. ``precision``: model variant 'int8' | 'fp32' | 'fp16' | None (each
     model's default; a family without it keeps its default, with a warning and a note in ``info()``).
-    ``backend`` ('cpu' | 'cuda' | 'tensorrt') and ``threads`` (onnxruntime intra-op threads per session), or
+    ``backend`` ('cpu' | 'cuda' | 'tensorrt' | 'triton') and ``threads`` (onnxruntime intra-op threads per
+    session); for 'triton' also ``triton_url`` (gRPC host:port, default 127.0.0.1:8001) and ``triton_timeout_s``
+    (deadline of every call; a down server raises BackendUnavailableError, never hangs); or
     ``runtime``: a :class:`~emoedge.options.RuntimeOptions` (also device and GPU precision), passed unchanged
     to every component. ``manifest``: a manifest.json path or a :class:`~emoedge.manifest.Manifest`
     (None: the bundled one), loaded once and shared by the components. ``face`` / ``voice`` / ``text``:
@@ -56,14 +58,21 @@ class Engine:
                  manifest: "Union[str, os.PathLike[str], Manifest, None]" = None, face: Any = None,
                  voice: Any = None, text: Any = None, face_options: "Optional[FaceAnalyzerOptions]" = None,
                  voice_options: "Optional[VoiceOptions]" = None, skip_missing: bool = False,
-                 runtime: Optional[RuntimeOptions] = None):
+                 runtime: Optional[RuntimeOptions] = None, triton_url: Optional[str] = None,
+                 triton_timeout_s: Optional[float] = None):
         if precision not in (None,) + MODEL_PRECISIONS:
             raise InvalidInputError(f"precision must be 'int8', 'fp32', 'fp16' or None, got {precision!r}")
         if runtime is None:
-            runtime = RuntimeOptions(backend="cpu" if backend is None else backend, threads=1 if threads is None else threads)
-        elif (backend is not None and backend != runtime.backend) or (threads is not None and threads != runtime.threads):
-            raise InvalidInputError(f"backend={backend!r}/threads={threads!r} disagree with runtime={runtime}; "
-                                    "give them in one place")
+            tkw: Dict[str, Any] = {} if triton_url is None else {"triton_url": triton_url}
+            if triton_timeout_s is not None:
+                tkw["triton_timeout_s"] = triton_timeout_s
+            runtime = RuntimeOptions(backend="cpu" if backend is None else backend, threads=1 if threads is None else threads,
+                                     **tkw)
+        elif (backend is not None and backend != runtime.backend) or (threads is not None and threads != runtime.threads) \
+                or (triton_url is not None and triton_url != runtime.triton_url) \
+                or (triton_timeout_s is not None and triton_timeout_s != runtime.triton_timeout_s):
+            raise InvalidInputError(f"backend={backend!r}/threads={threads!r}/triton_url={triton_url!r} disagree with "
+                                    f"runtime={runtime}; give them in one place")
         self.runtime = runtime
         self.models = dict(models or {})
         self.precision = precision
@@ -73,9 +82,11 @@ class Engine:
         self.manifest: Optional[Manifest] = None
         if face is None or voice is None or text is None or manifest is not None:
             self.manifest = load_manifest(manifest)  # once per engine; every component reads this one
-        c = build_components(runtime=runtime, manifest=self.manifest, models=self.models, precision=precision,
-                             face=face, voice=voice, text=text, face_options=face_options,
-                             skip_missing=skip_missing)
+        from .triton.client import engine_checks
+        with engine_checks(runtime):   # backend 'triton': server live, then every missing model named at once
+            c = build_components(runtime=runtime, manifest=self.manifest, models=self.models, precision=precision,
+                                 face=face, voice=voice, text=text, face_options=face_options,
+                                 skip_missing=skip_missing)
         self.face: Optional[FaceComponent] = c.face
         self.voice: Optional[VoiceComponent] = c.voice
         self.text: Optional[TextComponent] = c.text
@@ -108,6 +119,8 @@ class Engine:
                              "modalities": [m for m, c in (("face", self.face), ("voice", self.voice),
                                                            ("text", self.text)) if c is not None],
                              "load_seconds": self.load_seconds, "notes": list(self.notes)}
+        if self.backend == "triton":
+            d["triton_url"] = self.runtime.triton_options().url
         for m, comp in (("face", self.face), ("voice", self.voice), ("text", self.text)):
             if comp is not None:
                 d[f"{m}_model"] = comp.name or type(comp).__name__

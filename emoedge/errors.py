@@ -35,3 +35,8 @@ class StreamClosedError(EmoEdgeError, RuntimeError):
 class VariantNotFoundError(InvalidInputError):
     """A model family has no file of the requested precision (e.g. ``precision='int8'`` for a model that
     ships only fp32). The message lists the precisions it has."""
+
+
+class OutputError(EmoEdgeError, OSError):
+    """An output file could not be written (folder not writable, disk full, file-size limit). The target
+    is left as it was; the message names it."""

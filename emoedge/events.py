@@ -9,22 +9,23 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
 from .labels import CANONICAL
+from .errors import InvalidInputError
 
 
-def probs_dict(p, labels=CANONICAL) -> Dict[str, float]:
+def probs_dict(p: Any, labels: Sequence[str] = CANONICAL) -> Dict[str, float]:
     """``{label: prob}`` for a probability vector over ``labels`` (floats rounded to 6 digits)."""
     p = np.asarray(p, dtype=np.float64).reshape(-1)
     if p.shape[0] != len(labels):
-        raise ValueError(f"probability vector has {p.shape[0]} entries, labels has {len(labels)}")
+        raise InvalidInputError(f"probability vector has {p.shape[0]} entries, labels has {len(labels)}")
     return {str(k): round(float(v), 6) for k, v in zip(labels, p)}
 
 
-def _clean(x):
+def _clean(x: Any) -> Any:
     """JSON-friendly copy: numpy scalars/arrays to Python, NaN/Inf to None."""
     if isinstance(x, dict):
         return {str(k): _clean(v) for k, v in x.items()}
@@ -42,6 +43,11 @@ def _clean(x):
     return x
 
 
+def _clean_dict(d: Dict[str, Any]) -> Dict[str, Any]:
+    out: Dict[str, Any] = _clean(d)
+    return out
+
+
 @dataclass
 class FaceResult:
     """One face in a frame. ``box``: (x, y, w, h) in frame pixels; ``probs``: canonical labels -> probability
@@ -56,17 +62,18 @@ class FaceResult:
     keypoints: Optional[List[Tuple[float, float]]] = None
     reliability: Optional[float] = None
 
-    def to_dict(self) -> dict:
-        return _clean({"box": list(self.box), "score": self.score, "track_id": self.track_id, "label": self.label,
-                       "probs": self.probs, "raw_probs": self.raw_probs, "keypoints": self.keypoints,
-                       "reliability": self.reliability})
+    def to_dict(self) -> Dict[str, Any]:
+        return _clean_dict({"box": list(self.box), "score": self.score, "track_id": self.track_id, "label": self.label,
+                            "probs": self.probs, "raw_probs": self.raw_probs, "keypoints": self.keypoints,
+                            "reliability": self.reliability})
 
 
 @dataclass
 class ModalityResult:
     """Latest evidence of one modality as used in the fused estimate. ``t``: time of the evidence (s);
-    ``age``: event time minus ``t`` (s); ``weight``: its share in the log-linear pool (0..1, the weights
-    of an event sum to 1 when any modality is present); ``probs``: canonical labels -> probability."""
+    ``age``: event time minus ``t`` (s); ``weight``: its effective weight in the log-linear pool (base weight
+    x reliability x age decay, see emoedge.fusion; not normalized, so the weights of an event need not sum
+    to 1); ``probs``: canonical labels -> probability."""
     modality: str
     label: str
     probs: Dict[str, float]
@@ -76,9 +83,9 @@ class ModalityResult:
     reliability: Optional[float] = None
     detail: Dict[str, object] = field(default_factory=dict)
 
-    def to_dict(self) -> dict:
-        return _clean({"modality": self.modality, "label": self.label, "probs": self.probs, "weight": self.weight,
-                       "age": self.age, "t": self.t, "reliability": self.reliability, "detail": self.detail})
+    def to_dict(self) -> Dict[str, Any]:
+        return _clean_dict({"modality": self.modality, "label": self.label, "probs": self.probs, "weight": self.weight,
+                            "age": self.age, "t": self.t, "reliability": self.reliability, "detail": self.detail})
 
 
 @dataclass
@@ -86,9 +93,11 @@ class EmotionEvent:
     """The fused emotion estimate at time ``t`` (seconds on the source clock).
 
     ``label`` is None (and ``probs`` uniform, ``confidence`` 0) until some modality has produced evidence.
-    ``trigger`` says which input made the event ready: 'frame', 'audio', 'text' or 'flush'.
+    ``trigger`` says which input made the event ready: 'frame', 'audio' or 'text' (the voice windows a
+    ``flush()`` finishes are 'audio' events).
     ``latency_ms``: per-stage wall time of the work done for this event (detect, align, classify, voice,
-    text, fuse, total; the stream summary also has "audio": the whole push_audio of each chunk). ``drops``: the stream's cumulative counters (frames_dropped, audio_dropped, ...).
+    text, fuse, total; the stream summary also has "audio": the whole push_audio of each chunk).
+    ``drops``: the stream's cumulative counters (frames_dropped, audio_dropped, ...).
     ``frame``: the BGR frame of a frame-triggered event, only when requested (never serialized)."""
     t: float
     label: Optional[str]
@@ -103,9 +112,9 @@ class EmotionEvent:
     stream_id: Optional[str] = None
     frame: Optional[np.ndarray] = field(default=None, repr=False, compare=False)
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> Dict[str, Any]:
         """Plain dict of JSON types (no numpy), without ``frame``."""
-        return _clean({
+        return _clean_dict({
             "t": self.t, "label": self.label, "probs": self.probs, "confidence": self.confidence,
             "evidence": {k: v.to_dict() for k, v in self.evidence.items()},
             "faces": [f.to_dict() for f in self.faces],
@@ -118,7 +127,7 @@ class EmotionEvent:
         return json.dumps(self.to_dict(), separators=(",", ":"), allow_nan=False)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "EmotionEvent":
+    def from_dict(cls, d: Dict[str, Any]) -> "EmotionEvent":
         """Inverse of :meth:`to_dict` (for reading JSONL back)."""
         ev = {k: ModalityResult(**v) for k, v in (d.get("evidence") or {}).items()}
         faces = []

@@ -18,7 +18,7 @@ from __future__ import annotations
 import time
 import warnings
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, List, Optional, Union
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Union
 
 import numpy as np
 
@@ -138,7 +138,8 @@ class FaceAnalyzer:
         self.labels = tuple(e["labels"])
         pre = e.get("preprocess", {})
         self.input_size = tuple(int(v) for v in pre.get("size", e["input"]["shape"][-1:] * 2))
-        self.preprocess_kwargs = {k: (tuple(v) if isinstance(v, list) else v) for k, v in pre.items() if k in _PREPROCESS_KEYS}
+        self.preprocess_kwargs: Dict[str, Any] = {k: (tuple(v) if isinstance(v, list) else v) for k, v in pre.items()
+                                                  if k in _PREPROCESS_KEYS}
         self.layout = pre.get("layout") or e.get("input", {}).get("layout", "nchw")
         self.input_name = e.get("input", {}).get("name") or self.session.get_inputs()[0].name
         self.output_kind = e.get("output", "logits")
@@ -199,7 +200,7 @@ class FaceAnalyzer:
                 if tracks else np.zeros((0, 6, 2), np.float32)
             ids = [tr.track_id for tr in tracks]
         else:
-            rows = self.detector.detect_array(frame)
+            rows = self.detector.detect_array(frame, checked=True)
             boxes, scores, kps = rows[:, :4].astype(np.float64), rows[:, 4], rows[:, 5:17].reshape(-1, 6, 2)
             if tracker is not None:
                 ids = [tr.track_id for tr in tracker.update(boxes, scores, kps, t=t)]

@@ -30,7 +30,7 @@ import dataclasses
 import functools
 import math
 from dataclasses import dataclass, field
-from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -110,12 +110,12 @@ class ModalityEvidence:
     """
     modality: str
     t: float
-    probs: Optional[Sequence[float]] = None
+    probs: Optional[Union[Sequence[float], np.ndarray]] = None
     labels: Sequence[str] = CANONICAL
     temperature: float = 1.0
     reliability: float = 1.0
     track_id: Optional[int] = None
-    logits: Optional[Sequence[float]] = None
+    logits: Optional[Union[Sequence[float], np.ndarray]] = None
 
     @classmethod
     def from_manifest(cls, entry: dict, modality: str, t: float, probs, reliability: float = 1.0,
@@ -372,7 +372,7 @@ class _Smoother:
         self.state = np.zeros(self.k, dtype=np.float32)
         self.has_state = False
         self.t: Optional[float] = None
-        self._before = None  # (state copy, has_state, alpha) before the step at self.t
+        self._before: Optional[Tuple[np.ndarray, bool, float]] = None  # (state copy, has_state, alpha) before the step at t
 
     def step(self, t: float, log_probs: np.ndarray, weights: np.ndarray, tau: float) -> np.ndarray:
         if self.t is not None and t == self.t and self._before is not None:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import asdict, dataclass, fields
-from typing import TYPE_CHECKING, Any, Dict, Optional, Union
+from typing import TYPE_CHECKING, Any, Dict, Optional, Tuple, Union
 
 from .errors import InvalidInputError
 
@@ -62,11 +62,18 @@ class RuntimeOptions:
     ``threads``: onnxruntime intra-op threads per session (1 suits many small models on edge CPUs).
     ``device_id``: GPU index for the cuda / tensorrt backends.
     ``gpu_precision``: arithmetic of TensorRT engines: 'fp32' | 'fp16' | 'int8' (int8 expects the QDQ-INT8
-    model variant); None = fp32. Ignored by cpu and cuda, where the model file decides."""
+    model variant); None = fp32. Ignored by cpu and cuda, where the model file decides.
+    ``triton_url`` / ``triton_timeout_s`` / ``triton_local_tasks``: backend 'triton' only (model calls on a
+    Triton Inference Server over gRPC, see :mod:`emoedge.triton`): the server's gRPC host:port (default
+    127.0.0.1:8001), the deadline of every call in seconds, and the manifest tasks whose models stay
+    in-process (e.g. ``("vad", "face_detector")``; default: every model on the server)."""
     backend: str = "cpu"
     threads: int = 1
     device_id: int = 0
     gpu_precision: Optional[str] = None
+    triton_url: Optional[str] = None
+    triton_timeout_s: float = 5.0
+    triton_local_tasks: Tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         self.validate()
@@ -82,13 +89,32 @@ class RuntimeOptions:
         if self.gpu_precision is not None and self.gpu_precision not in GPU_PRECISIONS:
             raise InvalidInputError(f"RuntimeOptions.gpu_precision={self.gpu_precision!r} must be one of "
                                     f"{GPU_PRECISIONS} or None")
+        if isinstance(self.triton_local_tasks, str) or not isinstance(self.triton_local_tasks, (tuple, list)):
+            raise InvalidInputError(f"triton_local_tasks={self.triton_local_tasks!r} must be a tuple of task names, "
+                                    "e.g. ('vad', 'face_detector')")
+        object.__setattr__(self, "triton_local_tasks", tuple(self.triton_local_tasks))   # frozen: stays hashable
+        if self.backend != "triton" and (self.triton_url is not None or self.triton_local_tasks):
+            raise InvalidInputError(f"triton_url / triton_local_tasks need backend='triton' (got {self.backend!r})")
+        t = self.triton_timeout_s
+        if isinstance(t, bool) or not isinstance(t, (int, float)) or not (0 < t < float("inf")):
+            raise InvalidInputError(f"triton_timeout_s={t!r} must be a positive number of seconds")
+        if self.backend == "triton":
+            self.triton_options()   # validates the URL
         return self
+
+    def triton_options(self) -> Any:
+        """The :class:`emoedge.triton.client.TritonOptions` of backend 'triton' (None for other backends)."""
+        if self.backend != "triton":
+            return None
+        from .triton.client import TritonOptions
+        return TritonOptions(url=self.triton_url or "127.0.0.1:8001", timeout_s=float(self.triton_timeout_s),
+                             connect_timeout_s=float(self.triton_timeout_s), local_tasks=tuple(self.triton_local_tasks))
 
     def session_options(self) -> "SessionOptions":
         """The onnxruntime settings of one model session under these options."""
         from .session import SessionOptions
         return SessionOptions(backend=self.backend, intra_threads=self.threads, device_id=self.device_id,
-                              precision=self.gpu_precision or "fp32")
+                              precision=self.gpu_precision or "fp32", triton=self.triton_options())
 
     def to_dict(self) -> Dict[str, Any]:
         return asdict(self)

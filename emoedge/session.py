@@ -11,7 +11,7 @@ import json
 import pathlib
 import weakref
 from dataclasses import dataclass, field
-from typing import Optional, Sequence
+from typing import Any, Optional, Sequence
 
 from .errors import BackendUnavailableError, ModelError, ModelNotFoundError
 
@@ -22,7 +22,8 @@ BACKEND_PROVIDERS = {
     "tensorrt": ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"),
 }
 
-_info: dict = {}
+# What make_session did for each live session; entries go away with their session.
+_info: "weakref.WeakKeyDictionary[Any, dict]" = weakref.WeakKeyDictionary()
 
 
 @dataclass
@@ -34,7 +35,11 @@ class SessionOptions:
     precision: 'fp32' | 'fp16' | 'int8' — for TensorRT: fp16 builds FP16 engines from the FP32 model,
       int8 expects the QDQ-INT8 model. Ignored by cpu/cuda (the model file decides).
     use_compiled: prefer artifacts from ``emoedge compile --target cpu`` when present.
+    compiled_dir: artifact root (``emoedge compile --out DIR``; None = the cache root, see
+      emoedge.backends.cache_root): CPU artifacts under DIR/cpu, TensorRT-EP engine caches under DIR/trt-ep.
     trt_profile: TensorRT shape profile {input_name: (min_shape, opt_shape, max_shape)}.
+    triton: emoedge.triton.client.TritonOptions for backend 'triton' (the model runs on a Triton server;
+      make_session returns a session-like adapter, see emoedge.triton.client).
     """
     backend: str = "cpu"
     intra_threads: int = 1
@@ -46,6 +51,7 @@ class SessionOptions:
     trt_profile: Optional[dict] = None
     device_id: int = 0
     extra_provider_options: dict = field(default_factory=dict)
+    triton: Optional[Any] = None
 
 
 def _profile_str(profile: Optional[dict]) -> str:
@@ -61,12 +67,12 @@ def _profile_str(profile: Optional[dict]) -> str:
 def tensorrt_provider_options(model_sha256: str, opts: SessionOptions, cache_dir=None) -> dict:
     """ORT TensorRT EP options with engine + timing caches in a folder keyed by model sha256, GPU name,
     TensorRT and onnxruntime versions, precision and shape profile."""
-    from .backends import cache_root, make_cache_key
+    from .backends import atomic_write_bytes, cache_root, make_cache_key
     key = make_cache_key(model_sha256, "tensorrt", opts.precision, _profile_str(opts.trt_profile))
     root = pathlib.Path(cache_dir) if cache_dir else cache_root() / "trt-ep"
     d = root / key.dirname()
     d.mkdir(parents=True, exist_ok=True)
-    (d / "key.json").write_text(json.dumps(key.__dict__, indent=2, sort_keys=True))
+    atomic_write_bytes(d / "key.json", json.dumps(key.__dict__, indent=2, sort_keys=True).encode())
     po = {"device_id": opts.device_id,
           "trt_engine_cache_enable": True, "trt_engine_cache_path": str(d),
           "trt_timing_cache_enable": True, "trt_timing_cache_path": str(d),
@@ -80,7 +86,7 @@ def tensorrt_provider_options(model_sha256: str, opts: SessionOptions, cache_dir
     return po
 
 
-def make_session(path, opts: SessionOptions = None, provider_options: Sequence[dict] = None):
+def make_session(path, opts: Optional[SessionOptions] = None, provider_options: Optional[Sequence[dict]] = None):
     """Create an ``onnxruntime.InferenceSession`` for ``path``; raises ModelError naming the file if
     it cannot be loaded and BackendUnavailableError (with the extra to install) for a missing backend.
     Never falls back silently: the providers used are in ``session_info(sess)``."""
@@ -90,11 +96,18 @@ def make_session(path, opts: SessionOptions = None, provider_options: Sequence[d
     path = pathlib.Path(path)
     if not path.is_file():
         raise ModelNotFoundError(f"model file {path} not found")
+    if opts.backend == "triton":   # same graph, run by a Triton server: an adapter with the session surface
+        from .triton.client import runs_in_process, triton_session
+        if not runs_in_process(path, opts.triton):
+            return triton_session(path, opts)
+        import dataclasses
+        opts = dataclasses.replace(opts, backend="cpu", triton=None)
     if opts.backend not in BACKEND_PROVIDERS:
         if opts.backend == "trt-native":
             raise BackendUnavailableError("backend 'trt-native' runs serialized TensorRT engines, not ORT sessions: "
                                           "use emoedge.trt_native.TrtEngine")
-        raise BackendUnavailableError(f"unknown backend {opts.backend!r}; choose one of {sorted(BACKEND_PROVIDERS)} or 'trt-native'")
+        raise BackendUnavailableError(f"unknown backend {opts.backend!r}; choose one of {sorted(BACKEND_PROVIDERS)}, "
+                                      "'triton' or 'trt-native'")
     check_backend(opts.backend)
     so = ort.SessionOptions()
     so.intra_op_num_threads = int(opts.intra_threads)
@@ -131,7 +144,8 @@ def make_session(path, opts: SessionOptions = None, provider_options: Sequence[d
     if provider_options is None:
         provider_options = [{} for _ in providers]
         if opts.backend == "tensorrt":
-            provider_options[0] = tensorrt_provider_options(model_sha, opts)
+            trt_dir = pathlib.Path(opts.compiled_dir) / "trt-ep" if opts.compiled_dir else None
+            provider_options[0] = tensorrt_provider_options(model_sha, opts, cache_dir=trt_dir)
         if opts.backend in ("cuda", "tensorrt"):
             provider_options[providers.index("CUDAExecutionProvider")] = {"device_id": opts.device_id}
     try:
@@ -146,19 +160,17 @@ def make_session(path, opts: SessionOptions = None, provider_options: Sequence[d
     if used[0] != wanted[0]:
         raise BackendUnavailableError(f"backend {opts.backend!r} asked for {wanted[0]} but onnxruntime used {used} "
                                       f"for {path.name}; check the CUDA/TensorRT installation")
-    _info[id(sess)] = {"model": str(path), "loaded": str(load_path), "compiled": compiled is not None,
-                       "providers": used, "backend": opts.backend, "threads": opts.intra_threads,
-                       "sha256": model_sha}
-    try:  # the entry goes with the session (long-lived processes create and drop engines)
-        weakref.finalize(sess, _info.pop, id(sess), None)
-    except TypeError:  # pragma: no cover - a session type without weak references
-        pass
+    _info[sess] = {"model": str(path), "loaded": str(load_path), "compiled": compiled is not None,
+                   "providers": used, "backend": opts.backend, "threads": opts.intra_threads, "sha256": model_sha}
     return sess
 
 
 def session_info(sess) -> dict:
     """Which file was loaded (compiled or not) and the providers actually used."""
-    d = _info.get(id(sess))
+    try:
+        d = _info.get(sess)
+    except TypeError:  # not weak-referenceable (a stand-in object): nothing was recorded
+        d = None
     if d is None:
         d = {"providers": sess.get_providers()}
     return dict(d)

@@ -16,7 +16,7 @@ import threading
 import time
 import wave
 from dataclasses import dataclass
-from typing import Iterator, Optional, Union
+from typing import Any, Iterator, Optional, Union
 
 import numpy as np
 
@@ -144,10 +144,11 @@ class VideoFileSource(Source):
     def items(self) -> Iterator[Item]:
         import av
         streams = [self._v] + ([self._a] if self._a is not None else [])
-        resampler = av.AudioResampler(format="flt", layout="mono", rate=self.sample_rate) if self._a is not None else None
+        resampler: Any = av.AudioResampler(format="flt", layout="mono", rate=self.sample_rate) if self._a is not None else None
         idx = 0
         last_t = None
-        a_next = None  # running sample clock for audio frames without pts
+        a_next: Optional[float] = None  # running sample clock for audio frames without pts
+        frame: Any  # PyAV's decode() yields a union of frame types; the stream says which
         try:
             for packet in self._c.demux(*streams):
                 for frame in packet.decode():
@@ -170,9 +171,10 @@ class VideoFileSource(Source):
                             if pcm.size == 0:
                                 continue
                             t = float(t0 if t0 is not None else 0.0)
-                            yield AudioChunk(t=t, pcm=pcm, sample_rate=self.sample_rate)
-                            self.audio_seconds_decoded += pcm.size / self.sample_rate
-                            t0 = t + pcm.size / self.sample_rate
+                            sr = int(self.sample_rate or 0)  # set whenever there is an audio stream
+                            yield AudioChunk(t=t, pcm=pcm, sample_rate=sr)
+                            self.audio_seconds_decoded += pcm.size / sr
+                            t0 = t + pcm.size / sr
                         a_next = t0
         except av.error.FFmpegError as e:
             raise _file_error(self.path, f"decoding failed after {idx} frames: the file is corrupt or truncated", e) from None
@@ -275,30 +277,49 @@ class AudioFileSource(Source):
 
 
 _TS_LINE = re.compile(r"^\s*(\d+(?:\.\d*)?)\s*(?:\t|\s+)(.*)$")
+_TS_TAB = re.compile(r"^\s*\d+(?:\.\d*)?[ ]*\t")
 
 
 class TextFileSource(Source):
-    """Timed text lines. A line ``SECONDS<TAB or space>TEXT`` is placed at that time; when no line carries a
-    time, line i is placed at ``start + i * interval`` seconds. Blank lines are skipped."""
+    """Timed text lines (UTF-8). Either every line is ``SECONDS<TAB or spaces>TEXT`` (placed at that time; times
+    must not decrease) or no line is timed with a TAB (line i is placed at ``start + i * interval`` seconds and
+    kept verbatim, so "3 cats" stays a sentence). A file that mixes ``SECONDS<TAB>`` lines with untimed lines
+    is refused naming the first line of each kind: its times would otherwise be ignored silently. Blank lines
+    are skipped; a binary file (NUL bytes, mostly undecodable) is refused."""
     kinds = frozenset({"text"})
 
     def __init__(self, path, *, interval: float = 2.0, start: float = 0.0):
         p = _check_file(path)
         self.path, self.name = p, str(p)
         try:
-            lines = [ln.rstrip("\n") for ln in p.read_text(encoding="utf-8", errors="replace").splitlines()]
+            raw = p.read_bytes()
         except OSError as e:
             raise _file_error(p, "cannot read the text file", e) from None
-        lines = [ln for ln in lines if ln.strip()]
+        head = raw[:8192]
+        if b"\x00" in head or head.decode("utf-8", errors="replace").count("\ufffd") > max(8, len(head) // 20):
+            raise InvalidInputError(f"{p}: not a text file (binary data); --text-file takes UTF-8 lines "
+                                    "'SECONDS<TAB>TEXT' (or untimed lines)")
+        text = raw.decode("utf-8", errors="replace")
+        numbered = [(i + 1, ln.rstrip("\n")) for i, ln in enumerate(text.splitlines()) if ln.strip()]
+        lines = [ln for _, ln in numbered]
         timed = [_TS_LINE.match(ln) for ln in lines]
         self.items_list = []
         if lines and all(timed):
-            for m in timed:
+            for (no, _), m in zip(numbered, timed):
+                assert m is not None
                 self.items_list.append(TextItem(t=float(m.group(1)), text=m.group(2).strip()))
             ts = [it.t for it in self.items_list]
-            if any(b < a for a, b in zip(ts, ts[1:])):
-                raise InvalidInputError(f"{p}: line times must not decrease")
+            for (no, _), a, b in zip(numbered[1:], ts, ts[1:]):
+                if b < a:
+                    raise InvalidInputError(f"{p}: line {no}: time {b:g} s is before the previous line's {a:g} s; "
+                                            "line times must not decrease")
         else:
+            tab_timed = [(no, ln) for no, ln in numbered if _TS_TAB.match(ln)]
+            if tab_timed:
+                untimed = next((no, ln) for (no, ln), m in zip(numbered, timed) if not m)
+                raise InvalidInputError(
+                    f"{p}: mixes timed and untimed lines (line {tab_timed[0][0]} starts with a time, line {untimed[0]} "
+                    f"{untimed[1][:40]!r} does not); give every line as SECONDS<TAB>TEXT, or no line a time")
             self.items_list = [TextItem(t=start + i * interval, text=ln.strip()) for i, ln in enumerate(lines)]
         self.duration = self.items_list[-1].t if self.items_list else 0.0
 
@@ -317,6 +338,25 @@ class ArraySource(Source):
         yield from self._items
 
 
+def _quiet_capture(index: int):
+    """``cv2.VideoCapture(index)`` without OpenCV's own WARN lines for a missing camera (our error says it
+    once, with the fix); OpenCV's log level is restored afterwards."""
+    import cv2
+    log = getattr(getattr(cv2, "utils", None), "logging", None)
+    old = None
+    if log is not None:
+        try:
+            old = log.getLogLevel()
+            log.setLogLevel(log.LOG_LEVEL_ERROR)
+        except (AttributeError, cv2.error):
+            old = None
+    try:
+        return cv2.VideoCapture(index)
+    finally:
+        if old is not None and log is not None:
+            log.setLogLevel(old)
+
+
 class CameraSource(Source):
     """A camera through ``cv2.VideoCapture(index)``; ``t`` is seconds since the source started (monotonic
     clock). Optional capture size (pixels) and fps requests."""
@@ -327,7 +367,7 @@ class CameraSource(Source):
                  fps: Optional[float] = None, clock=None):
         import cv2
         self.index, self.name = int(index), f"camera {index}"
-        self._cap = cv2.VideoCapture(self.index)
+        self._cap = _quiet_capture(self.index)
         if not self._cap.isOpened():
             raise InvalidInputError(f"camera {index} could not be opened: check the index (0 is the default camera), "
                                     "permissions, and that no other program holds it")
@@ -357,8 +397,8 @@ class CameraSource(Source):
 class LiveClock:
     """Seconds since the first call, on the monotonic clock; shared by live sources so they agree."""
 
-    def __init__(self):
-        self._t0 = None
+    def __init__(self) -> None:
+        self._t0: Optional[float] = None
         self._lock = threading.Lock()
 
     def now(self) -> float:
@@ -392,7 +432,7 @@ class MicSource(Source):
         self._clock = clock or LiveClock()
         self._stop = threading.Event()
         self.dropped_blocks = 0
-        self._t0 = None
+        self._t0: Optional[float] = None
         self._n = 0
 
     def _callback(self, indata, frames, time_info, status):
@@ -432,9 +472,8 @@ def open_source(spec, *, kind: Optional[str] = None, audio: bool = True, **kw) -
         return CameraSource(int(spec), **kw)
     s = str(spec)
     if s == "mic" or s.startswith("mic:"):
-        dev = s[4:] or None
-        if dev is not None and dev.isdigit():
-            dev = int(dev)
+        name = s[4:] or None
+        dev: Union[int, str, None] = int(name) if name is not None and name.isdigit() else name
         return MicSource(dev, **kw)
     p = pathlib.Path(s)
     ext = p.suffix.lower()
@@ -456,8 +495,8 @@ def open_source(spec, *, kind: Optional[str] = None, audio: bool = True, **kw) -
 def paced(items: Iterator[Item], *, speed: float = 1.0, stop: Optional[threading.Event] = None) -> Iterator[Item]:
     """Release file items no faster than real time (``speed`` x): item at source time t is yielded once
     (t - t_first) / speed wall seconds have passed. Used by ``realtime=True`` runs."""
-    t0_src = None
-    t0_wall = None
+    t0_src: Optional[float] = None
+    t0_wall = 0.0
     for it in items:
         if t0_src is None:
             t0_src, t0_wall = it.t, time.monotonic()

@@ -29,7 +29,7 @@ import numbers
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Dict, List, Optional, Sequence, Union
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -37,6 +37,7 @@ from . import adapters
 from . import fusion as _fusion
 from .audio import _check_rate, check_pcm
 from .components import VoiceObservation
+from .detect import check_frame
 from .errors import InvalidInputError, StreamClosedError
 from .events import EmotionEvent, FaceResult
 from .options import RunningMode
@@ -75,13 +76,13 @@ class LatencyStats:
         n = self._n.get(stage, 0)
         return self._buf[stage][:min(n, self.capacity)] if n else np.empty(0, np.float32)
 
-    def percentiles(self, qs=(50, 95, 99)) -> Dict[str, Dict[str, float]]:
+    def percentiles(self, qs: Sequence[int] = (50, 95, 99)) -> Dict[str, Dict[str, float]]:
         """``{stage: {"n": count, "p50": ms, "p95": ms, "p99": ms}}`` for every stage with samples."""
-        out = {}
+        out: Dict[str, Dict[str, float]] = {}
         for s in list(STAGES) + sorted(set(self._buf) - set(STAGES)):
             x = self.samples(s)
             if x.size:
-                d = {"n": self._n[s]}
+                d: Dict[str, float] = {"n": self._n[s]}
                 d.update({f"p{q}": float(np.percentile(x, q)) for q in qs})
                 out[s] = d
         return out
@@ -120,8 +121,8 @@ class StreamStats:
     def drops(self) -> Dict[str, int]:
         return {"frames_dropped": self.frames_dropped, "audio_dropped": self.audio_dropped}
 
-    def to_dict(self) -> dict:
-        d = {k: getattr(self, k) for k in ("frames_processed", "frames_dropped", "faces", "frames_with_faces",
+    def to_dict(self) -> Dict[str, Any]:
+        d: Dict[str, Any] = {k: getattr(self, k) for k in ("frames_processed", "frames_dropped", "faces", "frames_with_faces",
                                             "audio_chunks", "audio_seconds", "audio_dropped", "voice_windows",
                                             "texts", "events", "size_changes")}
         d["frames_in"] = self.frames_in
@@ -133,7 +134,7 @@ def _ms(ns: int) -> float:
     return ns / 1e6
 
 
-def _check_t(t, what: str) -> float:
+def _check_t(t: object, what: str) -> float:
     # numbers only: float("1.5") / float(True) / bytes would silently become times
     if isinstance(t, (bool, np.bool_)) or not isinstance(t, numbers.Real):
         raise InvalidInputError(f"{what}: timestamp must be a number of seconds (int or float), got "
@@ -145,24 +146,6 @@ def _check_t(t, what: str) -> float:
     if not math.isfinite(tf):
         raise InvalidInputError(f"{what}: timestamp must be finite seconds, got {t!r}")
     return tf
-
-
-def _as_bgr(image) -> np.ndarray:
-    if not isinstance(image, np.ndarray):
-        raise InvalidInputError(f"push_frame: image must be a numpy array (BGR uint8 [H, W, 3]), got {type(image).__name__}")
-    if image.dtype != np.uint8:
-        raise InvalidInputError(f"push_frame: image dtype must be uint8 (BGR 0..255), got {image.dtype}; "
-                                "convert with (img * 255).clip(0, 255).astype(np.uint8) for [0, 1] floats")
-    if image.ndim == 2:
-        image = np.repeat(image[:, :, None], 3, axis=2)
-    elif image.ndim == 3 and image.shape[2] == 4:
-        image = image[:, :, :3]
-    elif not (image.ndim == 3 and image.shape[2] == 3):
-        raise InvalidInputError(f"push_frame: image must be [H, W, 3] BGR (or [H, W] gray, [H, W, 4] BGRA), "
-                                f"got shape {image.shape}")
-    if image.shape[0] < 8 or image.shape[1] < 8:
-        raise InvalidInputError(f"push_frame: image is too small ({image.shape[1]}x{image.shape[0]} pixels)")
-    return image
 
 
 class Stream:
@@ -189,10 +172,8 @@ class Stream:
         self._voice_flushed = False
         self.stats = StreamStats()
         self._last: Dict[str, Optional[float]] = {"frame": None, "audio": None, "text": None}
-        self._audio_end = None
-        self._audio_rate = None
         self._fuse_t = -math.inf
-        self._frame_shape = None
+        self._frame_shape: Optional[Tuple[int, ...]] = None
         self._seen_tracks: Dict[int, float] = {}  # face track id -> last time seen (pruned: see _prune_tracks)
         self._closed = False
         self._frame_index = 0
@@ -229,8 +210,8 @@ class Stream:
             raise InvalidInputError(f"push_{kind}: timestamp t={t:.6f} s is {rel} the previous {kind}'s t={last:.6f} s; "
                                     f"timestamps must increase (seconds on the source clock)")
 
-    def _fuse(self, t: float, evidence: list, trigger: str, faces: List[FaceResult], lat: Dict[str, float],
-              frame_index=None, frame=None) -> EmotionEvent:
+    def _fuse(self, t: float, evidence: List[_fusion.ModalityEvidence], trigger: str, faces: List[FaceResult],
+              lat: Dict[str, float], frame_index: Optional[int] = None, frame: Optional[np.ndarray] = None) -> EmotionEvent:
         t_fuse = max(t, self._fuse_t)
         self._fuse_t = t_fuse
         t0 = time.perf_counter_ns()
@@ -253,7 +234,7 @@ class Stream:
             t = _check_t(t, "push_frame")
             self._check_order("frame", t, strict=True)
             t_start = time.perf_counter_ns()
-            image = _as_bgr(image)
+            image = check_frame(image, "push_frame: image")  # BGR uint8 [H, W, 3] (gray/BGRA converted)
             if self._frame_shape is not None and image.shape[:2] != self._frame_shape:
                 # documented handling: a new geometry restarts tracking and per-face smoothing
                 self.stats.size_changes += 1
@@ -265,7 +246,7 @@ class Stream:
             self._frame_shape = image.shape[:2]
             lat: Dict[str, float] = {}
             faces_out: List[FaceResult] = []
-            evidence = []
+            evidence: List[_fusion.ModalityEvidence] = []
             if self._face is not None:
                 t_a = time.perf_counter_ns()
                 faces = self._face.analyze(image, t=t, tracker=self._tracker)
@@ -287,7 +268,7 @@ class Stream:
             self.stats.latency.add("total", lat["total"])
             return [ev]
 
-    def push_audio(self, pcm, sample_rate: int, t: float) -> List[EmotionEvent]:
+    def push_audio(self, pcm: Any, sample_rate: int, t: float) -> List[EmotionEvent]:
         """Add audio (int16/float32/float64, mono [n] or [n, channels], any rate in Hz) starting at ``t`` seconds;
         returns one event per voice window that became ready (none while there is no speech)."""
         with self._lock:
@@ -402,8 +383,8 @@ class Stream:
             self._voice = None
             self._tracker = None
 
-    def __enter__(self):
+    def __enter__(self) -> "Stream":
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> None:
         self.close()

@@ -60,6 +60,8 @@ _sessions_lock = threading.Lock()
 
 
 def _shared_session(path, opts: SessionOptions):
+    if opts.backend == "triton":   # the Triton connection keeps its own checked sessions
+        return make_session(path, opts)
     key = (str(path), opts.backend, opts.intra_threads, opts.inter_threads, opts.device_id, opts.precision)
     with _sessions_lock:
         s = _sessions.get(key)

@@ -187,7 +187,7 @@ class FaceTracker:
             x, y, w, h = tr.box
             tr.box = (x + vx, y + vy, w, h)
             if tr.keypoints is not None:
-                tr.keypoints = tr.keypoints + np.float32([vx, vy])
+                tr.keypoints = tr.keypoints + np.array([vx, vy], np.float32)
             tr.t = t
             out.append(tr)
         self.frame_index += 1

@@ -20,7 +20,7 @@ from typing import Optional
 import numpy as np
 
 from .backends import FileLock, atomic_publish_dir, atomic_write_bytes, cache_root, check_backend, make_cache_key
-from .errors import ModelError
+from .errors import InvalidInputError, ModelError
 
 
 def _trt():
@@ -80,7 +80,7 @@ def build_engine(model_path, precision: str = "fp16", profile: Optional[dict] = 
     """Build (or reuse) a serialized engine for ``model_path``; returns its meta dict (path, key, build time)."""
     trt = _trt()
     if precision not in ("fp32", "fp16", "int8"):
-        raise ValueError(f"precision {precision!r}: choose fp32, fp16 or int8")
+        raise InvalidInputError(f"precision {precision!r}: choose fp32, fp16 or int8")
     model_path = pathlib.Path(model_path)
     profile = profile or _profile_from_onnx(model_path, max_batch)
     final = engine_dir(model_path, precision, profile, out_dir)

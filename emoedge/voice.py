@@ -25,7 +25,7 @@ import collections
 import math
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, List, Optional
+from typing import TYPE_CHECKING, Deque, List, Optional, Tuple
 
 import numpy as np
 
@@ -176,7 +176,7 @@ class VoiceEvidence:
     probs: np.ndarray
     vad_prob: float
     latency_ms: float
-    logits: np.ndarray = field(default=None, repr=False)
+    logits: Optional[np.ndarray] = field(default=None, repr=False)
 
     @property
     def label(self) -> str:
@@ -290,8 +290,8 @@ class VoiceStream:
     def reset(self) -> None:
         """Forget all audio, timestamps, VAD state and the sample rate (the next push may use a new rate)."""
         m = self.model
-        self._sr = None
-        self._resampler = None
+        self._sr: Optional[int] = None
+        self._resampler: Optional[Resampler] = None
         self._logmel = self._kernels.LogMelStream(m.logmel_options)
         self._ring = np.full((m.window_frames, m.n_mels), m.pad_value, dtype=np.float32)
         self._ring_pos = 0          # next write index
@@ -301,10 +301,10 @@ class VoiceStream:
         self._n_windows = 0
         self._n16 = 0               # 16 kHz samples produced so far
         self._n_in = 0              # source samples pushed so far
-        self._anchors = collections.deque()   # (16 kHz sample position, source time)
+        self._anchors: Deque[Tuple[float, float]] = collections.deque()   # (16 kHz sample position, source time)
         self._t_next = 0.0
         self._vad = VadStream(self.model.vad_session) if self.model.vad_session is not None else None
-        self._vad_hist = collections.deque()  # (chunk end sample, prob)
+        self._vad_hist: Deque[Tuple[int, float]] = collections.deque()  # (chunk end sample, prob)
         self._flushed = False
 
     def close(self) -> None:
@@ -356,15 +356,17 @@ class VoiceStream:
             raise InvalidInputError(f"sample rate changed mid-stream from {self._sr} Hz to {sr} Hz; call "
                                     "stream.flush() and stream.reset() before pushing audio at the new rate, "
                                     "or resample it to the first rate yourself")
+        rate, resampler = self._sr, self._resampler
+        assert resampler is not None  # made together with the rate
         n = x.shape[0]
-        pos16 = self._n_in * self.model.sample_rate / self._sr
+        pos16 = self._n_in * self.model.sample_rate / rate
         self._anchors.append((pos16, t))
         self._n_in += n
-        self._t_next = t + n / self._sr
+        self._t_next = t + n / rate
         out: List[VoiceEvidence] = []
-        step = max(1, int(self.options.slice_s * self._sr))
+        step = max(1, int(self.options.slice_s * rate))
         for i in range(0, n, step):
-            y = self._resampler.process(to_float_mono(x[i:i + step]))
+            y = resampler.process(to_float_mono(x[i:i + step]))
             out += self._consume16(y)
         return out
 
@@ -373,7 +375,7 @@ class VoiceStream:
         return the remaining evidence (including the final partial window, see module doc)."""
         if self._closed:
             raise StreamClosedError("flush() on a closed VoiceStream; create a new one with model.stream()")
-        if self._flushed or self._sr is None:
+        if self._flushed or self._resampler is None:  # nothing pushed yet (the rate is not fixed)
             self._flushed = True
             return []
         self._flushed = True

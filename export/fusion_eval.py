@@ -238,8 +238,7 @@ def simulate(face_p, face_labels, face_T, face_y, voice_p, voice_labels, voice_T
 
 def bootstrap_ci(a: np.ndarray, b: np.ndarray, seed=0, n=2000):
     """95% CI of mean(a) - mean(b), paired bootstrap over streams."""
-    rng = np.random.default_rng(seed)            # targets and voice clips: the same for every n_frames
-    rng_face = np.random.default_rng(seed + 1)   # face images
+    rng = np.random.default_rng(seed)
     idx = rng.integers(0, len(a), size=(n, len(a)))
     diffs = a[idx].mean(1) - b[idx].mean(1)
     return float(np.percentile(diffs, 2.5)), float(np.percentile(diffs, 97.5))

@@ -24,7 +24,6 @@ Deterministic for a given --seed on one thread.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import pathlib
 import sys

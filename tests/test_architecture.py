@@ -181,3 +181,54 @@ def test_stream_touches_no_private_member_of_another_object():
 
 def test_engine_module_stays_small():
     assert len((PKG / "engine.py").read_text().splitlines()) <= 350
+
+
+# ----------------------------------------------------------------------------- one error model
+
+def test_native_stub_names_exactly_the_extension_members():
+    import emoedge._native as nat
+    tree = ast.parse((PKG / "_native.pyi").read_text())
+    stub = {n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.ClassDef))}
+    stub |= {n.target.id for n in tree.body if isinstance(n, ast.AnnAssign)}
+    assert stub == {k for k in dir(nat) if not k.startswith("_")} | {"__version__"}
+    assert (PKG / "py.typed").is_file()
+
+
+@pytest.mark.parametrize("backend", ["native", "numba"])
+def test_kernel_wrappers_raise_invalid_input(monkeypatch, backend):
+    from emoedge import _native_loader, kernels
+    from emoedge.errors import InvalidTypeError
+    from emoedge.kernels import logmel as logmel_mod
+    if backend == "numba":
+        monkeypatch.setitem(_native_loader._state, "mod", None)
+        monkeypatch.setattr(logmel_mod, "_cache", {})
+    img = np.zeros((16, 16, 3), np.uint8)
+    with pytest.raises(InvalidTypeError, match="uint8"):          # also a TypeError
+        kernels.preprocess(img.astype(np.float32), size=(8, 8))
+    with pytest.raises(InvalidInputError, match="boxes"):
+        kernels.preprocess(img, size=(8, 8), box=(0, 0, -1, 4))
+    with pytest.raises(InvalidInputError, match="1-D mono"):
+        kernels.log_mel(np.zeros((4, 4), np.float32))
+    with pytest.raises(InvalidTypeError, match="int16 PCM or float32"):
+        kernels.log_mel(np.zeros(400, np.int32))
+
+
+def test_native_invalid_argument_arrives_as_invalid_input():
+    nat = pytest.importorskip("emoedge._native")
+    # C++ LogMelConfig validation throws std::invalid_argument; the binding's translator maps it
+    cfg = nat.LogMelConfig()
+    cfg.n_fft = 500
+    with pytest.raises(InvalidInputError, match="n_fft"):
+        nat.LogMel(cfg)
+    with pytest.raises(InvalidInputError):                          # a py::value_error of the binding
+        nat.LogMel().compute(np.zeros((2, 2), np.float32))
+    from emoedge.errors import InvalidTypeError
+    with pytest.raises(InvalidTypeError):                           # a py::type_error of the binding
+        nat.LogMel().compute(np.zeros(400, np.int32))
+
+
+def test_engine_precision_fallback_needs_no_message_matching():
+    # a family without the variant keeps its default, warned and noted (VariantNotFoundError drives it)
+    with pytest.warns(RuntimeWarning, match="no 'fp16' variant"):
+        eng = Engine(face=False, voice=False, precision="fp16")
+    assert eng.has_text and any("fp16" in n for n in eng.info()["notes"])

@@ -149,6 +149,33 @@ def test_tensorrt_provider_options_are_keyed(tmp_path, monkeypatch):
     assert po8["trt_engine_cache_path"] != po["trt_engine_cache_path"] and po8["trt_int8_enable"]
 
 
+def test_compile_tensorrt_out_dir_holds_the_engine_cache(tiny, tmp_path, monkeypatch):
+    """`emoedge compile --target tensorrt --out DIR`: the TensorRT-EP caches go to DIR/trt-ep (what ORT
+    is asked for is checked here; building an engine needs a GPU, see test_gpu_backends_run_...)."""
+    from emoedge import compile as C
+    monkeypatch.setenv("EMOEDGE_CACHE_DIR", str(tmp_path / "default-cache"))
+    monkeypatch.setattr(backends, "check_backend", lambda backend: None)
+    monkeypatch.setattr(C, "check_backend", lambda backend: None)
+    seen = {}
+    real_session = ort.InferenceSession
+
+    class Stop(Exception):
+        pass
+
+    def fake_session(path, so=None, providers=None, provider_options=None):
+        if providers and providers[0] == "TensorrtExecutionProvider":
+            seen["po"] = provider_options[0]
+            raise Stop()
+        return real_session(path, so, providers=["CPUExecutionProvider"])
+    monkeypatch.setattr(ort, "InferenceSession", fake_session)
+    out = tmp_path / "out"
+    from emoedge.errors import ModelError
+    with pytest.raises(ModelError, match="Stop"):   # the fake TensorRT session stops the build
+        C.compile_tensorrt_ep(tiny, "fp16", log=lambda s: None, out=out)
+    assert pathlib.Path(seen["po"]["trt_engine_cache_path"]).parent == out / "trt-ep"
+    assert not (tmp_path / "default-cache").exists()
+
+
 @pytest.mark.skipif("CUDAExecutionProvider" in ort.get_available_providers(), reason="this machine has CUDA")
 @pytest.mark.parametrize("backend", ["cuda", "tensorrt"])
 def test_missing_gpu_backend_raises_with_the_extra_to_install(tiny, backend):
@@ -194,3 +221,14 @@ def test_gpu_backends_run_when_a_gpu_is_present(tiny):
     ref = make_session(tiny, SessionOptions(use_compiled=False)).run(None, {"input": x})[0]
     got = make_session(tiny, SessionOptions(backend="cuda")).run(None, {"input": x})[0]
     np.testing.assert_allclose(got, ref, rtol=1e-3, atol=1e-3)
+
+
+def test_session_info_is_dropped_with_its_session(tiny):
+    import gc
+    from emoedge import session as S
+    sess = make_session(tiny, SessionOptions(use_compiled=False))
+    assert session_info(sess)["providers"] == ["CPUExecutionProvider"]
+    n = len(S._info)
+    del sess
+    gc.collect()
+    assert len(S._info) == n - 1

@@ -158,7 +158,6 @@ def test_bad_decode_input_and_options(detector):
 
 def test_max_faces_and_gray_frames(detector, fer_val):
     import cv2
-    rng = np.random.default_rng(5)
     frame = np.full((480, 640, 3), 120, np.uint8)
     for k, x0 in enumerate((20, 230, 440)):
         frame[140:340, x0:x0 + 180] = cv2.resize(fer_val[1000 + 3 * k], (180, 200), interpolation=cv2.INTER_CUBIC)[:, :, None]
@@ -170,3 +169,20 @@ def test_max_faces_and_gray_frames(detector, fer_val):
     np.testing.assert_allclose(gray, rows, atol=1e-3)
     dets = detector.detect(frame)
     assert dets[0].keypoints.shape == (6, 2) and len(dets[0].box) == 4
+
+
+def test_native_decode_options_class_round_trips():
+    """The C++ DecodeOptions as emoedge._native.DecodeOptions: fields read/write, dict and pickle
+    round-trips, validated by the decoder (C++ std::invalid_argument -> InvalidInputError)."""
+    import pickle
+    from emoedge.errors import InvalidInputError
+    nat = pytest.importorskip("emoedge._native")
+    o = nat.DecodeOptions()
+    o.max_faces, o.transform = 2, (2.0, 2.0, 5.0, 0.0)
+    assert nat.DecodeOptions.from_dict(o.to_dict()) == o and pickle.loads(pickle.dumps(o)) == o
+    assert o.to_dict()["transform"] == (2.0, 2.0, 5.0, 0.0)
+    with pytest.raises(InvalidInputError, match="unknown DecodeOptions key"):
+        nat.DecodeOptions.from_dict({"iou": 0.3})
+    o.nms_iou = 0.0
+    with pytest.raises(InvalidInputError):
+        o.validate()

@@ -49,8 +49,8 @@ class FakeTracker:
 
 
 class FakeFace:
-    """Implements emoedge.components.FaceComponent: 'detects' one face when the frame's mean brightness is > 20; the face's probabilities are a
-    deterministic function of the pixels (so runs can be compared event by event)."""
+    """Implements emoedge.components.FaceComponent: 'detects' one face when the frame's mean brightness
+    is > 20; the face's probabilities are a deterministic function of the pixels (so runs can be compared event by event)."""
     name = "fake-face"
 
     def new_tracker(self):

@@ -82,28 +82,29 @@ def test_eval_face_limit_and_text(setup, capsys):
 
 
 def test_eval_face_errors(setup, tmp_path, capsys):
+    # exit code 1 like every other command's errors (2 is argparse's usage error)
     man, data, y = setup
-    assert cli_main(["eval", "face", "--data", str(tmp_path / "nope.npz"), "--manifest", str(man)]) == 2
+    assert cli_main(["eval", "face", "--data", str(tmp_path / "nope.npz"), "--manifest", str(man)]) == 1
     assert "not found" in capsys.readouterr().err
     bad = tmp_path / "bad_keys.npz"
     np.savez(bad, pixels=np.zeros((2, 48, 48), np.uint8))
-    assert cli_main(["eval", "face", "--data", str(bad), "--manifest", str(man)]) == 2
+    assert cli_main(["eval", "face", "--data", str(bad), "--manifest", str(man)]) == 1
     assert "lacks the array" in capsys.readouterr().err
     badt = tmp_path / "bad_dtype.npz"
     np.savez(badt, images=np.zeros((2, 48, 48), np.float32), labels=np.zeros(2, np.int8), class_names=np.array(FILE_NAMES))
-    assert cli_main(["eval", "face", "--data", str(badt), "--manifest", str(man)]) == 2
+    assert cli_main(["eval", "face", "--data", str(badt), "--manifest", str(man)]) == 1
     assert "uint8 [N,H,W]" in capsys.readouterr().err
     bads = tmp_path / "bad_shape.npz"
     np.savez(bads, images=np.zeros((2, 48, 48, 3), np.uint8), labels=np.zeros(2, np.int8), class_names=np.array(FILE_NAMES))
-    assert cli_main(["eval", "face", "--data", str(bads), "--manifest", str(man)]) == 2
+    assert cli_main(["eval", "face", "--data", str(bads), "--manifest", str(man)]) == 1
     assert "[N,H,W]" in capsys.readouterr().err
     badl = tmp_path / "bad_labels.npz"
     np.savez(badl, images=np.zeros((2, 48, 48), np.uint8), labels=np.array([0, 9]), class_names=np.array(FILE_NAMES))
-    assert cli_main(["eval", "face", "--data", str(badl), "--manifest", str(man)]) == 2
+    assert cli_main(["eval", "face", "--data", str(badl), "--manifest", str(man)]) == 1
     assert "labels must lie in" in capsys.readouterr().err
-    assert cli_main(["eval", "face", "--data", str(data), "--model", "nope", "--manifest", str(man)]) == 2
+    assert cli_main(["eval", "face", "--data", str(data), "--model", "nope", "--manifest", str(man)]) == 1
     assert "no model named" in capsys.readouterr().err
-    assert cli_main(["eval", "face", "--data", str(data), "--precision", "int8", "--manifest", str(man)]) == 2
+    assert cli_main(["eval", "face", "--data", str(data), "--precision", "int8", "--manifest", str(man)]) == 1
     assert "no 'int8' variant" in capsys.readouterr().err
 
 

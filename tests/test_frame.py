@@ -9,7 +9,6 @@ implementation against the same oracles.
 """
 from __future__ import annotations
 
-import math
 
 import numpy as np
 import pytest
@@ -452,3 +451,21 @@ def test_env_forced_numba_fallback_matches_native(tmp_path):
     (name_f, numba_loaded_f), fb = _run_sub(tmp_path, "0")
     assert name_f == "numba" and numba_loaded_f == "True"
     np.testing.assert_allclose(fb, nat, atol=TIGHT_MAX / 127.5)
+
+
+def test_native_frame_options_class_round_trips():
+    """The C++ frame::Options as emoedge._native.FrameOptions: enums are enums, fields read/write,
+    dict and pickle round-trips, bad values named."""
+    import pickle
+    nat = pytest.importorskip("emoedge._native")
+    o = nat.FrameOptions()
+    assert (o.interp, o.color, o.border) == (nat.Interp.linear, nat.Color.keep, nat.Border.constant)
+    o.color = nat.Color.swap_rb
+    o.scale = [0.5]
+    assert o.scale == [0.5] * 4
+    d = o.to_dict()
+    assert d["color"] == "swap_rb" and nat.FrameOptions.from_dict(d) == o and pickle.loads(pickle.dumps(o)) == o
+    with pytest.raises(ValueError, match="color='bgr' is invalid"):
+        nat.FrameOptions.from_dict({"color": "bgr"})
+    with pytest.raises(ValueError, match="1..4 values"):
+        o.offset = [0.0] * 5

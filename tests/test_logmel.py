@@ -12,6 +12,7 @@ import pytest
 
 from emoedge import kernels
 from emoedge._native_loader import get_native
+from emoedge.errors import InvalidInputError
 from emoedge.kernels import LogMelOptions, LogMelStream, log_mel
 from emoedge.kernels import _numba_logmel
 from emoedge.kernels import logmel as logmel_mod
@@ -28,9 +29,9 @@ def _backend_kernels():
     out = []
     nat = get_native()
     if nat is not None:
-        out.append(("native", lambda o: nat.LogMel(**o.kernel_kwargs()),
+        out.append(("native", lambda o: nat.LogMel(o.to_native()),
                     lambda k: nat.LogMelStream(k)))
-    out.append(("numba", lambda o: _numba_logmel.LogMel(**o.kernel_kwargs()),
+    out.append(("numba", lambda o: _numba_logmel.LogMel(o),
                 lambda k: _numba_logmel.LogMelStream(k)))
     return out
 
@@ -434,3 +435,31 @@ def test_offline_call_releases_the_gil():
     t0, t1 = window["t0"], window["t1"]
     inside = [t for t in stamps if t0 + 0.1 * (t1 - t0) < t < t1 - 0.1 * (t1 - t0)]
     assert len(inside) >= 3, f"main thread ran {len(inside)} times during {1e3 * (t1 - t0):.1f} ms of compute"
+
+
+def test_options_python_view_and_native_config_agree():
+    """LogMelOptions (Python) and _native.LogMelConfig (the C++ struct) are one option set: same field
+    names, defaults and dict form; conversion and pickling round-trip; enums are enums."""
+    import dataclasses
+    import pickle
+    nat = get_native()
+    if nat is None:
+        pytest.skip("emoedge._native is not built (numba fallback in use)")
+    assert LogMelOptions().to_dict() == nat.LogMelConfig().to_dict()
+    assert [f.name for f in dataclasses.fields(LogMelOptions)] == list(nat.LogMelConfig().to_dict())
+    o = LogMelOptions(sample_rate=22050, n_fft=1024, win_length=1024, hop_length=256, n_mels=80, fmin=20.0,
+                      fmax=8000.0, center=False, mel_scale="htk", norm=None, log="ln", amin=1e-5)
+    c = o.to_native()
+    assert (c.mel_scale, c.norm, c.log) == (nat.MelScale.htk, nat.MelNorm.none, nat.LogScale.ln)
+    assert LogMelOptions.from_dict(c.to_dict()) == o and pickle.loads(pickle.dumps(c)) == c
+    c.n_mels = 40                                     # read/write fields
+    assert c.to_dict()["n_mels"] == 40 and nat.LogMel(c).n_mels == 40
+    assert nat.LogMel(c).config == c
+    with pytest.raises(InvalidInputError, match="log='lg' is invalid"):
+        nat.LogMelConfig.from_dict({"log": "lg"})
+    with pytest.raises(InvalidInputError, match="unknown LogMelConfig key 'bogus'"):
+        nat.LogMelConfig.from_dict({"bogus": 1})
+    with pytest.raises(TypeError):
+        nat.LogMelConfig.from_dict({"n_fft": "512"})
+    with pytest.raises(InvalidInputError, match="fmax"):
+        c.fmax = -1.0

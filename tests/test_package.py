@@ -20,7 +20,8 @@ def test_native_extension_loads():
 
 
 def test_info_json():
-    out = subprocess.run([sys.executable, "-m", "emoedge", "info", "--json"], capture_output=True, text=True, check=True, cwd=tempfile.gettempdir())
+    out = subprocess.run([sys.executable, "-m", "emoedge", "info", "--json"], capture_output=True, text=True, check=True,
+                         cwd=tempfile.gettempdir())
     info = json.loads(out.stdout)
     assert info["kernels"] == "native"
     assert "CPUExecutionProvider" in info["ort_available_providers"]

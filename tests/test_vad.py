@@ -3,7 +3,6 @@ import importlib.util
 import pathlib
 
 import numpy as np
-import pytest
 
 from emoedge.manifest import load_manifest, sha256_file
 from emoedge.voice import VAD_CHUNK, VadStream, load_vad, vad_probabilities

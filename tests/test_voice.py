@@ -2,7 +2,6 @@
 import io
 import json
 import pathlib
-import sys
 import tracemalloc
 from contextlib import redirect_stdout
 

@@ -1,6 +1,5 @@
 """Training smoke test for export/voice_train.py (needs torch, which CI's `.[test]` does not install)."""
 import pathlib
-import sys
 
 import pytest
 

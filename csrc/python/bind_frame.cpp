@@ -5,6 +5,8 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <algorithm>
+#include <string>
 #include <vector>
 
 #include "bind_util.h"
@@ -55,41 +57,118 @@ fr::Output as_output(py::array& o) {
   return out;
 }
 
-fr::Options make_options(int interp, int color, bool input_rgb, int border, double border_value, bool letterbox,
-                         double pad_value, const std::vector<double>& scale, const std::vector<double>& offset) {
-  fr::Options opt;
-  if (interp < 0 || interp > 1) throw py::value_error("interp must be 0 (linear) or 1 (area)");
-  if (color < 0 || color > 2) throw py::value_error("color must be 0 (keep), 1 (swap_rb) or 2 (gray)");
-  if (border < 0 || border > 1) throw py::value_error("border must be 0 (constant) or 1 (replicate)");
-  if (scale.size() > 4 || offset.size() > 4 || scale.size() != offset.size() || scale.empty())
-    throw py::value_error("scale and offset must have the same length, 1..4");
-  opt.interp = static_cast<fr::Interp>(interp);
-  opt.color = static_cast<fr::Color>(color);
-  opt.input_rgb = input_rgb;
-  opt.border = static_cast<fr::Border>(border);
-  opt.border_value = static_cast<float>(border_value);
-  opt.letterbox = letterbox;
-  opt.pad_value = static_cast<float>(pad_value);
-  for (int c = 0; c < 4; ++c) {
-    const size_t i = scale.size() == 1 ? 0 : std::min<size_t>(c, scale.size() - 1);
-    opt.scale[c] = static_cast<float>(scale[i]);
-    opt.offset[c] = static_cast<float>(offset[i]);
+// ---- frame::Options <-> Python (emoedge._native.FrameOptions). Dict form: enums by name, scale/offset as
+// lists of 4 per-output-channel floats (a shorter list is extended with its last value).
+template <typename E>
+E enum_from(py::handle v, const char* field, std::initializer_list<std::pair<const char*, E>> names) {
+  if (py::isinstance<E>(v)) return v.cast<E>();
+  if (py::isinstance<py::str>(v)) {
+    const std::string s = v.cast<std::string>();
+    for (const auto& kv : names)
+      if (s == kv.first) return kv.second;
   }
-  return opt;
+  std::string valid;
+  for (const auto& kv : names) valid += std::string(valid.empty() ? "'" : ", '") + kv.first + "'";
+  throw py::value_error(std::string(field) + "=" + std::string(py::str(py::repr(v))) + " is invalid: use one of " + valid);
+}
+
+fr::Interp interp_from(py::handle v) {
+  return enum_from<fr::Interp>(v, "interp", {{"linear", fr::Interp::Linear}, {"area", fr::Interp::Area}});
+}
+fr::Color color_from(py::handle v) {
+  return enum_from<fr::Color>(v, "color", {{"keep", fr::Color::Keep}, {"swap_rb", fr::Color::SwapRB}, {"gray", fr::Color::Gray}});
+}
+fr::Border border_from(py::handle v) {
+  return enum_from<fr::Border>(v, "border", {{"constant", fr::Border::Constant}, {"replicate", fr::Border::Replicate}});
+}
+const char* name_of(fr::Interp v) { return v == fr::Interp::Area ? "area" : "linear"; }
+const char* name_of(fr::Color v) { return v == fr::Color::SwapRB ? "swap_rb" : v == fr::Color::Gray ? "gray" : "keep"; }
+const char* name_of(fr::Border v) { return v == fr::Border::Replicate ? "replicate" : "constant"; }
+
+void set_per_channel(float* dst, const std::vector<double>& v, const char* field) {
+  if (v.empty() || v.size() > 4)
+    throw py::value_error(std::string(field) + " must have 1..4 values (one per output channel), got " + std::to_string(v.size()));
+  for (std::size_t c = 0; c < 4; ++c) dst[c] = static_cast<float>(v[std::min(c, v.size() - 1)]);
+}
+std::vector<double> per_channel(const float* src) { return {src[0], src[1], src[2], src[3]}; }
+
+py::dict options_to_dict(const fr::Options& o) {
+  py::dict d;
+  d["interp"] = name_of(o.interp);
+  d["color"] = name_of(o.color);
+  d["input_rgb"] = o.input_rgb;
+  d["border"] = name_of(o.border);
+  d["border_value"] = o.border_value;
+  d["letterbox"] = o.letterbox;
+  d["pad_value"] = o.pad_value;
+  d["scale"] = per_channel(o.scale);
+  d["offset"] = per_channel(o.offset);
+  return d;
+}
+
+fr::Options options_from_dict(const py::dict& d) {
+  fr::Options o;
+  for (auto item : d) {
+    const std::string k = py::str(item.first);
+    py::handle v = item.second;
+    if (k == "interp") o.interp = interp_from(v);
+    else if (k == "color") o.color = color_from(v);
+    else if (k == "input_rgb") o.input_rgb = v.cast<bool>();
+    else if (k == "border") o.border = border_from(v);
+    else if (k == "border_value") o.border_value = v.cast<float>();
+    else if (k == "letterbox") o.letterbox = v.cast<bool>();
+    else if (k == "pad_value") o.pad_value = v.cast<float>();
+    else if (k == "scale") set_per_channel(o.scale, v.cast<std::vector<double>>(), "scale");
+    else if (k == "offset") set_per_channel(o.offset, v.cast<std::vector<double>>(), "offset");
+    else
+      throw py::value_error("unknown FrameOptions key '" + k + "': valid keys are " +
+                            std::string(py::str(py::list(options_to_dict(fr::Options{}).attr("keys")()))));
+  }
+  return o;
 }
 
 }  // namespace
 
 void bind_frame(py::module_& m) {
+  py::enum_<fr::Interp>(m, "Interp", "Resize interpolation (cv2.INTER_LINEAR / INTER_AREA)")
+      .value("linear", fr::Interp::Linear)
+      .value("area", fr::Interp::Area);
+  py::enum_<fr::Color>(m, "Color", "Output channels: keep, swap_rb (BGR <-> RGB) or gray")
+      .value("keep", fr::Color::Keep)
+      .value("swap_rb", fr::Color::SwapRB)
+      .value("gray", fr::Color::Gray);
+  py::enum_<fr::Border>(m, "Border", "Pixels outside the frame: constant (border_value) or replicate")
+      .value("constant", fr::Border::Constant)
+      .value("replicate", fr::Border::Replicate);
+
+  py::class_<fr::Options>(m, "FrameOptions",
+      "Frame kernel options (the C++ frame::Options): read/write fields, to_dict()/from_dict(), picklable. "
+      "scale/offset: 4 per-output-channel floats, out = pixel * scale + offset.")
+      .def(py::init<>())
+      .def_readwrite("interp", &fr::Options::interp)
+      .def_readwrite("color", &fr::Options::color)
+      .def_readwrite("input_rgb", &fr::Options::input_rgb, "3/4-channel input is RGB(A) (default BGR(A))")
+      .def_readwrite("border", &fr::Options::border)
+      .def_readwrite("border_value", &fr::Options::border_value, "pixel value (0..255) outside the frame")
+      .def_readwrite("letterbox", &fr::Options::letterbox, "keep the aspect ratio, pad with pad_value")
+      .def_readwrite("pad_value", &fr::Options::pad_value, "pixel value (0..255) of the letterbox padding")
+      .def_property("scale", [](const fr::Options& o) { return per_channel(o.scale); },
+                    [](fr::Options& o, const std::vector<double>& v) { set_per_channel(o.scale, v, "scale"); })
+      .def_property("offset", [](const fr::Options& o) { return per_channel(o.offset); },
+                    [](fr::Options& o, const std::vector<double>& v) { set_per_channel(o.offset, v, "offset"); })
+      .def("to_dict", &options_to_dict)
+      .def_static("from_dict", &options_from_dict, py::arg("d"))
+      .def("__eq__", [](const fr::Options& a, const fr::Options& b) { return options_to_dict(a).equal(options_to_dict(b)); })
+      .def("__repr__", [](const fr::Options& o) { return "FrameOptions(" + std::string(py::str(options_to_dict(o))) + ")"; })
+      .def(py::pickle([](const fr::Options& o) { return options_to_dict(o); },
+                      [](const py::dict& d) { return options_from_dict(d); }));
+
   m.def(
       "frame_boxes",
       [](const py::array& image, const py::array_t<double, py::array::c_style | py::array::forcecast>& boxes,
-         py::array out, int interp, int color, bool input_rgb, int border, double border_value, bool letterbox,
-         double pad_value, const std::vector<double>& scale, const std::vector<double>& offset) {
+         py::array out, const fr::Options& opt) {
         const fr::Image im = as_image(image);
         const fr::Output o = as_output(out);
-        const fr::Options opt =
-            make_options(interp, color, input_rgb, border, border_value, letterbox, pad_value, scale, offset);
         if (boxes.ndim() != 2 || boxes.shape(1) != 4) throw py::value_error("boxes must have shape [N, 4] (x, y, w, h)");
         if (boxes.shape(0) > fr::kMaxRegions)
           throw py::value_error(std::to_string(boxes.shape(0)) + " boxes in one call is above the limit of " +
@@ -100,18 +179,16 @@ void bind_frame(py::module_& m) {
         py::gil_scoped_release release;
         fr::preprocess_boxes(im, b, n, opt, o);
       },
-      py::arg("image"), py::arg("boxes"), py::arg("out"), py::arg("interp"), py::arg("color"), py::arg("input_rgb"),
-      py::arg("border"), py::arg("border_value"), py::arg("letterbox"), py::arg("pad_value"), py::arg("scale"),
-      py::arg("offset"),
+      py::arg("image"), py::arg("boxes"), py::arg("out"), py::arg("options"),
       "Resize boxes (x, y, w, h) of a uint8 image into out[N, C, H, W] (float32, any strides).");
   m.def(
       "frame_affine",
       [](const py::array& image, const py::array_t<double, py::array::c_style | py::array::forcecast>& inverse,
-         py::array out, int color, bool input_rgb, int border, double border_value,
-         const std::vector<double>& scale, const std::vector<double>& offset) {
+         py::array out, const fr::Options& opt) {
         const fr::Image im = as_image(image);
         const fr::Output o = as_output(out);
-        const fr::Options opt = make_options(0, color, input_rgb, border, border_value, false, 0.0, scale, offset);
+        if (opt.interp != fr::Interp::Linear)
+          throw py::value_error("frame_affine supports interp=linear only (cv2.warpAffine has no area mode)");
         if (inverse.ndim() != 2 || inverse.shape(1) != 6)
           throw py::value_error("inverse affine matrices must have shape [N, 6] (row-major 2x3, output -> source)");
         if (inverse.shape(0) > fr::kMaxRegions)
@@ -123,9 +200,9 @@ void bind_frame(py::module_& m) {
         py::gil_scoped_release release;
         fr::preprocess_affine(im, mp, n, opt, o);
       },
-      py::arg("image"), py::arg("inverse"), py::arg("out"), py::arg("color"), py::arg("input_rgb"), py::arg("border"),
-      py::arg("border_value"), py::arg("scale"), py::arg("offset"),
-      "Warp a uint8 image with N inverse 2x3 affines (output -> source) into out[N, C, H, W].");
+      py::arg("image"), py::arg("inverse"), py::arg("out"), py::arg("options"),
+      "Warp a uint8 image with N inverse 2x3 affines (output -> source) into out[N, C, H, W]; "
+      "letterbox and pad_value are ignored.");
   m.def(
       "frame_inner_rect",
       [](double bw, double bh, int out_w, int out_h, bool letterbox) {

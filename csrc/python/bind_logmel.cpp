@@ -17,6 +17,9 @@ namespace py = pybind11;
 using emoedge::LogMel;
 using emoedge::LogMelConfig;
 using emoedge::LogMelStreamer;
+using emoedge::LogScale;
+using emoedge::MelNorm;
+using emoedge::MelScale;
 
 namespace {
 
@@ -60,37 +63,82 @@ py::array as_waveform(py::handle h, Kind* kind, const char* what) {
                        "e.g. x.astype(np.float32) / 32768 for int32 PCM scaled to 16 bits");
 }
 
-LogMelConfig make_config(int sample_rate, int n_fft, int win_length, int hop_length, int n_mels, double fmin,
-                         std::optional<double> fmax, bool center, const std::string& mel_scale,
-                         std::optional<std::string> norm, const std::string& log, std::optional<double> top_db,
-                         double amin) {
+// ---- LogMelConfig <-> Python. The dict form is the one of emoedge.kernels.LogMelOptions.to_dict():
+// enums by their lower-case names, fmax / top_db None when unset.
+const char* name_of(MelScale v) { return v == MelScale::Htk ? "htk" : "slaney"; }
+const char* name_of(LogScale v) { return v == LogScale::Ln ? "ln" : "db"; }
+
+py::object norm_value(MelNorm v) { return v == MelNorm::Slaney ? py::object(py::str("slaney")) : py::object(py::none()); }
+
+std::optional<double> unset_if_nonpositive(double v) { return v > 0 ? std::optional<double>(v) : std::nullopt; }
+
+double positive_or_unset(const std::optional<double>& v, const char* field) {
+  if (!v) return 0.0;
+  if (!(*v > 0))
+    throw py::value_error(std::string(field) + "=" + std::to_string(*v) + " is invalid: use a positive value, or None");
+  return *v;
+}
+
+// An enum field set from a Python value: the bound enum, or its name as a string.
+template <typename E>
+E enum_from(py::handle v, const char* field, std::initializer_list<std::pair<const char*, E>> names) {
+  if (py::isinstance<E>(v)) return v.cast<E>();
+  std::string what = py::str(py::repr(v));
+  if (py::isinstance<py::str>(v)) {
+    const std::string s = v.cast<std::string>();
+    for (const auto& kv : names)
+      if (s == kv.first) return kv.second;
+  }
+  std::string valid;
+  for (const auto& kv : names) valid += std::string(valid.empty() ? "'" : ", '") + kv.first + "'";
+  throw py::value_error(std::string(field) + "=" + what + " is invalid: use one of " + valid);
+}
+
+MelNorm norm_from(py::handle v) {
+  if (v.is_none()) return MelNorm::NoNorm;
+  return enum_from<MelNorm>(v, "norm", {{"slaney", MelNorm::Slaney}, {"none", MelNorm::NoNorm}});
+}
+
+py::dict config_to_dict(const LogMelConfig& c) {
+  py::dict d;
+  d["sample_rate"] = c.sample_rate;
+  d["n_fft"] = c.n_fft;
+  d["win_length"] = c.win_length;
+  d["hop_length"] = c.hop_length;
+  d["n_mels"] = c.n_mels;
+  d["fmin"] = c.fmin;
+  d["fmax"] = unset_if_nonpositive(c.fmax);
+  d["center"] = c.center;
+  d["mel_scale"] = name_of(c.mel_scale);
+  d["norm"] = norm_value(c.norm);
+  d["log"] = name_of(c.log);
+  d["top_db"] = unset_if_nonpositive(c.top_db);
+  d["amin"] = c.amin;
+  return d;
+}
+
+LogMelConfig config_from_dict(const py::dict& d) {
   LogMelConfig c;
-  c.sample_rate = sample_rate;
-  c.n_fft = n_fft;
-  c.win_length = win_length;
-  c.hop_length = hop_length;
-  c.n_mels = n_mels;
-  c.fmin = fmin;
-  if (fmax) {
-    if (!(*fmax > 0)) throw py::value_error("fmax=" + std::to_string(*fmax) + " is invalid: use a frequency in (fmin, sample_rate/2] Hz, or None");
-    c.fmax = *fmax;
+  for (auto item : d) {
+    const std::string k = py::str(item.first);
+    py::handle v = item.second;
+    if (k == "sample_rate") c.sample_rate = v.cast<int>();
+    else if (k == "n_fft") c.n_fft = v.cast<int>();
+    else if (k == "win_length") c.win_length = v.cast<int>();
+    else if (k == "hop_length") c.hop_length = v.cast<int>();
+    else if (k == "n_mels") c.n_mels = v.cast<int>();
+    else if (k == "fmin") c.fmin = v.cast<double>();
+    else if (k == "fmax") c.fmax = positive_or_unset(v.cast<std::optional<double>>(), "fmax");
+    else if (k == "center") c.center = v.cast<bool>();
+    else if (k == "mel_scale") c.mel_scale = enum_from<MelScale>(v, "mel_scale", {{"slaney", MelScale::Slaney}, {"htk", MelScale::Htk}});
+    else if (k == "norm") c.norm = norm_from(v);
+    else if (k == "log") c.log = enum_from<LogScale>(v, "log", {{"db", LogScale::Db}, {"ln", LogScale::Ln}});
+    else if (k == "top_db") c.top_db = positive_or_unset(v.cast<std::optional<double>>(), "top_db");
+    else if (k == "amin") c.amin = v.cast<double>();
+    else
+      throw py::value_error("unknown LogMelConfig key '" + k + "': valid keys are " +
+                            std::string(py::str(py::list(config_to_dict(LogMelConfig{}).attr("keys")()))));
   }
-  c.center = center;
-  if (mel_scale == "slaney") c.htk = false;
-  else if (mel_scale == "htk") c.htk = true;
-  else throw py::value_error("mel_scale='" + mel_scale + "' is invalid: use 'slaney' or 'htk'");
-  if (!norm || *norm == "none") c.slaney_norm = false;
-  else if (*norm == "slaney") c.slaney_norm = true;
-  else throw py::value_error("norm='" + *norm + "' is invalid: use 'slaney' or None");
-  if (log == "db") c.log_db = true;
-  else if (log == "ln") c.log_db = false;
-  else throw py::value_error("log='" + log + "' is invalid: use 'db' (10*log10) or 'ln' (natural log)");
-  if (top_db) {
-    if (!(*top_db > 0)) throw py::value_error("top_db=" + std::to_string(*top_db) + " is invalid: use a positive number of dB, or None");
-    c.top_db = *top_db;
-  }
-  c.amin = amin;
-  c.validate();
   return c;
 }
 
@@ -195,19 +243,56 @@ py::array_t<float> stream_accept(StreamBox& s, py::handle chunk, py::handle samp
 }  // namespace
 
 void bind_logmel(py::module_& m) {
+  py::enum_<MelScale>(m, "MelScale", "Mel scale of the filterbank (librosa htk=False / True)")
+      .value("slaney", MelScale::Slaney)
+      .value("htk", MelScale::Htk);
+  py::enum_<MelNorm>(m, "MelNorm", "Filter normalisation: none (peak 1) or slaney (area-normalised)")
+      .value("none", MelNorm::NoNorm)
+      .value("slaney", MelNorm::Slaney);
+  py::enum_<LogScale>(m, "LogScale", "Log of the mel power: db (10*log10) or ln (natural log)")
+      .value("db", LogScale::Db)
+      .value("ln", LogScale::Ln);
+
+  py::class_<LogMelConfig>(m, "LogMelConfig",
+      "Log-mel options (the C++ LogMelConfig): read/write fields, validate(), to_dict()/from_dict() in the "
+      "dict form of emoedge.kernels.LogMelOptions, picklable. fmax/top_db are None when unset.")
+      .def(py::init<>())
+      .def_readwrite("sample_rate", &LogMelConfig::sample_rate, "Hz")
+      .def_readwrite("n_fft", &LogMelConfig::n_fft, "FFT size in samples (power of two)")
+      .def_readwrite("win_length", &LogMelConfig::win_length, "window length in samples (<= n_fft)")
+      .def_readwrite("hop_length", &LogMelConfig::hop_length, "hop in samples")
+      .def_readwrite("n_mels", &LogMelConfig::n_mels, "mel bands")
+      .def_readwrite("fmin", &LogMelConfig::fmin, "lowest filter edge, Hz")
+      .def_property("fmax", [](const LogMelConfig& c) { return unset_if_nonpositive(c.fmax); },
+                    [](LogMelConfig& c, std::optional<double> v) { c.fmax = positive_or_unset(v, "fmax"); },
+                    "highest filter edge, Hz (None: sample_rate / 2)")
+      .def_readwrite("center", &LogMelConfig::center, "pad n_fft // 2 zeros on both sides (librosa)")
+      .def_readwrite("mel_scale", &LogMelConfig::mel_scale)
+      .def_property("norm", [](const LogMelConfig& c) { return c.norm; },
+                    [](LogMelConfig& c, py::object v) { c.norm = norm_from(v); }, "MelNorm (None means none)")
+      .def_readwrite("log", &LogMelConfig::log)
+      .def_property("top_db", [](const LogMelConfig& c) { return unset_if_nonpositive(c.top_db); },
+                    [](LogMelConfig& c, std::optional<double> v) { c.top_db = positive_or_unset(v, "top_db"); },
+                    "clip to max - top_db dB, offline only (None: no clipping)")
+      .def_readwrite("amin", &LogMelConfig::amin, "power floor before the log")
+      .def("validate", [](const LogMelConfig& c) { c.validate(); },
+           "Raise InvalidInputError naming the field, the value and the fix")
+      .def("to_dict", &config_to_dict)
+      .def_static("from_dict", &config_from_dict, py::arg("d"))
+      .def("__eq__", [](const LogMelConfig& a, const LogMelConfig& b) {
+             return config_to_dict(a).equal(config_to_dict(b));
+           })
+      .def("__repr__", [](const LogMelConfig& c) {
+             return "LogMelConfig(" + std::string(py::str(config_to_dict(c))) + ")";
+           })
+      .def(py::pickle([](const LogMelConfig& c) { return config_to_dict(c); },
+                      [](const py::dict& d) { return config_from_dict(d); }));
+
   py::class_<LogMel, std::shared_ptr<LogMel>>(m, "LogMel",
-      "Log-mel spectrogram (offline). Construct with the LogMelOptions fields; call compute(waveform).")
-      .def(py::init([](int sample_rate, int n_fft, int win_length, int hop_length, int n_mels, double fmin,
-                       std::optional<double> fmax, bool center, const std::string& mel_scale,
-                       std::optional<std::string> norm, const std::string& log, std::optional<double> top_db,
-                       double amin) {
-             return std::make_shared<LogMel>(make_config(sample_rate, n_fft, win_length, hop_length, n_mels, fmin,
-                                                         fmax, center, mel_scale, norm, log, top_db, amin));
-           }),
-           py::kw_only(), py::arg("sample_rate") = 16000, py::arg("n_fft") = 512, py::arg("win_length") = 400,
-           py::arg("hop_length") = 160, py::arg("n_mels") = 64, py::arg("fmin") = 0.0, py::arg("fmax") = py::none(),
-           py::arg("center") = true, py::arg("mel_scale") = "slaney", py::arg("norm") = "slaney",
-           py::arg("log") = "db", py::arg("top_db") = py::none(), py::arg("amin") = 1e-10)
+      "Log-mel spectrogram (offline) for a LogMelConfig (validated here); call compute(waveform).")
+      .def(py::init([](const LogMelConfig& c) { return std::make_shared<LogMel>(c); }),
+           py::arg("config") = LogMelConfig{})
+      .def_property_readonly("config", [](const LogMel& lm) { return lm.config(); }, "The LogMelConfig (a copy)")
       .def("compute", &compute_offline, py::arg("waveform"),
            "waveform: 1-D int16 or float32 [samples] -> float32 [frames, n_mels]")
       .def("num_frames", &LogMel::num_frames, py::arg("n_samples"))

@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 import platform
 import time
-from typing import Callable, Optional
+from typing import Any, Callable, Dict, Optional
 
 import numpy as np
 
@@ -55,7 +55,7 @@ def row(name: str, ours_ns, anchor_ns=None, anchor: Optional[str] = None, anchor
         target_ratio: Optional[float] = None, threads: int = 1, **extra) -> dict:
     """Build a result row from raw ns timings (medians, p95; ratio from the same run)."""
     ours_ns = np.asarray(ours_ns, dtype=np.float64)
-    r = {"name": name, "ours_ms": float(np.median(ours_ns)) / 1e6, "ours_p95_ms": float(np.percentile(ours_ns, 95)) / 1e6,
+    r: Dict[str, Any] = {"name": name, "ours_ms": float(np.median(ours_ns)) / 1e6, "ours_p95_ms": float(np.percentile(ours_ns, 95)) / 1e6,
          "ours_iqr_ms": float(np.subtract(*np.percentile(ours_ns, [75, 25]))) / 1e6,
          "anchor": anchor, "anchor_version": anchor_version, "anchor_ms": None, "ratio": None,
          "ours_p99_ms": float(np.percentile(ours_ns, 99)) / 1e6,

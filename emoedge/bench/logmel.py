@@ -19,6 +19,7 @@ Cases (10 s of 16 kHz audio, LogMelOptions() defaults: n_fft 512, win 400, hop 1
 from __future__ import annotations
 
 import time
+from typing import Any, Dict
 
 import numpy as np
 
@@ -162,6 +163,15 @@ def _with_min(r: dict, a, b) -> dict:
     return r
 
 
+EXTRA_HINT = "pip install 'emoedge[bench]'"
+
+
+def _missing_anchor(name: str, package: str) -> dict:
+    """A row saying why an anchor comparison is absent (never drop it silently)."""
+    return {"name": name, "skipped": f"anchor {package} is not installed ({EXTRA_HINT} adds it)",
+            "ours_ms": float("nan"), "anchor": None, "ratio": None, "threads": 1}
+
+
 def run(quick: bool = True) -> list:
     """Rows (see emoedge.bench): offline 10 s vs librosa and knf, int16, and 10 ms streaming chunks."""
     single_thread()
@@ -172,9 +182,11 @@ def run(quick: bool = True) -> list:
     yi = np.clip(np.round(y * 32768), -32768, 32767).astype(np.int16)
     reps = 30 if quick else 150
     rows = []
-    extra = dict(kernels=backend_name(), audio_s=10.0, frames=int(1 + y.size // 160))
+    extra: Dict[str, Any] = dict(kernels=backend_name(), audio_s=10.0, frames=int(1 + y.size // 160))
     lib_v = _version("librosa")
-    if lib_v is not None:
+    if lib_v is None:
+        rows.append(_missing_anchor("logmel_10s_vs_librosa", "librosa"))
+    else:
         a, b = compare(lambda: log_mel(y, opts), librosa_fn(y), repeats=reps)
         rows.append(_with_min(row("logmel_10s_vs_librosa", a, b, anchor="librosa.feature.melspectrogram+power_to_db",
                                   anchor_version=lib_v, target_ratio=5.0, **extra), a, b))
@@ -193,7 +205,9 @@ def run(quick: bool = True) -> list:
         knf_fn = knf_offline_fn(y)
     except ImportError:
         knf_fn = None
-    if knf_fn is not None:
+    if knf_fn is None:
+        rows.append(_missing_anchor("logmel_10s_vs_knf", "kaldi-native-fbank"))
+    else:
         a, b = compare(lambda: log_mel(y, opts), knf_fn, repeats=reps)
         rows.append(_with_min(row("logmel_10s_vs_knf", a, b,
                                   anchor="kaldi_native_fbank.OnlineFbank.accept_waveform(list)+get_frame",

@@ -3,6 +3,8 @@ batch 1 and 8 (where the model takes a dynamic batch): p50/p95/p99 and throughpu
 anchor is the FP32 model of the same family, measured interleaved in the same run (ratio = speed-up)."""
 from __future__ import annotations
 
+from typing import Dict
+
 import numpy as np
 
 from . import compare, row
@@ -27,7 +29,7 @@ def run(quick: bool = True, threads=(1,)) -> list:
     rng = np.random.default_rng(0)
     reps = 60 if quick else 300
     rows = []
-    by_family = {}
+    by_family: Dict[str, Dict[str, str]] = {}
     for n in m.names():
         e = m.entry(n)
         if e.get("file", "").endswith(".onnx"):
@@ -38,7 +40,8 @@ def run(quick: bool = True, threads=(1,)) -> list:
                 sessions = {}
                 for prec, name in variants.items():
                     try:
-                        sessions[prec] = make_session(m.model_path(name), SessionOptions(backend=backend, intra_threads=th, use_compiled=False))
+                        so = SessionOptions(backend=backend, intra_threads=th, use_compiled=False)
+                        sessions[prec] = make_session(m.model_path(name), so)
                     except Exception as ex:  # reported, not hidden
                         rows.append({"name": f"{name}/{backend}", "error": f"{type(ex).__name__}: {ex}", "ours_ms": float("nan"),
                                      "anchor": None, "ratio": None, "threads": th})

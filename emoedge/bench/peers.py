@@ -3,10 +3,10 @@ its Keras mini-Xception) on the same 640x480 frames as emoedge's end-to-end path
 message when fer/TensorFlow are not installed (they are a heavy, optional peers environment, kept
 out of emoedge's own: `python -m venv peers && peers/bin/pip install . fer==25.10.3 tensorflow-cpu
 "opencv-python-headless<5" "setuptools<80"` — fer needs cv2.CascadeClassifier, gone from OpenCV 5's
-main wheels, and pkg_resources). fer/TensorFlow use their default thread pools; emoedge runs 1 thread. librosa and kaldi-native-fbank are the log-mel section's anchors."""
+main wheels, and pkg_resources). fer/TensorFlow use their default thread pools; emoedge runs 1 thread.
+librosa and kaldi-native-fbank are the log-mel section's anchors."""
 from __future__ import annotations
 
-import numpy as np
 
 from . import compare, row
 

@@ -1,5 +1,8 @@
 """`emoedge` command line. Each subcommand lives in its own module of this package and
-exposes ``register(subparsers)``, which adds its parser and sets ``func(args) -> int``."""
+exposes ``register(subparsers)``, which adds its parser and sets ``func(args) -> int``.
+
+Exit codes: 0 success, 1 an error (one line on stderr naming the file or setting and the fix; emoedge's
+own error types and OSError), 2 a usage error (argparse), 130 interrupted (SIGINT/SIGTERM)."""
 from __future__ import annotations
 
 import argparse
@@ -7,7 +10,7 @@ import importlib
 import sys
 
 # Order shown in --help.
-SUBCOMMANDS = ("demo", "run", "eval", "bench", "compile", "info")
+SUBCOMMANDS = ("demo", "run", "eval", "bench", "compile", "models", "export", "info")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -33,11 +36,16 @@ def main(argv=None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    cmd = " ".join(str(x) for x in (args.command, getattr(args, "modality", None)) if x)
     try:
         return int(args.func(args) or 0)
     except EmoEdgeError as e:
-        print(f"emoedge {args.command}: error: {e}", file=sys.stderr)
+        print(f"emoedge {cmd}: error: {e}", file=sys.stderr)
+        return 1
+    except OSError as e:  # e.g. a file that cannot be read: one line naming it, no traceback
+        name = f"{e.filename}: " if getattr(e, "filename", None) else ""
+        print(f"emoedge {cmd}: error: {name}{e.strerror or e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+        print("interrupted (unfinished outputs were not written)", file=sys.stderr)
         return 130

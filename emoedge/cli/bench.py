@@ -1,5 +1,7 @@
-"""`emoedge bench [--quick] [--json] [--out DIR] [--only FAMILY,...] [--peers]`: every stage against its
-anchors, ratios measured side by side in one run. ``--out DIR`` writes bench.json, bench.md and bench.png."""
+"""`emoedge bench`: every stage (frame and log-mel kernels, fusion, each bundled model, the engine end to
+end) timed against its anchors, ratios measured side by side in one run; medians with p95/p99. ``--out DIR``
+writes bench.json, bench.md and bench.png. Anchor libraries come with ``pip install 'emoedge[bench]'``;
+a missing one leaves a row saying so."""
 from __future__ import annotations
 
 import importlib
@@ -8,6 +10,9 @@ import pathlib
 import sys
 import time
 import uuid
+from typing import Any, Dict
+
+from ..errors import InvalidInputError
 
 FAMILIES = ("frame", "logmel", "fusion", "models", "e2e", "peers")
 
@@ -28,7 +33,7 @@ def collect(quick: bool, only=None, peers: bool = False, progress=None) -> dict:
     from ..bench import machine, single_thread
     single_thread()
     fams = [f for f in available_families() if (not only or f in only) and (f != "peers" or peers)]
-    res = {"run_id": uuid.uuid4().hex[:12], "machine": machine(), "quick": quick, "sections": {},
+    res: Dict[str, Any] = {"run_id": uuid.uuid4().hex[:12], "machine": machine(), "quick": quick, "sections": {},
            "section_seconds": {}, "started": time.time()}
     for f in fams:
         if progress:
@@ -139,21 +144,58 @@ def draw(res: dict, path) -> None:
     plt.close(fig)
 
 
+def parse_only(text: str) -> set:
+    """argparse type of --only: comma-separated section names, each one of FAMILIES."""
+    import argparse
+    names = {x.strip() for x in text.split(",") if x.strip()}
+    unknown = sorted(names - set(FAMILIES))
+    if not names or unknown:
+        raise argparse.ArgumentTypeError(f"unknown section(s) {', '.join(unknown) or '(none given)'}; "
+                                         f"choose from {','.join(FAMILIES)}")
+    return names
+
+
 def _main(args) -> int:
-    only = set(args.only.split(",")) if args.only else None
+    from .._atomic import AtomicOutput, atomic_write_text, check_outputs
+    only = args.only
     say = (lambda msg: print(msg, file=sys.stderr, flush=True))
-    res = collect(args.quick, only, peers=args.peers, progress=say)
-    table = format_table(res)
+    if only:
+        missing = sorted(set(only) - set(available_families()))
+        if missing:
+            say(f"note: section(s) {', '.join(missing)} are not part of this build")
+        if "peers" in only and not args.peers:
+            say("note: --only peers runs nothing without --peers")
+    out = None
     if args.out:
         out = pathlib.Path(args.out)
+        if out.exists() and not out.is_dir():
+            raise InvalidInputError(f"{out}: --out takes a folder (for bench.json, bench.md, bench.png); this is a file")
         out.mkdir(parents=True, exist_ok=True)
-        (out / "bench.json").write_text(json.dumps(res, indent=2, default=float))
-        (out / "bench.md").write_text(table + "\n")
+        check_outputs([out / "bench.json", out / "bench.md", out / "bench.png"])
+    res = collect(args.quick, only, peers=args.peers, progress=say)
+    rows = [r for sec in res["sections"].values() for r in sec]
+    if not rows:
+        raise InvalidInputError(f"no benchmark ran (sections asked for: {','.join(sorted(only or FAMILIES))}; "
+                                f"available here: {','.join(available_families())})")
+    table = format_table(res)
+    if any("emoedge[bench]" in str(r.get("skipped", "")) for r in rows):
+        say("note: some anchor comparisons were skipped because their packages are missing: "
+            "pip install 'emoedge[bench]' (librosa, kaldi-native-fbank, matplotlib)")
+    if out is not None:
+        wrote = [atomic_write_text(out / "bench.json", json.dumps(res, indent=2, default=float)),
+                 atomic_write_text(out / "bench.md", table + "\n")]
+        png = AtomicOutput(out / "bench.png")
         try:
-            draw(res, out / "bench.png")
+            draw(res, png.tmp)
         except ImportError:
-            say("matplotlib is not installed: no bench.png (pip install 'emoedge[bench]')")
-        say(f"wrote {out / 'bench.json'}, {out / 'bench.md'}, {out / 'bench.png'}")
+            png.discard()
+            say("note: matplotlib is not installed, so no bench.png was written (pip install 'emoedge[bench]')")
+        except BaseException:
+            png.discard()
+            raise
+        else:
+            wrote.append(png.commit())
+        say("wrote " + ", ".join(str(w) for w in wrote))
     if args.json:
         print(json.dumps(res, indent=2, default=float))
     else:
@@ -162,10 +204,13 @@ def _main(args) -> int:
 
 
 def register(sub) -> None:
-    p = sub.add_parser("bench", help="latency benchmarks against their anchors (ratios in one run)")
+    p = sub.add_parser("bench", help="latency benchmarks against their anchors (ratios in one run)",
+                       description=__doc__)
     p.add_argument("--quick", action="store_true", help="fewer repeats (under a minute)")
     p.add_argument("--json", action="store_true", help="print machine-readable JSON")
-    p.add_argument("--out", default=None, help="folder for bench.json, bench.md and bench.png")
-    p.add_argument("--only", default=None, help=f"comma-separated subset of {','.join(FAMILIES)}")
+    p.add_argument("--out", default=None, metavar="DIR",
+                   help="folder for bench.json, bench.md and bench.png (each written atomically)")
+    p.add_argument("--only", default=None, type=parse_only, metavar="SECTION[,SECTION...]",
+                   help=f"run only these sections: {','.join(FAMILIES)}")
     p.add_argument("--peers", action="store_true", help="also run peer libraries (fer) when installed")
     p.set_defaults(func=_main)

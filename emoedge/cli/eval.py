@@ -1,5 +1,6 @@
-"""`emoedge eval MODALITY --data FILE [--json]`: accuracy, macro-F1, per-class recall, confusion matrix.
-Each modality lives in emoedge/evaluation/<modality>.py."""
+"""`emoedge eval MODALITY --data FILE`: accuracy, macro-F1, per-class recall and the confusion matrix of a
+bundled model on a labelled data file (face: FER2013-style .npz, voice: speech .npz, text: CARER or
+GoEmotions). Each modality lives in emoedge/evaluation/<modality>.py."""
 from __future__ import annotations
 
 import importlib
@@ -8,7 +9,8 @@ MODALITIES = ("face", "voice", "text")
 
 
 def register(sub) -> None:
-    p = sub.add_parser("eval", help="evaluate a bundled model on a labelled data file")
+    p = sub.add_parser("eval", help="evaluate a bundled model on a labelled data file",
+                       description=__doc__)
     msub = p.add_subparsers(dest="modality", metavar="MODALITY")
     for name in MODALITIES:
         try:
@@ -17,7 +19,8 @@ def register(sub) -> None:
             if e.name == f"emoedge.evaluation.{name}":
                 continue
             raise
-        mp = msub.add_parser(name, help=(mod.__doc__ or "").strip().splitlines()[0] if mod.__doc__ else None)
+        doc = (mod.__doc__ or "").strip()
+        mp = msub.add_parser(name, help=doc.splitlines()[0] if doc else None, description=doc or None)
         mod.add_arguments(mp)
         mp.set_defaults(func=mod.main)
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])

@@ -13,12 +13,12 @@ from __future__ import annotations
 import argparse
 import json
 import pathlib
-import sys
 import time
-from typing import Optional, Sequence
+from typing import Dict, Sequence
 
 import numpy as np
 
+from . import load_npz
 from ..errors import InvalidInputError, ModelError
 from ..labels import to_canonical
 from .metrics import classification_report, format_report
@@ -28,13 +28,13 @@ OTHER = "(other)"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data", required=True, help="npz with images uint8 [N,H,W], labels [N], class_names")
+    p.add_argument("--data", required=True, metavar="FILE", help="npz with images uint8 [N,H,W], labels [N], class_names")
     p.add_argument("--model", default=None, help="manifest entry name (default: the face_expression default)")
     p.add_argument("--precision", choices=("int8", "fp32"), default=None, help="switch to this precision of the model family")
     p.add_argument("--json", action="store_true", help="print one JSON object")
-    p.add_argument("--limit", type=int, default=0, help="evaluate only the first N faces")
-    p.add_argument("--batch", type=int, default=64, help="faces per inference call")
-    p.add_argument("--threads", type=int, default=1, help="onnxruntime intra-op threads")
+    p.add_argument("--limit", type=int, metavar="N", default=0, help="evaluate only the first N faces")
+    p.add_argument("--batch", type=int, metavar="N", default=64, help="faces per inference call")
+    p.add_argument("--threads", type=int, metavar="N", default=1, help="onnxruntime intra-op threads")
     p.add_argument("--manifest", default=None, help=argparse.SUPPRESS)
 
 
@@ -42,12 +42,7 @@ def load_faces(path, limit: int = 0):
     """(images uint8 [N,H,W], labels int64 [N], class_names list[str]) from a face npz; errors name the
     file, the problem and the fix."""
     p = pathlib.Path(path)
-    if not p.is_file():
-        raise FileNotFoundError(f"face data file {p} not found; pass an .npz in the format of shared/data/faces")
-    try:
-        z = np.load(p, allow_pickle=False)
-    except Exception as e:
-        raise InvalidInputError(f"could not read {p} as an .npz archive ({type(e).__name__}: {e})") from None
+    z = load_npz(p, "face data file", "pass an .npz in the format of shared/data/faces (images, labels, class_names)")
     missing = [k for k in ("images", "labels", "class_names") if k not in z.files]
     if missing:
         raise InvalidInputError(f"{p} lacks the array(s) {missing} (has {z.files}); a face file needs images uint8 "
@@ -107,7 +102,7 @@ def run_model(sess, x: np.ndarray, batch: int = 64):
 def label_map(model_labels: Sequence[str], file_names: Sequence[str]) -> np.ndarray:
     """int [len(model_labels)]: index into file_names (+ one 'other' slot = len(file_names)) for each
     model output, matched through emoedge.labels.to_canonical."""
-    canon_file = {}
+    canon_file: Dict[str, int] = {}
     for j, n in enumerate(file_names):
         c = to_canonical(n)
         if c is not None:
@@ -150,23 +145,20 @@ def evaluate(entry: dict, model_path, images: np.ndarray, labels: np.ndarray, cl
 
 def main(args) -> int:
     from ..manifest import load_manifest
-    try:
-        man = load_manifest(args.manifest)
-        task = TASK_PREFIX
-        if args.model is not None:
-            e = man.entry(args.model)
-            if not str(e.get("task", "")).startswith(TASK_PREFIX):
-                raise InvalidInputError(f"model {args.model!r} has task {e.get('task')!r}, not a face expression model; "
-                                        f"choose one of {[n for n, v in man.models.items() if str(v.get('task', '')).startswith(TASK_PREFIX)]}")
-            task = e["task"]
-        name = man.find(task, precision=args.precision, name=args.model)
-        entry = man.entry(name)
-        path = man.model_path(name)
-        images, labels, names = load_faces(args.data, args.limit)
-        rep = evaluate(entry, path, images, labels, names, batch=args.batch, threads=args.threads)
-    except (FileNotFoundError, ValueError, ModelError) as e:
-        print(f"emoedge eval face: error: {e}", file=sys.stderr)
-        return 2
+    man = load_manifest(args.manifest)
+    task = TASK_PREFIX
+    if args.model is not None:
+        e = man.entry(args.model)
+        if not str(e.get("task", "")).startswith(TASK_PREFIX):
+            faces = [n for n, v in man.models.items() if str(v.get('task', '')).startswith(TASK_PREFIX)]
+            raise InvalidInputError(f"model {args.model!r} has task {e.get('task')!r}, not a face expression model; "
+                                    f"choose one of {faces}")
+        task = e["task"]
+    name = man.find(task, precision=args.precision, name=args.model)
+    entry = man.entry(name)
+    path = man.model_path(name)
+    images, labels, names = load_faces(args.data, args.limit)
+    rep = evaluate(entry, path, images, labels, names, batch=args.batch, threads=args.threads)
     rep = {"model": name, "precision": entry.get("precision"), "file": str(args.data), **rep}
     if args.json:
         print(json.dumps(rep))

@@ -19,6 +19,7 @@ from typing import List, Tuple
 
 import numpy as np
 
+from . import read_lines
 from ..errors import InvalidInputError
 from .metrics import classification_report, format_report
 
@@ -47,9 +48,7 @@ def load_carer(path) -> Tuple[List[str], np.ndarray]:
     """(texts, int64 labels in CARER_LABELS order) from a `text;label_name` file (split on the last ';')."""
     texts, ys = [], []
     p = pathlib.Path(path)
-    if not p.is_file():
-        raise InvalidInputError(f"CARER data file {p} not found; pass --data path/to/val.txt")
-    for ln, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1):
+    for ln, line in enumerate(read_lines(p, "CARER data file", "pass --data path/to/val.txt ('text;label' lines)"), 1):
         if not line.strip():
             continue
         text, sep, lab = line.rpartition(";")
@@ -65,10 +64,8 @@ def load_goemotions(path, ekman: bool = True) -> Tuple[List[str], np.ndarray]:
     """(texts, float32 multi-hot [N, 7] over EKMAN_LABELS, or [N, 28] when ekman=False) from a
     GoEmotions `text<TAB>comma-separated ids<TAB>comment id` file."""
     p = pathlib.Path(path)
-    if not p.is_file():
-        raise InvalidInputError(f"GoEmotions data file {p} not found; pass --data path/to/dev.tsv")
     texts, rows = [], []
-    for ln, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1):
+    for ln, line in enumerate(read_lines(p, "GoEmotions data file", "pass --data path/to/dev.tsv"), 1):
         if not line.strip():
             continue
         parts = line.split("\t")
@@ -171,7 +168,7 @@ def evaluate(model, data, fmt: str) -> dict:
 
 
 def add_arguments(p) -> None:
-    p.add_argument("--data", required=True, help="data file: CARER val.txt (text;label) or GoEmotions dev.tsv")
+    p.add_argument("--data", required=True, metavar="FILE", help="data file: CARER val.txt (text;label) or GoEmotions dev.tsv")
     p.add_argument("--format", required=True, choices=("carer", "goemotions"), help="data file format")
     p.add_argument("--model", default=None, help="manifest entry (default: text-carer for carer, "
                    "text-goemotions-ekman for goemotions)")

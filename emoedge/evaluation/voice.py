@@ -12,10 +12,11 @@ import json
 import pathlib
 import sys
 import time
-from typing import Iterable, Optional
+from typing import Dict, Iterable, List, Optional
 
 import numpy as np
 
+from . import load_npz
 from ..errors import InvalidInputError
 
 
@@ -23,7 +24,7 @@ def parse_speakers(text: Optional[str]):
     """'17-20' / '17,18,19,20' / '3,8' -> tuple of ints (None -> None)."""
     if text is None or text == "":
         return None
-    out = []
+    out: List[int] = []
     for part in str(text).split(","):
         part = part.strip()
         if not part:
@@ -60,14 +61,9 @@ def _map_label(name: str, model_labels) -> Optional[str]:
 
 def load_pack(path):
     p = pathlib.Path(path)
-    if not p.is_file():
-        raise InvalidInputError(f"data file {p} not found; pass a speech .npz like ../shared/data/speech/*.npz")
-    try:
-        d = np.load(p, allow_pickle=False)
-        need = ("audio", "offsets", "labels", "label_names")
-        miss = [k for k in need if k not in d.files]
-    except Exception as e:
-        raise InvalidInputError(f"data file {p} is not a readable .npz ({e})") from None
+    d = load_npz(p, "speech data file", "pass a speech .npz like ../shared/data/speech/*.npz")
+    need = ("audio", "offsets", "labels", "label_names")
+    miss = [k for k in need if k not in d.files]
     if miss:
         raise InvalidInputError(f"data file {p} lacks {miss}; expected the layout of ../shared/data/speech/README.md")
     return d
@@ -97,14 +93,14 @@ def evaluate_file(path, *, name: Optional[str] = None, precision: Optional[str] 
         if not want & have:
             raise InvalidInputError(f"none of the speakers {sorted(want)} is in {path} (it has {sorted(have)})")
         idx = idx[np.isin(spk, list(want))]
-    skipped = {}
-    keep = []
-    for i in idx:
-        m = mapped[names[int(y[i])]]
+    skipped: Dict[str, int] = {}
+    keep: List[int] = []
+    for row in idx.tolist():
+        m = mapped[names[int(y[row])]]
         if m is None:
-            skipped[names[int(y[i])]] = skipped.get(names[int(y[i])], 0) + 1
+            skipped[names[int(y[row])]] = skipped.get(names[int(y[row])], 0) + 1
         else:
-            keep.append(int(i))
+            keep.append(int(row))
     if limit is not None:
         keep = keep[:int(limit)]
     present = {mapped[names[int(y[i])]] for i in keep}
@@ -148,13 +144,13 @@ def evaluate_file(path, *, name: Optional[str] = None, precision: Optional[str] 
 
 
 def add_arguments(p) -> None:
-    p.add_argument("--data", required=True, help="speech .npz (layout of ../shared/data/speech)")
+    p.add_argument("--data", required=True, metavar="FILE", help="speech .npz (layout of ../shared/data/speech)")
     p.add_argument("--model", default=None, help="manifest entry name (default: the task default)")
     p.add_argument("--precision", default=None, choices=("fp32", "int8"), help="pick this precision of the family")
-    p.add_argument("--speakers", default=None, help="only these speaker ids, e.g. 17-20 or 3,8 (held-out speakers)")
-    p.add_argument("--limit", type=int, default=None, help="only the first N clips (after filtering)")
+    p.add_argument("--speakers", default=None, metavar="IDS", help="only these speaker ids, e.g. 17-20 or 3,8 (held-out speakers)")
+    p.add_argument("--limit", type=int, metavar="N", default=None, help="only the first N clips (after filtering)")
     p.add_argument("--vad-gate", action="store_true", help="run windows only where the VAD detects speech")
-    p.add_argument("--manifest", default=None, help="manifest.json (default: the bundled one)")
+    p.add_argument("--manifest", default=None, metavar="PATH", help="manifest.json (default: the bundled one)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
 
 

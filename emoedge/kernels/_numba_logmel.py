@@ -13,6 +13,7 @@ from typing import Optional
 import numpy as np
 
 from .logmel_options import LogMelOptions
+from ..errors import InvalidInputError, InvalidTypeError
 
 _jit_lock = threading.Lock()
 _jitted: dict = {}
@@ -121,10 +122,10 @@ def _filterbank(sr, n_fft, n_mels, fmin, fmax, htk, slaney_norm):
 def check_waveform(x, what: str = "waveform") -> np.ndarray:
     """Validate a 1-D int16/float32 (float64 converted) array; return it C-contiguous (same messages as native)."""
     if not isinstance(x, np.ndarray):
-        raise TypeError(f"{what} must be a numpy array of int16 or float32 samples, got {type(x).__name__}: "
+        raise InvalidTypeError(f"{what} must be a numpy array of int16 or float32 samples, got {type(x).__name__}: "
                         "pass np.asarray(x, dtype=np.float32)")
     if x.ndim != 1:
-        raise ValueError(f"{what} must be 1-D mono [samples], got shape {x.shape}: pick one channel (x[:, 0]) "
+        raise InvalidInputError(f"{what} must be 1-D mono [samples], got shape {x.shape}: pick one channel (x[:, 0]) "
                          "or mix down (x.mean(axis=1))")
     if x.dtype == np.int16:
         return np.ascontiguousarray(x)
@@ -133,10 +134,10 @@ def check_waveform(x, what: str = "waveform") -> np.ndarray:
         if x.size and not np.isfinite(x).all():
             i = int(np.flatnonzero(~np.isfinite(x))[0])
             kind = "NaN" if np.isnan(x[i]) else "Inf"
-            raise ValueError(f"{what} contains {kind} at sample {i}: remove or replace non-finite samples first "
+            raise InvalidInputError(f"{what} contains {kind} at sample {i}: remove or replace non-finite samples first "
                              "(e.g. np.nan_to_num(x))")
         return x
-    raise TypeError(f"{what} dtype {x.dtype} is not supported: pass int16 PCM or float32 (float64 is converted) "
+    raise InvalidTypeError(f"{what} dtype {x.dtype} is not supported: pass int16 PCM or float32 (float64 is converted) "
                     "in [-1, 1], e.g. x.astype(np.float32) / 32768 for int32 PCM scaled to 16 bits")
 
 
@@ -147,12 +148,12 @@ def _to_f64(x: np.ndarray) -> np.ndarray:
 
 
 class LogMel:
-    """Offline log-mel (numba). Same constructor keywords as emoedge._native.LogMel."""
+    """Offline log-mel (numba) for a LogMelOptions (the numba counterpart of emoedge._native.LogMel)."""
 
-    def __init__(self, *, sample_rate=16000, n_fft=512, win_length=400, hop_length=160, n_mels=64, fmin=0.0,
-                 fmax=None, center=True, mel_scale="slaney", norm="slaney", log="db", top_db=None, amin=1e-10):
-        LogMelOptions(sample_rate, n_fft, win_length, hop_length, n_mels, fmin, fmax, center, mel_scale, norm,
-                      log, top_db, amin).validate()
+    def __init__(self, opts: Optional[LogMelOptions] = None):
+        o = (LogMelOptions() if opts is None else opts).validate()
+        sample_rate, n_fft, win_length, hop_length, n_mels, fmin, fmax, center, mel_scale, norm, log, top_db, amin = \
+            o.normalized()
         self.sample_rate, self.n_fft, self.win_length, self.hop_length = sample_rate, n_fft, win_length, hop_length
         self.n_mels, self.center, self.log_db = n_mels, bool(center), log == "db"
         self.top_db, self.amin = top_db, float(amin)
@@ -205,10 +206,10 @@ class LogMel:
         x = check_waveform(waveform)
         n = x.size
         if n == 0:
-            raise ValueError("waveform is empty: pass at least one sample")
+            raise InvalidInputError("waveform is empty: pass at least one sample")
         F = self.num_frames(n)
         if F == 0:
-            raise ValueError(f"waveform has {n} samples but center=False needs at least n_fft={self.n_fft}: "
+            raise InvalidInputError(f"waveform has {n} samples but center=False needs at least n_fft={self.n_fft}: "
                              "pass a longer waveform or use center=True")
         _check_output(F, self.n_mels)
         out = self._frames(_to_f64(x), -(self.n_fft // 2) if self.center else 0, F)
@@ -230,7 +231,7 @@ class LogMelStream:
 
     def __init__(self, logmel: LogMel):
         if logmel.top_db is not None:
-            raise ValueError(f"top_db={logmel.top_db} is not supported for streams (it needs the maximum over the "
+            raise InvalidInputError(f"top_db={logmel.top_db} is not supported for streams (it needs the maximum over the "
                              "whole signal): use top_db=None for the stream and clip afterwards, or call the "
                              "offline log_mel")
         self._lm = logmel
@@ -273,12 +274,12 @@ class LogMelStream:
     def accept(self, chunk, sample_rate: Optional[int] = None) -> np.ndarray:
         lm = self._lm
         if sample_rate is not None and int(sample_rate) != lm.sample_rate:
-            raise ValueError(f"chunk sample_rate={sample_rate} Hz does not match the stream's {lm.sample_rate} Hz: "
+            raise InvalidInputError(f"chunk sample_rate={sample_rate} Hz does not match the stream's {lm.sample_rate} Hz: "
                              f"resample the audio to {lm.sample_rate} Hz first, or create the stream with "
                              f"LogMelOptions(sample_rate={sample_rate})")
         x = check_waveform(chunk, "chunk")
         if self._finished:
-            raise ValueError("accept() after flush(): call reset() to start a new signal")
+            raise InvalidInputError("accept() after flush(): call reset() to start a new signal")
         if x.size == 0:
             return np.zeros((0, lm.n_mels), np.float32)
         total = self._pad + self._samples + x.size

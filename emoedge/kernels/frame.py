@@ -33,11 +33,12 @@ from __future__ import annotations
 import math
 import numbers
 from dataclasses import dataclass
-from typing import Optional, Sequence, Tuple
+from typing import Optional, Tuple
 
 import numpy as np
 
 from .._native_loader import get_native
+from ..errors import InvalidInputError, InvalidTypeError
 
 __all__ = ["preprocess", "preprocess_batch", "FrameTransform"]
 
@@ -74,7 +75,7 @@ class FrameTransform:
         """Map output points [..., 2] (x, y) back to frame coordinates (float64, same shape)."""
         p = np.asarray(points, dtype=np.float64)
         if p.shape[-1:] != (2,):
-            raise ValueError(f"points must have shape [..., 2] (x, y), got {p.shape}")
+            raise InvalidInputError(f"points must have shape [..., 2] (x, y), got {p.shape}")
         inv = _invert(np.asarray(self.matrix, dtype=np.float64))
         return p @ inv[:, :2].T + inv[:, 2]
 
@@ -85,7 +86,7 @@ class FrameTransform:
         the mapped corners."""
         b = np.asarray(boxes, dtype=np.float64)
         if b.ndim != 2 or b.shape[1] != 4:
-            raise ValueError(f"boxes must have shape [N, 4] (x1, y1, x2, y2), got {b.shape}")
+            raise InvalidInputError(f"boxes must have shape [N, 4] (x1, y1, x2, y2), got {b.shape}")
         corners = np.stack([b[:, [0, 1]], b[:, [2, 1]], b[:, [0, 3]], b[:, [2, 3]]], axis=1)
         f = self.to_frame(corners)
         return np.concatenate([f.min(axis=1), f.max(axis=1)], axis=1)
@@ -95,7 +96,7 @@ def _invert(m: np.ndarray) -> np.ndarray:
     """Invert a 2x3 affine like cv2.invertAffineTransform (float64)."""
     d = m[0, 0] * m[1, 1] - m[0, 1] * m[1, 0]
     if d == 0 or not math.isfinite(d):
-        raise ValueError("affine matrix is singular (its 2x2 part has determinant 0); pass an invertible 2x3 matrix")
+        raise InvalidInputError("affine matrix is singular (its 2x2 part has determinant 0); pass an invertible 2x3 matrix")
     d = 1.0 / d
     a11, a22 = m[1, 1] * d, m[0, 0] * d
     a12, a21 = -m[0, 1] * d, -m[1, 0] * d
@@ -111,7 +112,7 @@ def _invert_many(a: np.ndarray) -> np.ndarray:
     """Invert [N, 2, 3] affines at once (same formula as _invert / cv2.invertAffineTransform)."""
     d = a[:, 0, 0] * a[:, 1, 1] - a[:, 0, 1] * a[:, 1, 0]
     if not (np.all(d != 0) and np.all(np.isfinite(d))):
-        raise ValueError("affine matrix is singular (its 2x2 part has determinant 0); pass an invertible 2x3 matrix")
+        raise InvalidInputError("affine matrix is singular (its 2x2 part has determinant 0); pass an invertible 2x3 matrix")
     d = 1.0 / d
     out = np.empty_like(a)
     out[:, 0, 0] = a[:, 1, 1] * d
@@ -134,21 +135,21 @@ def _impl():
 
 def _check_image(image) -> Tuple[int, int, int]:
     if not isinstance(image, np.ndarray):
-        raise TypeError(f"image must be a numpy uint8 array (HxW, HxWx3 or HxWx4), got {type(image).__name__}; "
+        raise InvalidTypeError(f"image must be a numpy uint8 array (HxW, HxWx3 or HxWx4), got {type(image).__name__}; "
                         "wrap it with np.asarray(...)")
     if image.dtype != np.uint8:
-        raise TypeError(f"image must be uint8, got dtype {image.dtype}; convert with np.clip(image, 0, 255).astype(np.uint8)")
+        raise InvalidTypeError(f"image must be uint8, got dtype {image.dtype}; convert with np.clip(image, 0, 255).astype(np.uint8)")
     if image.ndim == 2:
         h, w = image.shape
         c = 1
     elif image.ndim == 3:
         h, w, c = image.shape
         if c not in (1, 3, 4):
-            raise ValueError(f"image has {c} channels (shape {image.shape}); expected 1, 3 (BGR/RGB) or 4 (BGRA/RGBA)")
+            raise InvalidInputError(f"image has {c} channels (shape {image.shape}); expected 1, 3 (BGR/RGB) or 4 (BGRA/RGBA)")
     else:
-        raise ValueError(f"image must be HxW, HxWx3 or HxWx4, got shape {image.shape}")
+        raise InvalidInputError(f"image must be HxW, HxWx3 or HxWx4, got shape {image.shape}")
     if h < 1 or w < 1:
-        raise ValueError(f"image is empty (shape {image.shape}); pass a frame with at least 1x1 pixels")
+        raise InvalidInputError(f"image is empty (shape {image.shape}); pass a frame with at least 1x1 pixels")
     return h, w, c
 
 
@@ -159,22 +160,22 @@ def _check_size(size, what="size") -> Tuple[int, int]:
     try:
         w, h = size
     except (TypeError, ValueError):
-        raise TypeError(f"{what} must be (width, height) in pixels, got {size!r}") from None
+        raise InvalidTypeError(f"{what} must be (width, height) in pixels, got {size!r}") from None
     for v in (w, h):
         if isinstance(v, bool) or not isinstance(v, numbers.Integral):
             if isinstance(v, numbers.Real) and float(v).is_integer():
                 continue
-            raise TypeError(f"{what} must be two positive integers (width, height), got {size!r}")
+            raise InvalidTypeError(f"{what} must be two positive integers (width, height), got {size!r}")
     w, h = int(w), int(h)
     if not (1 <= w <= _MAX_SIDE and 1 <= h <= _MAX_SIDE):
-        raise ValueError(f"{what}={size!r} is out of range; width and height must be 1..{_MAX_SIDE} pixels")
+        raise InvalidInputError(f"{what}={size!r} is out of range; width and height must be 1..{_MAX_SIDE} pixels")
     return w, h
 
 
 def _choice(name, value, table):
     v = table.get(value) if isinstance(value, str) else None
     if v is None:
-        raise ValueError(f"{name}={value!r} is not supported; use one of {sorted(table)}")
+        raise InvalidInputError(f"{name}={value!r} is not supported; use one of {sorted(table)}")
     return v
 
 
@@ -185,34 +186,34 @@ def _per_channel(name, value, cout) -> list:
         try:
             vals = [float(v) for v in np.asarray(value, dtype=np.float64).ravel()]
         except (TypeError, ValueError):
-            raise TypeError(f"{name} must be a number or a sequence of numbers, got {value!r}") from None
+            raise InvalidTypeError(f"{name} must be a number or a sequence of numbers, got {value!r}") from None
     if len(vals) == 1:
         vals = vals * cout
     if len(vals) != cout:
-        raise ValueError(f"{name} has {len(vals)} values but the output has {cout} channel(s); "
+        raise InvalidInputError(f"{name} has {len(vals)} values but the output has {cout} channel(s); "
                          f"pass one value or {cout}")
     if not all(math.isfinite(v) for v in vals):
-        raise ValueError(f"{name}={value!r} contains NaN or Inf; pass finite numbers")
+        raise InvalidInputError(f"{name}={value!r} contains NaN or Inf; pass finite numbers")
     return vals
 
 
 def _normalization(mean, std, scale, offset, cout):
     if scale is not None or offset is not None:
         if mean is not None or std is not None:
-            raise ValueError("pass either mean/std or scale/offset, not both")
+            raise InvalidInputError("pass either mean/std or scale/offset, not both")
         s = _per_channel("scale", 1.0 if scale is None else scale, cout)
         o = _per_channel("offset", 0.0 if offset is None else offset, cout)
         if any(abs(v) > _MAX_SCALE for v in s + o):
-            raise ValueError(f"scale={scale!r}, offset={offset!r} are beyond +-{_MAX_SCALE:g}; outputs must stay finite "
+            raise InvalidInputError(f"scale={scale!r}, offset={offset!r} are beyond +-{_MAX_SCALE:g}; outputs must stay finite "
                              "in float32 (pixel values are 0..255)")
         return s, o
     m = _per_channel("mean", 0.0 if mean is None else mean, cout)
     d = _per_channel("std", 1.0 if std is None else std, cout)
     if any(v == 0 for v in d):
-        raise ValueError(f"std={std!r} contains 0; standard deviations must be non-zero")
+        raise InvalidInputError(f"std={std!r} contains 0; standard deviations must be non-zero")
     s, o = [1.0 / (255.0 * sd) for sd in d], [-mu / sd for mu, sd in zip(m, d)]
     if any(abs(v) > _MAX_SCALE for v in s + o):
-        raise ValueError(f"mean={mean!r}, std={std!r} give a normalization beyond +-{_MAX_SCALE:g} "
+        raise InvalidInputError(f"mean={mean!r}, std={std!r} give a normalization beyond +-{_MAX_SCALE:g} "
                          "(out = (x/255 - mean) / std); std must not be tiny, mean/std not huge")
     return s, o
 
@@ -234,6 +235,28 @@ def _normalization_cached(mean, std, scale, offset, cout):
     return hit
 
 
+_OPTIONS_CACHE: dict = {}
+_INTERP_NAMES = {v: k for k, v in _INTERP.items()}
+_COLOR_NAMES = {v: k for k, v in _COLOR.items()}
+_BORDER_NAMES = {v: k for k, v in _BORDER.items()}
+
+
+def _native_options(nat, interp: int, col: int, rgb: bool, brd: int, border_value: float, letterbox: bool,
+                    pad_value: float, sc, of):
+    """The (validated) arguments as one emoedge._native.FrameOptions, memoized: a stream repeats the same
+    few option sets every frame."""
+    key = (interp, col, rgb, brd, border_value, letterbox, pad_value, tuple(sc), tuple(of))
+    o = _OPTIONS_CACHE.get(key)
+    if o is None:
+        o = nat.FrameOptions.from_dict({"interp": _INTERP_NAMES[interp], "color": _COLOR_NAMES[col], "input_rgb": rgb,
+                                        "border": _BORDER_NAMES[brd], "border_value": border_value,
+                                        "letterbox": letterbox, "pad_value": pad_value, "scale": list(sc),
+                                        "offset": list(of)})
+        if len(_OPTIONS_CACHE) < 256:
+            _OPTIONS_CACHE[key] = o
+    return o
+
+
 def _as_boxes(boxes, full: bool) -> np.ndarray:
     """boxes -> C-contiguous float64 [N, 4]. ``full`` also checks values (the C++ kernel re-checks them)."""
     if not (type(boxes) is np.ndarray and boxes.dtype == np.float64 and boxes.ndim == 2 and boxes.shape[1] == 4
@@ -246,22 +269,22 @@ def _check_boxes(boxes, full: bool = True) -> np.ndarray:
     try:
         b = np.asarray(boxes, dtype=np.float64)
     except (TypeError, ValueError):
-        raise TypeError(f"boxes must be numbers shaped [N, 4] (x, y, w, h), got {boxes!r}") from None
+        raise InvalidTypeError(f"boxes must be numbers shaped [N, 4] (x, y, w, h), got {boxes!r}") from None
     if b.ndim == 1 and b.shape[0] == 4:
         b = b[None]
     if b.ndim == 1 and b.shape[0] == 0:
         b = b.reshape(0, 4)
     if b.ndim != 2 or b.shape[1] != 4:
-        raise ValueError(f"boxes must have shape [N, 4] (x, y, w, h), got {b.shape}")
+        raise InvalidInputError(f"boxes must have shape [N, 4] (x, y, w, h), got {b.shape}")
     if not full:
         return np.ascontiguousarray(b)
     if not np.isfinite(b).all():
-        raise ValueError("boxes contain NaN or Inf; pass finite (x, y, w, h) pixel coordinates")
+        raise InvalidInputError("boxes contain NaN or Inf; pass finite (x, y, w, h) pixel coordinates")
     if b.size and (np.abs(b).max() > _MAX_COORD):
-        raise ValueError(f"boxes have coordinates beyond +-{_MAX_COORD:g} pixels; check the box units (pixels, x, y, w, h)")
+        raise InvalidInputError(f"boxes have coordinates beyond +-{_MAX_COORD:g} pixels; check the box units (pixels, x, y, w, h)")
     if b.size and ((b[:, 2] <= 0).any() or (b[:, 3] <= 0).any()):
         i = int(np.flatnonzero((b[:, 2] <= 0) | (b[:, 3] <= 0))[0])
-        raise ValueError(f"box {i} = {tuple(float(v) for v in b[i])} has a non-positive width or height; boxes are (x, y, w, h) with w, h > 0 "
+        raise InvalidInputError(f"box {i} = {tuple(float(v) for v in b[i])} has a non-positive width or height; boxes are (x, y, w, h) with w, h > 0 "
                          "(convert x1, y1, x2, y2 boxes to x, y, x2 - x1, y2 - y1)")
     return np.ascontiguousarray(b)
 
@@ -271,46 +294,46 @@ def _check_affines(affines, inverse: bool) -> Tuple[np.ndarray, np.ndarray]:
     try:
         a = np.asarray(affines, dtype=np.float64)
     except (TypeError, ValueError):
-        raise TypeError(f"affine must be a 2x3 matrix of numbers, got {affines!r}") from None
+        raise InvalidTypeError(f"affine must be a 2x3 matrix of numbers, got {affines!r}") from None
     if a.shape == (2, 3):
         a = a[None]
     if a.ndim != 3 or a.shape[1:] != (2, 3):
-        raise ValueError(f"affine must be a 2x3 matrix (or [N, 2, 3] for a batch), got shape {a.shape}")
+        raise InvalidInputError(f"affine must be a 2x3 matrix (or [N, 2, 3] for a batch), got shape {a.shape}")
     if not np.isfinite(a).all():
-        raise ValueError("affine matrix contains NaN or Inf; pass a finite 2x3 matrix")
+        raise InvalidInputError("affine matrix contains NaN or Inf; pass a finite 2x3 matrix")
     if a.size and np.abs(a).max() > _MAX_COORD:
-        raise ValueError(f"affine matrix has entries beyond +-{_MAX_COORD:g}; check its units (pixels)")
+        raise InvalidInputError(f"affine matrix has entries beyond +-{_MAX_COORD:g}; check its units (pixels)")
     other = _invert_many(a)
     fwd, inv = (other, a) if inverse else (a, other)
     if inv.size and np.abs(inv).max() > _MAX_COORD:
-        raise ValueError("affine matrix is nearly singular (its inverse has huge entries); pass a well-conditioned matrix")
+        raise InvalidInputError("affine matrix is nearly singular (its inverse has huge entries); pass a well-conditioned matrix")
     return fwd, np.ascontiguousarray(inv.reshape(-1, 6))
 
 
 def _prepare_out(out, n, cout, w, h, layout, single):
     shape = (n, cout, h, w) if layout == "nchw" else (n, h, w, cout)
     if n > _MAX_REGIONS:
-        raise ValueError(f"{n} regions in one call is above the limit of {_MAX_REGIONS}; split the batch")
+        raise InvalidInputError(f"{n} regions in one call is above the limit of {_MAX_REGIONS}; split the batch")
     if n * cout * h * w > _MAX_OUTPUT_VALUES:
-        raise ValueError(f"the output {shape} would hold {n * cout * h * w} values, above the limit of "
+        raise InvalidInputError(f"the output {shape} would hold {n * cout * h * w} values, above the limit of "
                          f"{_MAX_OUTPUT_VALUES} (1 GiB float32) per call; split the batch or use a smaller size")
     if out is None:
         arr = np.empty(shape, dtype=np.float32)
     else:
         if not isinstance(out, np.ndarray):
-            raise TypeError(f"out must be a numpy float32 array, got {type(out).__name__}")
+            raise InvalidTypeError(f"out must be a numpy float32 array, got {type(out).__name__}")
         if out.dtype != np.float32:
-            raise TypeError(f"out must be float32, got {out.dtype}; allocate it with np.empty({shape}, np.float32)")
+            raise InvalidTypeError(f"out must be float32, got {out.dtype}; allocate it with np.empty({shape}, np.float32)")
         arr = out
         if single and out.shape == shape[1:]:
             arr = out[None]
         if arr.shape != shape:
-            raise ValueError(f"out has shape {out.shape} but this call produces {shape} ({layout}); "
+            raise InvalidInputError(f"out has shape {out.shape} but this call produces {shape} ({layout}); "
                              f"allocate np.empty({shape}, np.float32)")
         if not out.flags.writeable:
-            raise ValueError("out is read-only; pass a writeable array")
+            raise InvalidInputError("out is read-only; pass a writeable array")
         if any(s % 4 for s in arr.strides) or not out.flags.aligned:
-            raise ValueError("out is not aligned to 4 bytes (strides or data pointer, e.g. a view at an odd byte "
+            raise InvalidInputError("out is not aligned to 4 bytes (strides or data pointer, e.g. a view at an odd byte "
                              "offset); pass an aligned float32 array (e.g. np.empty)")
     view = arr if layout == "nchw" else arr.transpose(0, 3, 1, 2)
     return arr, view
@@ -334,35 +357,39 @@ def _run(image, boxes, affines, size, *, interpolation, color, mean, std, scale,
     col = _choice("color", color, _COLOR)
     brd = _choice("border", border, _BORDER)
     if layout not in _LAYOUTS:
-        raise ValueError(f"layout={layout!r} is not supported; use 'nchw' or 'nhwc'")
+        raise InvalidInputError(f"layout={layout!r} is not supported; use 'nchw' or 'nhwc'")
     if input_order not in ("bgr", "rgb"):
-        raise ValueError(f"input_order={input_order!r} is not supported; use 'bgr' (OpenCV) or 'rgb'")
+        raise InvalidInputError(f"input_order={input_order!r} is not supported; use 'bgr' (OpenCV) or 'rgb'")
     if cin == 1 and col == 1:
-        raise ValueError("color='swap_rb' needs a 3- or 4-channel image, got a 1-channel image; use color='keep' or 'gray'")
+        raise InvalidInputError("color='swap_rb' needs a 3- or 4-channel image, got a 1-channel image; use color='keep' or 'gray'")
     cout = 1 if (cin == 1 or col == 2) else 3
     sc, of = _normalization_cached(mean, std, scale, offset, cout)
     for name, v in (("border_value", border_value), ("pad_value", pad_value)):
         if (type(v) is not int and not isinstance(v, numbers.Real)) or not math.isfinite(float(v)):
-            raise ValueError(f"{name}={v!r} must be a finite number (pixel value on the 0..255 scale)")
+            raise InvalidInputError(f"{name}={v!r} must be a finite number (pixel value on the 0..255 scale)")
     for name, v in (("border_value", border_value), ("pad_value", pad_value)):
         if not 0 <= v <= 255:
-            raise ValueError(f"{name}={v!r} must be a pixel value in 0..255")
+            raise InvalidInputError(f"{name}={v!r} must be a pixel value in 0..255")
     impl = _impl()
     if affines is not None:
         if boxes is not None:
-            raise ValueError("pass either box(es) or affine, not both (fold the box offset into the affine matrix)")
+            raise InvalidInputError("pass either box(es) or affine, not both (fold the box offset into the affine matrix)")
         if interp != 0:
-            raise ValueError("interpolation='area' is not supported with affine (cv2.warpAffine has no area mode); use 'linear'")
+            raise InvalidInputError("interpolation='area' is not supported with affine (cv2.warpAffine has no area mode); use 'linear'")
         if letterbox:
-            raise ValueError("letterbox applies to boxes, not to affine warps; fold the scaling into the affine matrix")
+            raise InvalidInputError("letterbox applies to boxes, not to affine warps; fold the scaling into the affine matrix")
         if size is None:
-            raise ValueError("size=(width, height) is required with affine")
+            raise InvalidInputError("size=(width, height) is required with affine")
         w, h = _check_size(size)
         fwd, inv = _check_affines(affines, bool(affine_inverse))
         n = inv.shape[0]
         arr, view = _prepare_out(out, n, cout, w, h, layout, single)
         if n:
-            impl.frame_affine(image, inv, view, col, input_order == "rgb", brd, float(border_value), sc, of)
+            if impl is _NATIVE[0]:
+                impl.frame_affine(image, inv, view, _native_options(impl, 0, col, input_order == "rgb", brd,
+                                                                    float(border_value), False, 0.0, sc, of))
+            else:
+                impl.frame_affine(image, inv, view, col, input_order == "rgb", brd, float(border_value), sc, of)
         transforms = None
         if return_transform:
             transforms = [FrameTransform(matrix=tuple(tuple(float(v) for v in row) for row in m),
@@ -375,15 +402,20 @@ def _run(image, boxes, affines, size, *, interpolation, color, mean, std, scale,
             b = _as_boxes(boxes, impl is not _NATIVE[0])
         if size is None:
             if b.shape[0] != 1:
-                raise ValueError("size=(width, height) is required for a batch of boxes")
+                raise InvalidInputError("size=(width, height) is required for a batch of boxes")
             b = _check_boxes(b)  # the size comes from the box: it must be finite and positive first
             size = (max(1, int(math.floor(b[0, 2] + 0.5))), max(1, int(math.floor(b[0, 3] + 0.5))))
         w, h = _check_size(size)
         n = b.shape[0]
         arr, view = _prepare_out(out, n, cout, w, h, layout, single)
         if n:
-            impl.frame_boxes(image, b, view, interp, col, input_order == "rgb", brd, float(border_value),
-                             bool(letterbox), float(pad_value), sc, of)
+            if impl is _NATIVE[0]:
+                impl.frame_boxes(image, b, view, _native_options(impl, interp, col, input_order == "rgb", brd,
+                                                                 float(border_value), bool(letterbox), float(pad_value),
+                                                                 sc, of))
+            else:
+                impl.frame_boxes(image, b, view, interp, col, input_order == "rgb", brd, float(border_value),
+                                 bool(letterbox), float(pad_value), sc, of)
         transforms = [_box_transform(impl, bb, w, h, letterbox, interp == 1) for bb in b] if return_transform else None
     if out is not None:
         arr = out
@@ -421,7 +453,7 @@ def preprocess(image: np.ndarray, size: Optional[Tuple[int, int]] = None, box=No
         ``return_transform``: ``(array, FrameTransform)``.
     """
     if affine is not None and np.shape(affine) != (2, 3):
-        raise ValueError(f"affine must be one 2x3 matrix, got shape {np.shape(affine)}; "
+        raise InvalidInputError(f"affine must be one 2x3 matrix, got shape {np.shape(affine)}; "
                          "use preprocess_batch(image, size=..., affines=[N, 2, 3]) for many")
     return _run(image, None if box is None else [box], affine, size, interpolation=interpolation, color=color,
                 mean=mean, std=std, scale=scale, offset=offset, layout=layout, out=out, input_order=input_order,
@@ -441,9 +473,9 @@ def preprocess_batch(image: np.ndarray, boxes=None, size: Optional[Tuple[int, in
     (or [N, H, W, C]); with ``return_transform``: ``(array, [FrameTransform] * N)``.
     """
     if size is None:
-        raise ValueError("size=(width, height) is required for preprocess_batch")
+        raise InvalidInputError("size=(width, height) is required for preprocess_batch")
     if boxes is None and affines is None:
-        raise ValueError("pass boxes=[N, 4] (x, y, w, h) or affines=[N, 2, 3]")
+        raise InvalidInputError("pass boxes=[N, 4] (x, y, w, h) or affines=[N, 2, 3]")
     return _run(image, boxes, affines, size, interpolation=interpolation, color=color, mean=mean, std=std,
                 scale=scale, offset=offset, layout=layout, out=out, input_order=input_order, border=border,
                 border_value=border_value, letterbox=letterbox, pad_value=pad_value,

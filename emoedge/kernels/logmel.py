@@ -18,7 +18,7 @@ from typing import Optional
 import numpy as np
 
 from .._native_loader import get_native
-from ..errors import InvalidInputError
+from ..errors import InvalidInputError, InvalidTypeError
 from .logmel_options import LogMelOptions
 
 __all__ = ["LogMelOptions", "log_mel", "LogMelStream", "mel_filterbank"]
@@ -35,13 +35,13 @@ def _kernel(opts: LogMelOptions):
     key = opts.normalized()
     k = _cache.get(key)
     if k is None:
-        kw = opts.kernel_kwargs()
+        # (the C++ constructor re-checks the options as the last line of defence)
         native = get_native()
         if native is not None:
-            k = native.LogMel(**kw)
+            k = native.LogMel(opts.to_native())
         else:
             from . import _numba_logmel
-            k = _numba_logmel.LogMel(**kw)
+            k = _numba_logmel.LogMel(opts)
         if len(_cache) > 64:
             _cache.clear()
         _cache[key] = k
@@ -70,7 +70,7 @@ def log_mel(waveform: np.ndarray, opts: Optional[LogMelOptions] = None, *,
         if isinstance(waveform, (list, tuple)):
             waveform = np.asarray(waveform, dtype=np.float32)
         else:
-            raise TypeError(f"waveform must be a numpy array of int16 or float32 samples, got "
+            raise InvalidTypeError(f"waveform must be a numpy array of int16 or float32 samples, got "
                             f"{type(waveform).__name__}: pass np.asarray(x, dtype=np.float32)")
     return _kernel(opts).compute(waveform)
 
@@ -99,9 +99,9 @@ class LogMelStream:
             from . import _numba_logmel
             self._impl = _numba_logmel.LogMelStream(k)
         # Bind the backend's methods directly: accept() is on the 10 ms hot path.
-        self.accept = self._impl.accept
-        self.flush = self._impl.flush
-        self.reset = self._impl.reset
+        self.accept = self._impl.accept  # type: ignore[method-assign]
+        self.flush = self._impl.flush  # type: ignore[method-assign]
+        self.reset = self._impl.reset  # type: ignore[method-assign]
 
     def accept(self, chunk: np.ndarray, sample_rate: Optional[int] = None) -> np.ndarray:  # pragma: no cover
         """Replaced per instance by the backend's accept (documented here)."""

@@ -12,7 +12,7 @@ import numpy as np
 
 from ..errors import InvalidInputError
 
-__all__ = ["LogMelOptions", "FIELDS", "MAX_OVERLAP", "MAX_HOP", "MAX_SAMPLE_RATE", "MAX_OUTPUT_VALUES"]
+__all__ = ["LogMelOptions", "MAX_OVERLAP", "MAX_HOP", "MAX_SAMPLE_RATE", "MAX_OUTPUT_VALUES"]
 
 # Work bounds (the C++ kernel enforces the same; errors name them).
 MAX_OVERLAP = 64             # n_fft / hop_length at most
@@ -27,7 +27,9 @@ def _bad(field: str, value: Any, fix: str) -> InvalidInputError:
 
 @dataclass
 class LogMelOptions:
-    """Log-mel parameters (contract names and defaults; the defaults suit 16 kHz speech).
+    """Log-mel parameters (contract names and defaults; the defaults suit 16 kHz speech). The Python view of
+    the C++ ``LogMelConfig`` (csrc/logmel.h; ``emoedge._native.LogMelConfig``): same fields, defaults and
+    dict form (tests/test_logmel.py checks they agree); :meth:`to_native` converts.
 
     sample_rate: Hz. n_fft: FFT size in samples (power of two). win_length, hop_length: samples
     (400 / 160 = 25 ms / 10 ms at 16 kHz). n_mels: mel bands. fmin, fmax: Hz (fmax None = sample_rate/2).
@@ -143,7 +145,7 @@ class LogMelOptions:
         return cls(**d).validate()
 
     def normalized(self) -> tuple:
-        """The field values in FIELDS order, with canonical Python types (norm 'none' -> None): the
+        """The field values in declaration order, with canonical Python types (norm 'none' -> None): the
         cache key of a kernel."""
         norm = None if self.norm in (None, "none") else self.norm
         return (int(self.sample_rate), int(self.n_fft), int(self.win_length), int(self.hop_length),
@@ -151,16 +153,18 @@ class LogMelOptions:
                 bool(self.center), self.mel_scale, norm, self.log,
                 None if self.top_db is None else float(self.top_db), float(self.amin))
 
-    def kernel_kwargs(self) -> dict:
-        """Keyword arguments of ``emoedge._native.LogMel`` / the numba LogMel for these options."""
-        return dict(zip(FIELDS, self.normalized()))
+    def to_native(self) -> Any:
+        """The same options as the C++ ``emoedge._native.LogMelConfig`` (validated here first; the native
+        LogMel constructor checks them again as the last line of defence). Needs the extension."""
+        from .._native_loader import get_native
+        nat = get_native()
+        if nat is None:
+            raise RuntimeError("emoedge._native is not available (numba fallback in use); LogMelOptions.to_native "
+                               "needs the compiled extension")
+        return nat.LogMelConfig.from_dict(self.validate().to_dict())
 
     @property
     def frame_rate(self) -> float:
         """Frames per second (sample_rate / hop_length)."""
         return self.sample_rate / self.hop_length
 
-
-#: Field names in declaration order (the keyword arguments of the native LogMel constructor).
-FIELDS = ("sample_rate", "n_fft", "win_length", "hop_length", "n_mels", "fmin", "fmax", "center",
-         "mel_scale", "norm", "log", "top_db", "amin")
