@@ -104,7 +104,8 @@ def main(argv=None) -> int:
                 next_cp += a.every
                 gc.collect()
                 st = run.stats
-                row = {"wall_s": round(el, 1), "stream_t": round(run.t, 2), "rss_mb": round(rss_mb(), 2), "rss_anon_mb": round(rss_anon_mb(), 2),
+                row = {"wall_s": round(el, 1), "stream_t": round(run.t, 2), "rss_mb": round(rss_mb(), 2),
+                       "rss_anon_mb": round(rss_anon_mb(), 2),
                        "frames_processed": st.frames_processed, "frames_dropped": st.frames_dropped,
                        "voice_windows": st.voice_windows, "texts": st.texts, "events": events,
                        "audio_dropped": st.audio_dropped, "faces": st.faces,
@@ -125,7 +126,8 @@ def main(argv=None) -> int:
                    "rss_second_half_growth_mb": round(half[-1]["rss_mb"] - half[0]["rss_mb"], 2) if half else None,
                    "rss_anon_first_mb": rows[0]["rss_anon_mb"] if rows else None,
                    "rss_anon_last_mb": rows[-1]["rss_anon_mb"] if rows else None,
-                   "rss_anon_second_half_growth_mb": round(half[-1]["rss_anon_mb"] - half[0]["rss_anon_mb"], 2) if half else None,
+                   "rss_anon_second_half_growth_mb":
+                       round(half[-1]["rss_anon_mb"] - half[0]["rss_anon_mb"], 2) if half else None,
                    "rss_anon_second_half_slope_mb_per_h": None if slope is None else round(slope, 3),
                    "rss_max_mb": max(r["rss_mb"] for r in rows) if rows else None,
                    "cpu_s": round(time.process_time(), 1), "stats": st.to_dict()}

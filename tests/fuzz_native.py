@@ -257,37 +257,38 @@ def case_frame_native(rng):
     else:
         out = np.empty((n, c, h, w), np.float32)
         out = _view_variant(rng, out)
-    def enum(k):
-        return int(rng.integers(0, k)) if rng.random() < 0.95 else _pick(rng, [-1, k, 1 << 40])
-    args = dict(interp=enum(2), color=enum(3), input_rgb=bool(rng.random() < 0.5), border=enum(2),
-                border_value=_num(rng, 0, 255, p_odd=0.05))
+    def enum(names):
+        return _pick(rng, names) if rng.random() < 0.95 else _pick(rng, ["bogus", -1, 1 << 40, None])
+
     def f():
         return float(rng.uniform(-5, 5)) if rng.random() < 0.95 else float(_odd_float(rng))
     scale = [f() for _ in range(int(rng.integers(0, 5)))]
     offset = [f() for _ in range(len(scale) if rng.random() < 0.9 else 2)]
-    if not isinstance(args["border_value"], float):
-        args["border_value"] = 0.0
+    opts = dict(interp=enum(["linear", "area"]), color=enum(["keep", "swap_rb", "gray"]),
+                input_rgb=bool(rng.random() < 0.5), border=enum(["constant", "replicate"]),
+                border_value=_num(rng, 0, 255, p_odd=0.05), letterbox=bool(rng.random() < 0.3),
+                pad_value=float(rng.uniform(0, 255)) if rng.random() < 0.95 else _odd_float(rng),
+                scale=scale, offset=offset)
     r = rng.random()
     if r < 0.5:
         boxes = np.array([_box(rng, True) for _ in range(n)], np.float64).reshape(n, 4)
         boxes = _view_variant(rng, boxes)
         desc = dict(fn="_native.frame_boxes", image=(img.shape, str(img.dtype)), out=(out.shape, out.flags.aligned),
-                    boxes=boxes.tolist(), scale=scale, offset=offset, **args)
+                    boxes=boxes.tolist(), options=opts)
 
         def call():
-            nat.frame_boxes(img, boxes, out, args["interp"], args["color"], args["input_rgb"], args["border"],
-                            args["border_value"], bool(rng.random() < 0.3), float(rng.uniform(0, 255)), scale, offset)
+            nat.frame_boxes(img, boxes, out, nat.FrameOptions.from_dict(opts))
             _finite(out, "frame_boxes output")
         return desc, call
     if r < 0.9:
         inv = rng.uniform(-3, 3, (n, 6))
         inv = _view_variant(rng, inv)
         desc = dict(fn="_native.frame_affine", image=(img.shape, str(img.dtype)), out=out.shape, inv=inv.tolist(),
-                    scale=scale, offset=offset, **args)
+                    options=opts)
 
         def call():
-            nat.frame_affine(img, inv, out, args["color"], args["input_rgb"], args["border"], args["border_value"],
-                             scale, offset)
+            o = nat.FrameOptions.from_dict(opts)
+            nat.frame_affine(img, inv, out, o)
             _finite(out, "frame_affine output")
         return desc, call
     bw, bh = _num(rng, 0.1, 1e6), _num(rng, 0.1, 1e6)
@@ -301,7 +302,8 @@ def _logmel_opts(rng, allow_top_db=True):
     sr = _pick(rng, [16000, 8000, 22050, 44100, int(rng.integers(100, 96000)), _num(rng, 1, 2e6, integer=True)],
                p=[0.4, 0.1, 0.1, 0.1, 0.25, 0.05])
     nyq = (sr if isinstance(sr, int) and sr > 0 else 16000) / 2
-    n_fft = _pick(rng, [512, 256, 1024, 2048, 4096, 8192, 16, 64, 500, 0, 1 << 17], p=[0.3, 0.1, 0.15, 0.1, 0.07, 0.03, 0.07, 0.12, 0.02, 0.02, 0.02])
+    n_fft = _pick(rng, [512, 256, 1024, 2048, 4096, 8192, 16, 64, 500, 0, 1 << 17],
+                  p=[0.3, 0.1, 0.15, 0.1, 0.07, 0.03, 0.07, 0.12, 0.02, 0.02, 0.02])
     wl = int(rng.integers(1, max(2, n_fft + 1))) if rng.random() < 0.95 else _num(rng, 1, 1000, integer=True)
     hop = _pick(rng, [max(1, n_fft // 4), int(rng.integers(1, max(2, 2 * n_fft))), 1, _num(rng, 1, 600, integer=True)],
                 p=[0.4, 0.4, 0.1, 0.1])
@@ -532,7 +534,7 @@ def case_misc(rng):
     desc["n"] = n
 
     def call():
-        lm = nat.LogMel()
+        lm = nat.LogMel(nat.LogMelConfig())
         if fn == "LogMel.window":
             _finite(lm.window(), "window")
             return

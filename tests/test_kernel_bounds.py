@@ -46,10 +46,16 @@ def test_explosive_overlap_is_rejected_naming_the_limit():
 @native
 def test_native_constructor_enforces_the_same_bounds():
     nat = get_native()
+
+    def cfg(**kw):
+        c = nat.LogMelConfig()
+        for k, v in kw.items():
+            setattr(c, k, v)
+        return c
     with pytest.raises(ValueError, match="hop_length"):
-        nat.LogMel(n_fft=65536, win_length=400, hop_length=2)
+        nat.LogMel(cfg(n_fft=65536, win_length=400, hop_length=2))
     with pytest.raises(ValueError, match="one FFT bin"):
-        nat.LogMel(fmin=1000.0, fmax=1000.001)
+        nat.LogMel(cfg(fmin=1000.0, fmax=1000.001))
 
 
 @pytest.mark.parametrize("fmin,fmax", [(1000.0, 1000.0001), (4000.0, 4010.0)])
@@ -73,7 +79,9 @@ def test_options_are_validated_on_a_cache_hit():
 @native
 def test_output_size_limit_is_named():
     nat = get_native()
-    lm = nat.LogMel(n_fft=16, win_length=16, hop_length=1, n_mels=4096, fmin=0.0)
+    c = nat.LogMelConfig()
+    c.n_fft, c.win_length, c.hop_length, c.n_mels = 16, 16, 1, 4096
+    lm = nat.LogMel(c)
     with pytest.raises(ValueError, match="limit of 268435456 values"):
         lm.compute(np.zeros(70000, np.float32))
 
@@ -148,8 +156,7 @@ def test_native_frame_entry_rejects_misaligned_out():
     nat = get_native()
     out = _misaligned(np.zeros((1, 3, 4, 4), np.float32))
     with pytest.raises(ValueError, match="not aligned"):
-        nat.frame_boxes(np.zeros((8, 8, 3), np.uint8), np.array([[0.0, 0.0, 8.0, 8.0]]), out, 0, 0, False, 0, 0.0,
-                        False, 0.0, [1.0], [0.0])
+        nat.frame_boxes(np.zeros((8, 8, 3), np.uint8), np.array([[0.0, 0.0, 8.0, 8.0]]), out, nat.FrameOptions())
 
 
 # ---------------------------------------------------------------- detector decode

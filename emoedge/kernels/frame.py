@@ -284,8 +284,9 @@ def _check_boxes(boxes, full: bool = True) -> np.ndarray:
         raise InvalidInputError(f"boxes have coordinates beyond +-{_MAX_COORD:g} pixels; check the box units (pixels, x, y, w, h)")
     if b.size and ((b[:, 2] <= 0).any() or (b[:, 3] <= 0).any()):
         i = int(np.flatnonzero((b[:, 2] <= 0) | (b[:, 3] <= 0))[0])
-        raise InvalidInputError(f"box {i} = {tuple(float(v) for v in b[i])} has a non-positive width or height; boxes are (x, y, w, h) with w, h > 0 "
-                         "(convert x1, y1, x2, y2 boxes to x, y, x2 - x1, y2 - y1)")
+        raise InvalidInputError(f"box {i} = {tuple(float(v) for v in b[i])} has a non-positive width or height; "
+                                "boxes are (x, y, w, h) with w, h > 0 "
+                                "(convert x1, y1, x2, y2 boxes to x, y, x2 - x1, y2 - y1)")
     return np.ascontiguousarray(b)
 
 
