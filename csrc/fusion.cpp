@@ -28,14 +28,30 @@ void check_args(const float* log_probs, const float* weights, std::int64_t m, st
   }
 }
 
-// z[j] = sum_i w_i * lp[i, j], then log-softmax in place (double precision).
-void pool_into(const float* log_probs, const float* weights, std::int64_t m, std::int64_t k, double* z) {
+// z[j] = sum_i w_i * l_i[j] (l_i = lp[i] where modelled, else the row's max over modelled classes),
+// then log-softmax in place (double precision).
+void pool_into(const float* log_probs, const float* weights, std::int64_t m, std::int64_t k,
+               const std::uint8_t* mask, double* z) {
   for (std::int64_t j = 0; j < k; ++j) z[j] = 0.0;
   for (std::int64_t i = 0; i < m; ++i) {
     const double w = weights[i];
     if (w == 0.0) continue;
     const float* row = log_probs + i * k;
-    for (std::int64_t j = 0; j < k; ++j) z[j] += w * static_cast<double>(row[j]);
+    if (mask == nullptr) {
+      for (std::int64_t j = 0; j < k; ++j) z[j] += w * static_cast<double>(row[j]);
+      continue;
+    }
+    const std::uint8_t* mrow = mask + i * k;
+    bool any = false;
+    double r = 0.0;
+    for (std::int64_t j = 0; j < k; ++j) {
+      if (!mrow[j]) continue;
+      const double v = row[j];
+      if (!any || v > r) r = v;
+      any = true;
+    }
+    if (!any) continue;  // models none of the output classes: no evidence at all
+    for (std::int64_t j = 0; j < k; ++j) z[j] += w * (mrow[j] ? static_cast<double>(row[j]) : r);
   }
   double mx = z[0];
   for (std::int64_t j = 1; j < k; ++j) mx = z[j] > mx ? z[j] : mx;
@@ -47,17 +63,18 @@ void pool_into(const float* log_probs, const float* weights, std::int64_t m, std
 
 }  // namespace
 
-void fusion_pool(const float* log_probs, const float* weights, std::int64_t m, std::int64_t k, float* out_log) {
+void fusion_pool(const float* log_probs, const float* weights, std::int64_t m, std::int64_t k, float* out_log,
+                 const std::uint8_t* mask) {
   check_args(log_probs, weights, m, k);
   if (out_log == nullptr) fail("fusion_pool: null output pointer");
   std::vector<double> z(static_cast<std::size_t>(k));
-  pool_into(log_probs, weights, m, k, z.data());
+  pool_into(log_probs, weights, m, k, mask, z.data());
   // clamped like the step's state (>= kStateFloor): a huge weight made z ~ -1e36, -inf in float32
   for (std::int64_t j = 0; j < k; ++j) out_log[j] = static_cast<float>(z[j] > kStateFloor ? z[j] : kStateFloor);
 }
 
 void fusion_step(const float* log_probs, const float* weights, std::int64_t m, std::int64_t k,
-                 float* state, bool has_state, double alpha, float* out_probs) {
+                 float* state, bool has_state, double alpha, float* out_probs, const std::uint8_t* mask) {
   check_args(log_probs, weights, m, k);
   if (state == nullptr || out_probs == nullptr) fail("fusion_step: null state/output pointer");
   if (has_state) {
@@ -69,7 +86,7 @@ void fusion_step(const float* log_probs, const float* weights, std::int64_t m, s
   std::vector<double> zheap;
   double* z = zbuf;
   if (k > 16) { zheap.resize(static_cast<std::size_t>(k)); z = zheap.data(); }
-  pool_into(log_probs, weights, m, k, z);
+  pool_into(log_probs, weights, m, k, mask, z);
   if (has_state) {
     const double a = alpha, b = 1.0 - alpha;
     for (std::int64_t j = 0; j < k; ++j) z[j] = b * static_cast<double>(state[j]) + a * z[j];

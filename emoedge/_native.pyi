@@ -141,9 +141,11 @@ def blazeface_decode(regressors: object, scores: object, anchors: object,
     """Decode BlazeFace outputs -> float32 [K, 17] rows (x, y, w, h, score, 6 keypoints x/y) in frame pixels."""
 
 # ----------------------------------------------------------------------------- fusion
-def fusion_pool(log_probs: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    """Weighted log-linear pooling only: float32 [K] log_softmax(sum_i weights[i] * log_probs[i])."""
+def fusion_pool(log_probs: np.ndarray, weights: np.ndarray, mask: Optional[np.ndarray] = None) -> np.ndarray:
+    """Weighted log-linear pooling only: float32 [K] log_softmax(sum_i weights[i] * l_i); l_i = log_probs[i] on
+    the classes row i models (mask uint8/bool [M, K], None = all) and its best modelled value elsewhere."""
 
 def fusion_step(log_probs: np.ndarray, weights: np.ndarray, state: np.ndarray, has_state: bool, alpha: float,
-                out: object = None) -> np.ndarray:
-    """One fusion step (log-linear pool, then exponential smoothing of the state in place)."""
+                out: object = None, mask: Optional[np.ndarray] = None) -> np.ndarray:
+    """One fusion step (log-linear pool over partial label spaces, then exponential smoothing of the state in
+    place)."""

@@ -11,9 +11,9 @@ from __future__ import annotations
 import os
 import pathlib
 import warnings
-from typing import Optional
+from typing import Any, Dict, Optional
 
-_state: dict = {}
+_state: Dict[str, Any] = {}
 
 _PKG = pathlib.Path(__file__).resolve().parent
 EDITABLE_INSTALL = "pip install --no-build-isolation -e ."
@@ -57,18 +57,18 @@ def fallback_message(error: str, pkg_dir: pathlib.Path = _PKG, installed: Option
             f"(needs a C++17 compiler and CMake; see README).")
 
 
-def get_native():
+def get_native() -> Any:
     """Return the ``emoedge._native`` module, or ``None`` when the numba fallback is in use."""
     if "mod" in _state:
         return _state["mod"]
-    mod = None
+    mod: Any = None
     if os.environ.get("EMOEDGE_NATIVE", "1").strip().lower() in ("0", "false", "no", "off"):
         warnings.warn("EMOEDGE_NATIVE=0: using the numba fallback kernels (slower than the C++ extension)",
                       RuntimeWarning, stacklevel=2)
         _state["reason"] = "EMOEDGE_NATIVE=0"
     else:
         try:
-            from . import _native as mod  # type: ignore[attr-defined]
+            from . import _native as mod  # type: ignore[no-redef]
         except ImportError as e:  # depends on the install; tested in tests/test_safety.py with a fake checkout
             msg = fallback_message(str(e), _PKG, installed_extension(_PKG))
             warnings.warn(msg, RuntimeWarning, stacklevel=2)
@@ -84,7 +84,7 @@ def backend_name() -> str:
     return "native" if get_native() is not None else "numba"
 
 
-def native_status() -> dict:
+def native_status() -> Dict[str, Any]:
     """Which kernels run, from where, and (for the fallback) why and what to do."""
     name = backend_name()
     d = {"kernels": name, "package_dir": str(_PKG), "source_checkout": is_source_checkout(_PKG)}

@@ -69,9 +69,12 @@ def text_evidence(pred: TextObservation, t: float) -> Optional[F.ModalityEvidenc
     n_tok = int(pred.n_tokens)
     if n_tok == 0:  # e.g. only punctuation
         return None
+    # the model's own reliability (length, word coverage, margin; emoedge.text.TextModel.reliability) where
+    # it provides one, else the length-only default
+    rel = getattr(pred, "reliability", None)
+    rel = float(F.text_reliability(n_tok)) if rel is None else float(rel)
     return F.ModalityEvidence(modality="text", t=t, probs=np.asarray(pred.probs, dtype=np.float64),
-                              labels=list(pred.labels), temperature=1.0,
-                              reliability=float(F.text_reliability(n_tok)), track_id=None)
+                              labels=list(pred.labels), temperature=1.0, reliability=rel, track_id=None)
 
 
 def event_from_estimate(est: F.FusedEstimate, *, t: float, trigger: str, faces: List[FaceResult],

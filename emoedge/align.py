@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -32,7 +32,7 @@ class CropSpec:
     """How to cut the expression model's input out of a detection (see module docstring).
     Default: the calibrated value for BlazeFace short range on FER2013 framing (face_crop_calibrate.py)."""
     reference: str = "box"
-    center: tuple = (-0.007, -0.092)
+    center: Tuple[float, float] = (-0.007, -0.092)
     size: float = 1.107
     level_eyes: bool = True
 
@@ -45,13 +45,13 @@ class CropSpec:
             raise InvalidInputError(f"CropSpec.size={self.size!r} must be > 0 (crop side / reference scale)")
         return self
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> Dict[str, Any]:
         d = asdict(self)
         d["center"] = [float(v) for v in self.center]
         return d
 
     @classmethod
-    def from_dict(cls, d: Optional[dict]) -> "CropSpec":
+    def from_dict(cls, d: Optional[Dict[str, Any]]) -> "CropSpec":
         if not d:
             return cls()
         keys = set(cls.__dataclass_fields__)
@@ -59,7 +59,7 @@ class CropSpec:
         return cls(**kw).validate()
 
 
-def eye_angle(keypoints) -> float:
+def eye_angle(keypoints: Any) -> float:
     """Angle (radians) of the line from the subject's right eye (keypoint 0, image left) to the left
     eye (keypoint 1); 0 when the eyes are level, positive when the left eye is lower in the image."""
     kp = np.asarray(keypoints, dtype=np.float64)
@@ -67,7 +67,8 @@ def eye_angle(keypoints) -> float:
     return float(math.atan2(v[1], v[0]))
 
 
-def crop_affine(box, keypoints=None, size=(64, 64), spec: Optional[CropSpec] = None) -> np.ndarray:
+def crop_affine(box: Sequence[float], keypoints: Any = None, size: Tuple[int, int] = (64, 64),
+                spec: Optional[CropSpec] = None) -> np.ndarray:
     """Forward 2x3 matrix (frame pixel index -> output pixel index, cv2.warpAffine's convention)
     that cuts the face at ``box`` (x, y, w, h pixels) with ``keypoints`` ([6, 2] pixels, or None:
     no levelling, box reference) into an output of ``size`` (width, height) pixels."""
@@ -93,7 +94,8 @@ def crop_affine(box, keypoints=None, size=(64, 64), spec: Optional[CropSpec] = N
     return np.concatenate([A, b[:, None]], axis=1)
 
 
-def crop_affines(boxes, keypoints=None, size=(64, 64), spec: Optional[CropSpec] = None) -> np.ndarray:
+def crop_affines(boxes: Any, keypoints: Any = None, size: Tuple[int, int] = (64, 64),
+                 spec: Optional[CropSpec] = None) -> np.ndarray:
     """float64 [N, 2, 3] forward matrices for N faces (see crop_affine)."""
     b = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
     if not len(b):
@@ -102,9 +104,9 @@ def crop_affines(boxes, keypoints=None, size=(64, 64), spec: Optional[CropSpec] 
     return np.stack([crop_affine(b[i], None if kps is None else kps[i], size, spec) for i in range(len(b))])
 
 
-def align_faces(frame: np.ndarray, boxes, keypoints=None, *, size=(64, 64), spec: Optional[CropSpec] = None,
-                color: str = "gray", mean=None, std=None, layout: str = "nchw", border: str = "replicate",
-                **kernel_kwargs) -> np.ndarray:
+def align_faces(frame: np.ndarray, boxes: Any, keypoints: Any = None, *, size: Tuple[int, int] = (64, 64),
+                spec: Optional[CropSpec] = None, color: str = "gray", mean: Any = None, std: Any = None,
+                layout: str = "nchw", border: str = "replicate", **kernel_kwargs: Any) -> np.ndarray:
     """Aligned crops of N faces of one frame in one native call: float32 [N, C, H, W] (or NHWC),
     normalised as ``(pixel/255 - mean) / std`` (the expression model's manifest "preprocess");
     other keyword arguments (scale, offset, border_value, ...) go to kernels.preprocess_batch."""
@@ -114,5 +116,6 @@ def align_faces(frame: np.ndarray, boxes, keypoints=None, *, size=(64, 64), spec
     if not len(aff):
         shape = (0, c, int(size[1]), int(size[0])) if layout == "nchw" else (0, int(size[1]), int(size[0]), c)
         return np.zeros(shape, np.float32)
-    return kernels.preprocess_batch(frame, size=(int(size[0]), int(size[1])), affines=aff, color=color, mean=mean,
-                                    std=std, layout=layout, border=border, **kernel_kwargs)
+    crops: np.ndarray = kernels.preprocess_batch(frame, size=(int(size[0]), int(size[1])), affines=aff, color=color,
+                                                 mean=mean, std=std, layout=layout, border=border, **kernel_kwargs)
+    return crops

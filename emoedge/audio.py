@@ -8,6 +8,8 @@ Channels are downmixed by their mean.
 """
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from .errors import InvalidInputError
@@ -15,7 +17,7 @@ from .errors import InvalidInputError
 MAX_CHANNELS = 64
 
 
-def _check_rate(sample_rate) -> int:
+def _check_rate(sample_rate: Any) -> int:
     try:
         sr = int(sample_rate)
     except (TypeError, ValueError):
@@ -27,7 +29,7 @@ def _check_rate(sample_rate) -> int:
     return sr
 
 
-def check_pcm(pcm) -> np.ndarray:
+def check_pcm(pcm: Any) -> np.ndarray:
     """Validate a PCM chunk (see module doc for layout/dtypes) and return it as an ndarray (no copy).
     Raises InvalidInputError naming the problem and the fix."""
     if not isinstance(pcm, np.ndarray):
@@ -50,10 +52,11 @@ def check_pcm(pcm) -> np.ndarray:
                 raise InvalidInputError(f"audio shape {pcm.shape} looks channel-first; the layout is "
                                         "[n_samples, n_channels]: pass pcm.T")
             raise InvalidInputError(f"audio has {ch} channels (> {MAX_CHANNELS}); the layout is [n_samples, n_channels]")
-    return pcm
+    checked: np.ndarray = pcm
+    return checked
 
 
-def to_float_mono(pcm) -> np.ndarray:
+def to_float_mono(pcm: Any) -> np.ndarray:
     """float32 [n] mono from a validated chunk: int16 / 32768, floats as-is, channels averaged.
     Raises InvalidInputError on NaN/Inf."""
     pcm = check_pcm(pcm)
@@ -102,10 +105,11 @@ class Resampler:
         return np.asarray(self._rs.resample_chunk(np.zeros(0, np.float32), last=True), dtype=np.float32)
 
 
-def resample(x, in_rate: int, out_rate: int = 16000, quality: str = "HQ") -> np.ndarray:
+def resample(x: Any, in_rate: int, out_rate: int = 16000, quality: str = "HQ") -> np.ndarray:
     """One-shot anti-aliased resampling of mono audio (any accepted dtype/layout, downmixed) to float32."""
     x = to_float_mono(x)
     r = Resampler(in_rate, out_rate, quality)
     if r.passthrough:
-        return x
+        out: np.ndarray = x
+        return out
     return np.concatenate([r.process(x), r.flush()])

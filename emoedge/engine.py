@@ -113,8 +113,17 @@ class Engine:
     def has_text(self) -> bool:
         return self.text is not None
 
+    def fusion_options(self, **overrides: Any) -> "FusionOptions":
+        """The FusionOptions streams get by default: each modality's fitted weight (and bias, if any) from
+        the ``fusion`` block of its model's manifest entry (export/fusion_fit.py), the defaults elsewhere;
+        ``overrides`` are FusionOptions fields that win."""
+        from .fusion import FusionOptions
+        entries = {m: getattr(c, "entry", None) for m, c in (("face", self.face), ("voice", self.voice),
+                                                            ("text", self.text)) if c is not None}
+        return FusionOptions.from_manifest({m: e for m, e in entries.items() if isinstance(e, dict)}, **overrides)
+
     def info(self) -> Dict[str, Any]:
-        """What this engine runs: modalities, model names, backend, precision, threads."""
+        """What this engine runs: modalities, model names, backend, precision, threads, fusion weights."""
         d: Dict[str, Any] = {"backend": self.backend, "precision": self.precision, "threads": self.threads,
                              "modalities": [m for m, c in (("face", self.face), ("voice", self.voice),
                                                            ("text", self.text)) if c is not None],
@@ -124,15 +133,19 @@ class Engine:
         for m, comp in (("face", self.face), ("voice", self.voice), ("text", self.text)):
             if comp is not None:
                 d[f"{m}_model"] = comp.name or type(comp).__name__
+        fo = self.fusion_options()
+        d["fusion_weights"] = {m: fo.weight(m) for m in d["modalities"]}
         return d
 
     # ------------------------------------------------------------------ streams and runs
     def stream(self, mode: Union[RunningMode, str] = RunningMode.FILE, fusion: "Optional[FusionOptions]" = None, *,
                stream_id: Optional[str] = None, keep_frames: bool = False) -> Stream:
-        """A new stream on this engine. ``mode``: RunningMode or 'file' | 'live'; ``fusion``: FusionOptions."""
+        """A new stream on this engine. ``mode``: RunningMode or 'file' | 'live'; ``fusion``: FusionOptions
+        (default: :meth:`fusion_options`, the weights fitted for these models)."""
         if self._closed:
             raise EmoEdgeError("the engine is closed")
-        return Stream(self, mode=mode, fusion=fusion, stream_id=stream_id, keep_frames=keep_frames)
+        return Stream(self, mode=mode, fusion=self.fusion_options() if fusion is None else fusion,
+                      stream_id=stream_id, keep_frames=keep_frames)
 
     def run(self, *, video: Any = None, audio: Any = None, camera: Any = None, mic: Any = None, text: Any = None,
             realtime: bool = False, fusion: "Optional[FusionOptions]" = None, keep_frames: bool = False,

@@ -92,6 +92,13 @@ class ModalityResult:
 class EmotionEvent:
     """The fused emotion estimate at time ``t`` (seconds on the source clock).
 
+    Event times follow the stream clock: ``t`` is the time the stream's fusion was evaluated at, the
+    latest of the triggering input's time and every earlier event's ``t``, so a stream's events never go
+    back in time. ``trigger_t`` is the time of the input that triggered the event (the frame's time, the
+    voice window's end, the text line's time); it is smaller than ``t`` when an input arrives late (e.g. a
+    text line stamped 2.0 s pushed after audio whose voice windows reached 7.5 s gives ``t`` 7.5,
+    ``trigger_t`` 2.0; the line's evidence is aged by 5.5 s).
+
     ``label`` is None (and ``probs`` uniform, ``confidence`` 0) until some modality has produced evidence.
     ``trigger`` says which input made the event ready: 'frame', 'audio' or 'text' (the voice windows a
     ``flush()`` finishes are 'audio' events).
@@ -111,6 +118,7 @@ class EmotionEvent:
     frame_index: Optional[int] = None
     stream_id: Optional[str] = None
     frame: Optional[np.ndarray] = field(default=None, repr=False, compare=False)
+    trigger_t: Optional[float] = None
 
     def to_dict(self) -> Dict[str, Any]:
         """Plain dict of JSON types (no numpy), without ``frame``."""
@@ -119,7 +127,7 @@ class EmotionEvent:
             "evidence": {k: v.to_dict() for k, v in self.evidence.items()},
             "faces": [f.to_dict() for f in self.faces],
             "latency_ms": self.latency_ms, "drops": self.drops, "trigger": self.trigger,
-            "frame_index": self.frame_index, "stream_id": self.stream_id,
+            "frame_index": self.frame_index, "stream_id": self.stream_id, "trigger_t": self.trigger_t,
         })
 
     def to_json(self) -> str:
@@ -140,7 +148,7 @@ class EmotionEvent:
         return cls(t=d["t"], label=d.get("label"), probs=dict(d["probs"]), confidence=d.get("confidence") or 0.0,
                    evidence=ev, faces=faces, latency_ms=dict(d.get("latency_ms") or {}),
                    drops=dict(d.get("drops") or {}), trigger=d.get("trigger", "frame"),
-                   frame_index=d.get("frame_index"), stream_id=d.get("stream_id"))
+                   frame_index=d.get("frame_index"), stream_id=d.get("stream_id"), trigger_t=d.get("trigger_t"))
 
     def summary(self) -> str:
         """One human-readable line: time, fused label, and each modality's top label and weight."""

@@ -18,7 +18,7 @@ from __future__ import annotations
 import time
 import warnings
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any, Dict, List, Optional, Union
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple, Union
 
 import numpy as np
 
@@ -30,6 +30,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .manifest import Manifest
     from .options import RuntimeOptions
     from .session import SessionOptions
+    from .tracking import FaceTracker
 
 __all__ = ["FaceAnalyzerOptions", "Face", "FaceAnalyzer", "BASELINE_MODEL"]
 
@@ -73,11 +74,11 @@ class FaceAnalyzerOptions:
         return DetectorOptions(model=self.detector, min_score=self.min_score, nms_iou=self.nms_iou,
                                max_faces=self.max_faces, min_size=self.min_face_size).validate()
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> Dict[str, Any]:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "FaceAnalyzerOptions":
+    def from_dict(cls, d: Dict[str, Any]) -> "FaceAnalyzerOptions":
         unknown = set(d) - set(cls.__dataclass_fields__)
         if unknown:
             raise InvalidInputError(f"unknown FaceAnalyzerOptions fields {sorted(unknown)}; valid: {sorted(cls.__dataclass_fields__)}")
@@ -95,21 +96,21 @@ class Face:
     this frame (detect_ms, align_ms, classify_ms; detect_ms is 0 on tracked-only frames);
     detected: False when the box was predicted by the tracker instead of the detector.
     """
-    box: tuple
+    box: Tuple[float, float, float, float]
     score: float
     keypoints: np.ndarray = field(repr=False)
     track_id: Optional[int]
-    labels: tuple
+    labels: Tuple[str, ...]
     probs: np.ndarray
-    timing: dict = field(default_factory=dict, repr=False)
+    timing: Dict[str, float] = field(default_factory=dict, repr=False)
     detected: bool = True
 
     @property
     def label(self) -> str:
         """The most probable label."""
-        return self.labels[int(np.argmax(self.probs))]
+        return str(self.labels[int(np.argmax(self.probs))])
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> Dict[str, Any]:
         return {"box": [float(v) for v in self.box], "score": float(self.score),
                 "keypoints": np.asarray(self.keypoints, float).round(2).tolist(), "track_id": self.track_id,
                 "label": self.label, "probs": {k: float(p) for k, p in zip(self.labels, self.probs)},
@@ -137,7 +138,8 @@ class FaceAnalyzer:
         self.session = make_session(self.manifest.model_path(self.model_name), so)
         self.labels = tuple(e["labels"])
         pre = e.get("preprocess", {})
-        self.input_size = tuple(int(v) for v in pre.get("size", e["input"]["shape"][-1:] * 2))
+        w, h = (int(v) for v in pre.get("size", e["input"]["shape"][-1:] * 2))
+        self.input_size = (w, h)
         self.preprocess_kwargs: Dict[str, Any] = {k: (tuple(v) if isinstance(v, list) else v) for k, v in pre.items()
                                                   if k in _PREPROCESS_KEYS}
         self.layout = pre.get("layout") or e.get("input", {}).get("layout", "nchw")
@@ -179,9 +181,11 @@ class FaceAnalyzer:
         z = logits / self.temperature
         z -= z.max(axis=1, keepdims=True)
         p = np.exp(z)
-        return (p / p.sum(axis=1, keepdims=True)).astype(np.float32)
+        probs: np.ndarray = (p / p.sum(axis=1, keepdims=True)).astype(np.float32)
+        return probs
 
-    def analyze(self, frame_bgr: np.ndarray, t: Optional[float] = None, tracker=None) -> List[Face]:
+    def analyze(self, frame_bgr: np.ndarray, t: Optional[float] = None,
+                tracker: "Optional[FaceTracker]" = None) -> List[Face]:
         """Faces in one uint8 BGR frame [H, W, 3] (or gray [H, W]). t: timestamp (s), passed to the
         tracker; tracker: a per-stream emoedge.tracking.FaceTracker (None: no track ids). With
         tracker.options.detect_every > 1 the detector runs only every N-th frame and boxes are
@@ -212,11 +216,12 @@ class FaceAnalyzer:
         t3 = time.perf_counter_ns()
         timing.update(detect_ms=(t1 - t0) / 1e6 if detected else 0.0, align_ms=(t2 - t1) / 1e6,
                       classify_ms=(t3 - t2) / 1e6)
-        return [Face(box=tuple(float(v) for v in boxes[i]), score=float(scores[i]), keypoints=np.array(kps[i], np.float32),
+        return [Face(box=(float(boxes[i, 0]), float(boxes[i, 1]), float(boxes[i, 2]), float(boxes[i, 3])),
+                     score=float(scores[i]), keypoints=np.array(kps[i], np.float32),
                      track_id=None if ids is None else ids[i], labels=self.labels, probs=probs[i], timing=timing,
                      detected=detected) for i in range(len(boxes))]
 
-    def new_tracker(self):
+    def new_tracker(self) -> "FaceTracker":
         """A fresh per-stream FaceTracker configured from these options (detect_every)."""
         from .tracking import FaceTracker, TrackerOptions
         return FaceTracker(TrackerOptions(detect_every=self.options.detect_every))
@@ -226,8 +231,8 @@ class FaceAnalyzer:
         self.session = None
         self.detector.session = None
 
-    def __enter__(self):
+    def __enter__(self) -> "FaceAnalyzer":
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> None:
         self.close()

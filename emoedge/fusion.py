@@ -30,7 +30,7 @@ import dataclasses
 import functools
 import math
 from dataclasses import dataclass, field
-from typing import Dict, Iterable, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -40,7 +40,8 @@ from .labels import CANONICAL, to_canonical
 
 __all__ = [
     "ModalityEvidence", "ModalityContribution", "FusedEstimate", "FusionOptions", "FusionState",
-    "face_reliability", "voice_reliability", "text_reliability", "calibrate", "fusion_step",
+    "face_reliability", "voice_reliability", "text_reliability", "calibrate", "calibrate_partial", "fusion_step",
+    "effective_log_evidence",
     "manifest_temperature", "kernel_backend", "fusion_step_reference",
 ]
 
@@ -70,13 +71,35 @@ def voice_reliability(vad_prob: float, lo: float = 0.3, hi: float = 0.8) -> floa
     return float(min(max((p - lo) / (hi - lo), 0.0), 1.0))
 
 
-def text_reliability(n_tokens: int, scale: float = 8.0) -> float:
-    """Reliability in [0, 1] of a text prediction, growing with length: ``1 - exp(-n_tokens / scale)``
-    (1 token: 0.12, 8 tokens: 0.63, 20 tokens: 0.92)."""
+def text_reliability(n_tokens: int, scale: float = 8.0, *, coverage: float = 1.0, probs=None,
+                     labels: Sequence[str] = CANONICAL, coverage_floor: float = 0.5, margin_scale: float = 0.0) -> float:
+    """Reliability in [0, 1] of a text prediction: ``length * known * decided`` where
+
+    - ``length = 1 - exp(-n_tokens / scale)`` (1 token: 0.12, 8 tokens: 0.63, 20 tokens: 0.92);
+    - ``known = clip((coverage - coverage_floor) / (1 - coverage_floor), 0, 1)``: ``coverage`` is the fraction
+      of the line's words the model saw in training (out-of-domain lines, other languages, names: low);
+    - ``decided = min(1, margin / margin_scale)`` with ``margin`` = the gap between the two most probable
+      canonical classes of ``probs`` (over ``labels``, mapped by name); 1 when ``margin_scale`` is 0 or no
+      ``probs`` are given. A line the model cannot place (a greeting) has a small margin.
+
+    The default text model's ``margin_scale`` and ``coverage_floor`` are fitted on development streams and
+    stored in its manifest entry (``fusion.reliability``); :meth:`emoedge.text.TextModel.reliability`
+    applies them."""
     n = float(n_tokens)
     if not math.isfinite(n) or n < 0:
         raise InvalidInputError(f"text_reliability: n_tokens={n_tokens} must be a non-negative count")
-    return float(1.0 - math.exp(-n / float(scale)))
+    cov = float(coverage)
+    if not (math.isfinite(cov) and 0.0 <= cov <= 1.0 + 1e-6):
+        raise InvalidInputError(f"text_reliability: coverage={coverage} must be a fraction in [0, 1]")
+    if not (0.0 <= float(coverage_floor) < 1.0) or not (float(margin_scale) >= 0.0) or not float(scale) > 0:
+        raise InvalidInputError("text_reliability: need scale > 0, 0 <= coverage_floor < 1 and margin_scale >= 0")
+    r = 1.0 - math.exp(-n / float(scale))
+    r *= min(max((cov - coverage_floor) / (1.0 - coverage_floor), 0.0), 1.0)
+    if probs is not None and margin_scale > 0:
+        q = np.sort(calibrate(np.asarray(probs, dtype=np.float64), labels, 1.0, eps=0.0))[::-1]
+        margin = float(q[0] - q[1]) if q.size > 1 else 1.0
+        r *= min(max(margin / float(margin_scale), 0.0), 1.0)
+    return float(r)
 
 
 def manifest_temperature(entry: dict) -> float:
@@ -179,6 +202,8 @@ class FusionOptions:
     track_max_age_s: per-face state is forgotten when a track has no evidence for this long.
     eps: probability floor added before the log (keeps one-hot inputs from vetoing other modalities).
     labels: output label set (canonical names, see emoedge.labels).
+    bias: per modality, per canonical label, a log-probability offset added to that modality's
+        calibrated output before pooling (fitted on development streams; see :meth:`from_manifest`).
     """
     weights: Dict[str, float] = field(default_factory=lambda: {"face": 1.0, "voice": 1.0, "text": 0.7})
     default_weight: float = 1.0
@@ -191,6 +216,7 @@ class FusionOptions:
     track_max_age_s: float = 2.0
     eps: float = 1e-4
     labels: Tuple[str, ...] = CANONICAL
+    bias: Dict[str, Dict[str, float]] = field(default_factory=dict)
 
     def validate(self) -> "FusionOptions":
         """Raise InvalidInputError naming the field, the value and the fix; returns self."""
@@ -216,7 +242,37 @@ class FusionOptions:
         labels = tuple(self.labels)
         if not labels or len(set(labels)) != len(labels) or any(lab not in CANONICAL for lab in labels):
             raise InvalidInputError(f"FusionOptions.labels={self.labels!r} must be distinct canonical names from {CANONICAL}")
+        if not isinstance(self.bias, dict):
+            raise InvalidInputError(f"FusionOptions.bias must be a dict modality -> {{label: log offset}}, got {self.bias!r}")
+        for mod, b in self.bias.items():
+            if not isinstance(b, dict):
+                raise InvalidInputError(f"FusionOptions.bias[{mod!r}] must be a dict label -> log offset, got {b!r}")
+            for lab, v in b.items():
+                if lab not in CANONICAL:
+                    raise InvalidInputError(f"FusionOptions.bias[{mod!r}] has label {lab!r}; use canonical names {CANONICAL}")
+                if not (isinstance(v, (int, float)) and math.isfinite(v)):
+                    raise InvalidInputError(f"FusionOptions.bias[{mod!r}][{lab!r}]={v!r} must be a finite number")
         return self
+
+    @classmethod
+    def from_manifest(cls, entries: Dict[str, dict], **overrides) -> "FusionOptions":
+        """Options with each modality's fitted ``weight`` and ``bias`` taken from the ``fusion`` block of
+        its model's manifest entry (``entries``: modality -> manifest entry, e.g. ``{"face": ..., "voice":
+        ..., "text": ...}``); modalities whose entry has no fitted block keep the defaults. ``overrides``
+        are FusionOptions fields that win over everything."""
+        base = cls()
+        weights, bias = dict(base.weights), {}
+        for mod, entry in entries.items():
+            fb = (entry or {}).get("fusion")
+            if not isinstance(fb, dict):
+                continue
+            if "weight" in fb:
+                weights[mod] = float(fb["weight"])
+            if fb.get("bias"):
+                bias[mod] = {str(k): float(v) for k, v in fb["bias"].items()}
+        kw: Dict[str, Any] = {"weights": weights, "bias": bias}
+        kw.update(overrides)
+        return dataclasses.replace(base, **kw).validate()
 
     def weight(self, modality: str) -> float:
         return float(self.weights.get(modality, self.default_weight))
@@ -254,21 +310,37 @@ def kernel_backend() -> str:
 
 
 def fusion_step(log_probs: np.ndarray, weights: np.ndarray, state: np.ndarray, has_state: bool, alpha: float,
-                out: Optional[np.ndarray] = None) -> np.ndarray:
+                out: Optional[np.ndarray] = None, mask: Optional[np.ndarray] = None) -> np.ndarray:
     """Low-level kernel: float32 ``log_probs`` [M, K] (finite), ``weights`` [M] (>= 0), ``state`` [K]
-    (updated in place), ``alpha`` in [0, 1]. Returns float32 [K] probabilities; see the module doc.
-    Runs in C++ (GIL released) or, without the extension, in numba."""
+    (updated in place), ``alpha`` in [0, 1], ``mask`` None or uint8/bool [M, K] (1 = modality i models
+    class j; an unmodelled class takes the row's largest modelled log-probability, so it is never
+    lowered). Returns float32 [K] probabilities; see the module doc. Runs in C++ (GIL released) or,
+    without the extension, in numba."""
     nat = get_native()
     if nat is not None:
-        return nat.fusion_step(log_probs, weights, state, bool(has_state), float(alpha), out)
+        return nat.fusion_step(log_probs, weights, state, bool(has_state), float(alpha), out, mask)
     from .kernels._numba_fusion import fusion_step as nb_step
-    return nb_step(log_probs, weights, state, bool(has_state), float(alpha), out)
+    return nb_step(log_probs, weights, state, bool(has_state), float(alpha), out, mask)
+
+
+def effective_log_evidence(log_probs: np.ndarray, mask: Optional[np.ndarray] = None) -> np.ndarray:
+    """float64 [M, K]: ``log_probs`` with each row's unmodelled classes (mask 0) set to that row's
+    largest modelled value (rows that model nothing become all zero: no evidence). The pooling kernel
+    computes ``log_softmax(weights @ effective_log_evidence(log_probs, mask))``."""
+    lp = np.asarray(log_probs, dtype=np.float64)
+    if mask is None:
+        return lp.copy()
+    mk = np.asarray(mask).astype(bool)
+    r = np.where(mk, lp, -np.inf).max(1, keepdims=True) if lp.shape[1] else np.zeros((lp.shape[0], 1))
+    out = np.where(mk, lp, r)
+    out[~mk.any(1)] = 0.0
+    return out
 
 
 def fusion_step_reference(log_probs: np.ndarray, weights: np.ndarray, state: np.ndarray, has_state: bool,
-                          alpha: float, out: Optional[np.ndarray] = None) -> np.ndarray:
+                          alpha: float, out: Optional[np.ndarray] = None, mask: Optional[np.ndarray] = None) -> np.ndarray:
     """Plain numpy (float64) reference of :func:`fusion_step`, same contract; for tests and benchmarks."""
-    lp = np.asarray(log_probs, dtype=np.float64)
+    lp = effective_log_evidence(log_probs, mask)
     w = np.asarray(weights, dtype=np.float64)
     z = w @ lp if lp.shape[0] else np.zeros(state.shape[0])
     z = z - (z.max() + np.log(np.exp(z - z.max()).sum()))
@@ -300,12 +372,8 @@ def _mapping(model_labels: Tuple[str, ...], canonical: Tuple[str, ...]) -> np.nd
     return m
 
 
-def calibrate(probs=None, labels: Sequence[str] = CANONICAL, temperature: float = 1.0, *, logits=None,
-              canonical: Sequence[str] = CANONICAL, eps: float = 1e-4) -> np.ndarray:
-    """A model's output as a calibrated float64 distribution [K] over ``canonical``: temperature
-    applied (``softmax(logits / T)`` or ``p**(1/T)`` renormalised), mapped by name, floored with
-    ``eps`` and renormalised: ``(q + eps) / (1 + K * eps)``. Rows whose mass falls entirely on labels
-    without a counterpart come out uniform."""
+def _model_dist(probs, labels, temperature, logits) -> Tuple[np.ndarray, Tuple[str, ...]]:
+    """Temperature-applied distribution over the model's own labels (validated)."""
     if type(labels) is not tuple:
         labels = tuple(labels)
     T = float(temperature)
@@ -323,20 +391,77 @@ def calibrate(probs=None, labels: Sequence[str] = CANONICAL, temperature: float 
         raise InvalidInputError(f"{what} contains NaN or Inf; check the model output")
     if logits is not None:
         z = np.exp((x - x.max()) / T)
-        q = z / z.sum()
+        return z / z.sum(), labels
+    if float(x.min()) < 0:
+        raise InvalidInputError("probs must be >= 0 (pass raw scores as logits= instead)")
+    if s <= 0:
+        raise InvalidInputError("probs sum to 0; pass a probability vector (or logits=)")
+    if T != 1.0:
+        y = (x / x.max()) ** (1.0 / T)
+        return y / y.sum(), labels
+    return x / s, labels
+
+
+def _bias_vector(bias, canonical: Tuple[str, ...]) -> Optional[np.ndarray]:
+    if not bias:
+        return None
+    b = np.zeros(len(canonical))
+    for lab, v in dict(bias).items():
+        v = float(v)
+        if not math.isfinite(v):
+            raise InvalidInputError(f"bias[{lab!r}]={v!r} must be finite (a log-probability offset)")
+        if lab in canonical:
+            b[canonical.index(lab)] = v
+        elif lab not in CANONICAL:
+            raise InvalidInputError(f"bias label {lab!r} is not a canonical label {CANONICAL}")
+    return b
+
+
+def calibrate_partial(probs=None, labels: Sequence[str] = CANONICAL, temperature: float = 1.0, *, logits=None,
+                      canonical: Sequence[str] = CANONICAL, eps: float = 1e-4,
+                      bias: Optional[Dict[str, float]] = None) -> Tuple[np.ndarray, np.ndarray]:
+    """(c float64 [K], modelled bool [K]): a model's output over ``canonical`` restricted to the classes
+    it models. Temperature applied (``softmax(logits / T)`` or ``p**(1/T)`` renormalised), mapped by
+    name (several model labels onto one class add up; labels without a counterpart are dropped),
+    multiplied by ``exp(bias[class])`` (fitted per-class offsets, optional), renormalised over the
+    modelled classes and floored there: ``c = (q + eps) / (1 + |S| * eps)`` on S, 0 elsewhere.
+    Rows whose mass falls entirely on labels without a counterpart come out uniform over S."""
+    q, labels = _model_dist(probs, labels, temperature, logits)
+    if type(canonical) is not tuple:
+        canonical = tuple(canonical)
+    mp = _mapping(labels, canonical)
+    modelled: np.ndarray = np.asarray(mp.any(1), dtype=bool)
+    n = int(modelled.sum())
+    qc = mp @ q
+    b = _bias_vector(bias, canonical)
+    if b is not None:
+        qc = qc * np.exp(b - b[modelled].max()) if n else qc
+    s = qc.sum()
+    if n == 0:
+        return np.zeros(len(canonical)), modelled
+    if s <= 0:
+        qc = np.where(modelled, 1.0 / n, 0.0)
     else:
-        if float(x.min()) < 0:
-            raise InvalidInputError("probs must be >= 0 (pass raw scores as logits= instead)")
-        if s <= 0:
-            raise InvalidInputError("probs sum to 0; pass a probability vector (or logits=)")
-        if T != 1.0:
-            y = (x / x.max()) ** (1.0 / T)
-            q = y / y.sum()
-        else:
-            q = x / s
+        qc = qc / s
+    return np.where(modelled, (qc + eps) / (1.0 + n * eps), 0.0), modelled
+
+
+def calibrate(probs=None, labels: Sequence[str] = CANONICAL, temperature: float = 1.0, *, logits=None,
+              canonical: Sequence[str] = CANONICAL, eps: float = 1e-4,
+              bias: Optional[Dict[str, float]] = None) -> np.ndarray:
+    """A model's output as a calibrated float64 distribution [K] over ``canonical``: temperature
+    applied (``softmax(logits / T)`` or ``p**(1/T)`` renormalised), mapped by name, optionally
+    multiplied by ``exp(bias)``, floored with ``eps`` and renormalised: ``(q + eps) / (1 + K * eps)``.
+    Rows whose mass falls entirely on labels without a counterpart come out uniform. (Fusion itself
+    uses :func:`calibrate_partial`, which leaves classes the model does not model out instead of
+    flooring them.)"""
+    q, labels = _model_dist(probs, labels, temperature, logits)
     if type(canonical) is not tuple:
         canonical = tuple(canonical)
     qc = _mapping(labels, canonical) @ q
+    b = _bias_vector(bias, canonical)
+    if b is not None:
+        qc = qc * np.exp(b - b.max())
     s = qc.sum()
     if s <= 0:
         qc = np.full(len(canonical), 1.0 / len(canonical))
@@ -352,12 +477,21 @@ def calibrate(probs=None, labels: Sequence[str] = CANONICAL, temperature: float 
 @dataclass
 class _Stored:
     ev: ModalityEvidence
-    probs: np.ndarray      # float64 [K] calibrated canonical
-    logp: np.ndarray       # float32 [K]
+    probs: np.ndarray      # float64 [K] calibrated canonical (0 on classes the model does not model)
+    logp: np.ndarray       # float32 [K] (0 on unmodelled classes; the kernel ignores them via mask)
+    mask: np.ndarray       # uint8 [K]: 1 = the model models this class
 
 
 _ONE = np.ones(1, dtype=np.float32)
 _ONE.setflags(write=False)
+
+
+def _safe_log(c: np.ndarray) -> np.ndarray:
+    """float32 log of a calibrated vector; unmodelled classes (0) get 0 (the kernel's mask ignores them)."""
+    out = np.zeros(c.shape, dtype=np.float32)
+    pos = c > 0
+    out[pos] = np.log(c[pos])
+    return out
 
 
 class _Smoother:
@@ -374,7 +508,8 @@ class _Smoother:
         self.t: Optional[float] = None
         self._before: Optional[Tuple[np.ndarray, bool, float]] = None  # (state copy, has_state, alpha) before the step at t
 
-    def step(self, t: float, log_probs: np.ndarray, weights: np.ndarray, tau: float) -> np.ndarray:
+    def step(self, t: float, log_probs: np.ndarray, weights: np.ndarray, tau: float,
+             mask: Optional[np.ndarray] = None) -> np.ndarray:
         if self.t is not None and t == self.t and self._before is not None:
             st, has, alpha = self._before
             self.state[:] = st
@@ -383,7 +518,10 @@ class _Smoother:
             dt = 0.0 if self.t is None else t - self.t
             alpha = 1.0 if (tau <= 0 or not self.has_state) else float(-math.expm1(-dt / tau))
             self._before = (self.state.copy(), self.has_state, alpha)
-        out = self.kernel(log_probs, weights, self.state, self.has_state, alpha)
+        if mask is None:
+            out = self.kernel(log_probs, weights, self.state, self.has_state, alpha)
+        else:
+            out = self.kernel(log_probs, weights, self.state, self.has_state, alpha, None, mask)
         self.has_state = True
         self.t = t
         return out
@@ -449,7 +587,7 @@ class FusionState:
         faces: Dict[int, np.ndarray] = {}
         for s in stored:
             if s is not None and s.ev.track_id is not None and s.ev.modality == "face":
-                faces[s.ev.track_id] = self._face_step(s.ev.track_id, t, s.logp)
+                faces[s.ev.track_id] = self._face_step(s.ev.track_id, t, s.logp, s.mask)
         # pick the evidence to pool: per modality the entry with the largest effective weight
         chosen: Dict[str, Tuple[float, float, _Stored]] = {}
         for (mod, _tid), s in self._latest.items():
@@ -458,18 +596,29 @@ class FusionState:
             if mod not in chosen or w > chosen[mod][0]:
                 chosen[mod] = (w, age, s)
         mods = sorted(chosen)
+        mask = None
         if mods:
             lp = np.stack([chosen[m][2].logp for m in mods])
             w = np.array([chosen[m][0] for m in mods], dtype=np.float32)
+            mk = np.stack([chosen[m][2].mask for m in mods])
+            if not mk.all():  # some modality lacks some class: it carries no evidence about it
+                mask = mk
         else:
             lp = np.zeros((0, self.k), dtype=np.float32)
             w = np.zeros(0, dtype=np.float32)
-        probs = self._smoother.step(t, lp, w, self.options.tau_s)
+        probs = self._smoother.step(t, lp, w, self.options.tau_s, mask)
         contrib = {m: ModalityContribution(modality=m, probs=chosen[m][2].probs.astype(np.float32), weight=chosen[m][0],
                                            age_s=chosen[m][1], reliability=float(chosen[m][2].ev.reliability),
                                            t=float(chosen[m][2].ev.t), track_id=chosen[m][2].ev.track_id)
                    for m in mods}
         i = int(np.argmax(probs))
+        if mask is not None:
+            # A class no pooled modality models ties with the best modelled class by construction (no evidence
+            # cannot lower it); for the label, break such ties in favour of a class that has evidence.
+            seen = (mk[w > 0].any(0) if (w > 0).any() else mk.any(0)).astype(bool)
+            top = probs >= probs[i] * (1.0 - 1e-6)
+            if not seen[i] and (top & seen).any():
+                i = int(np.flatnonzero(top & seen)[np.argmax(probs[top & seen])])
         return FusedEstimate(t=t, label=self.labels[i], probs=probs, confidence=float(probs[i]), labels=self.labels,
                              contributions=contrib, faces=faces)
 
@@ -479,9 +628,10 @@ class FusionState:
         output for ``track_id`` at ``t`` (seconds; must not go backwards per track) and return its
         smoothed float32 [K] distribution over the canonical labels (time constant face_tau_s)."""
         t = _check_time(t, "t")
-        c = calibrate(probs, labels, temperature, logits=logits, canonical=self.labels, eps=self.options.eps)
+        c, mk = calibrate_partial(probs, labels, temperature, logits=logits, canonical=self.labels,
+                                  eps=self.options.eps, bias=self.options.bias.get("face"))
         self._check_track_time(track_id, t)
-        return self._face_step(track_id, t, np.log(c).astype(np.float32))
+        return self._face_step(track_id, t, _safe_log(c), mk.astype(np.uint8))
 
     def drop_track(self, track_id: int) -> None:
         """Forget a face track (its evidence and its smoothing state)."""
@@ -502,12 +652,12 @@ class FusionState:
         if sm is not None and sm.t is not None and t < sm.t:
             raise InvalidInputError(f"face track {track_id}: timestamps must not go backwards: t={t} s after t={sm.t} s")
 
-    def _face_step(self, track_id: int, t: float, logp: np.ndarray) -> np.ndarray:
+    def _face_step(self, track_id: int, t: float, logp: np.ndarray, mask: np.ndarray) -> np.ndarray:
         sm = self._faces.get(track_id)
         if sm is None:
             sm = self._faces[track_id] = _Smoother(self.k, self._kernel)
         self._face_seen[track_id] = t
-        return sm.step(t, logp[None, :], _ONE, self.options.face_tau_s)
+        return sm.step(t, logp[None, :], _ONE, self.options.face_tau_s, None if mask.all() else mask[None, :])
 
     def _prepare(self, ev: ModalityEvidence, t: float) -> _Stored:
         if not isinstance(ev, ModalityEvidence):
@@ -521,10 +671,11 @@ class FusionState:
         r = float(ev.reliability)
         if not (math.isfinite(r) and 0.0 <= r <= 1.0):
             raise InvalidInputError(f"{ev.modality} reliability={ev.reliability!r} must be in [0, 1]")
-        c = calibrate(ev.probs, ev.labels, ev.temperature, logits=ev.logits, canonical=self.labels, eps=self.options.eps)
+        c, mk = calibrate_partial(ev.probs, ev.labels, ev.temperature, logits=ev.logits, canonical=self.labels,
+                                  eps=self.options.eps, bias=self.options.bias.get(ev.modality))
         if ev.track_id is not None and ev.modality == "face":
             self._check_track_time(ev.track_id, t)
-        return _Stored(ev=ev, probs=c, logp=np.log(c).astype(np.float32))
+        return _Stored(ev=ev, probs=c, logp=_safe_log(c), mask=mk.astype(np.uint8))
 
     def _commit(self, s: _Stored) -> Optional[_Stored]:
         key = (s.ev.modality, s.ev.track_id)

@@ -11,7 +11,7 @@ Decisions for labels without a direct counterpart (documented in the README):
 """
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import Any, Optional, Sequence
 
 import numpy as np
 
@@ -50,11 +50,12 @@ def mapping_matrix(model_labels: Sequence[str], canonical: Sequence[str] = CANON
     return m
 
 
-def to_canonical_probs(probs, model_labels: Sequence[str]) -> np.ndarray:
+def to_canonical_probs(probs: Any, model_labels: Sequence[str]) -> np.ndarray:
     """Map a model's probability vector(s) [..., len(model_labels)] onto CANONICAL by name and
     renormalise; rows whose mass all falls on unmapped labels come out uniform."""
     p = np.asarray(probs, dtype=np.float64)
     out = p @ mapping_matrix(model_labels).T.astype(np.float64)
     s = out.sum(-1, keepdims=True)
     uniform = np.full_like(out, 1.0 / out.shape[-1])
-    return np.where(s > 0, out / np.where(s > 0, s, 1.0), uniform)
+    res: np.ndarray = np.where(s > 0, out / np.where(s > 0, s, 1.0), uniform)
+    return res

@@ -19,9 +19,11 @@ import os
 import pathlib
 import tempfile
 import threading
-from typing import Optional, Union
+from typing import Any, Dict, List, Optional, Union
 
 from .errors import ModelError, ModelNotFoundError, VariantNotFoundError
+
+PathLike = Union[str, "os.PathLike[str]"]
 
 MODELS_DIR = pathlib.Path(__file__).resolve().parent / "models"
 MANIFEST_PATH = MODELS_DIR / "manifest.json"
@@ -31,11 +33,11 @@ CANONICAL_LABELS = ("neutral", "happy", "sad", "angry", "fearful", "disgusted", 
 
 # path (resolved) -> the sha256 its manifest entry expects; make_session checks the bytes it loads against
 # it, so a file swapped between the check in model_path and the load is still caught.
-_expected: dict = {}
+_expected: Dict[str, str] = {}
 _lock = threading.Lock()
 
 
-def sha256_file(path) -> str:
+def sha256_file(path: PathLike) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -46,19 +48,20 @@ def sha256_file(path) -> str:
 class Manifest:
     """Read-only view of a manifest file; model paths are resolved next to it."""
 
-    def __init__(self, data: dict, path: pathlib.Path):
+    def __init__(self, data: Dict[str, Any], path: PathLike):
         self.data = data
         self.path = pathlib.Path(path)
         self.root = self.path.parent
 
     @property
-    def models(self) -> dict:
-        return self.data.get("models", {})
+    def models(self) -> Dict[str, Dict[str, Any]]:
+        models: Dict[str, Dict[str, Any]] = self.data.get("models", {})
+        return models
 
-    def names(self) -> list:
+    def names(self) -> List[str]:
         return sorted(self.models)
 
-    def entry(self, name: str) -> dict:
+    def entry(self, name: str) -> Dict[str, Any]:
         """The manifest entry named ``name`` (a deep copy)."""
         try:
             return copy.deepcopy(self.models[name])
@@ -82,8 +85,8 @@ class Manifest:
         fam = e.get("family", name)
         for n, other in sorted(self.models.items()):
             if other.get("family", n) == fam and other.get("precision") == precision:
-                return n
-        have = sorted({o.get("precision") for n, o in self.models.items() if o.get("family", n) == fam})
+                return str(n)
+        have = sorted({str(o.get("precision")) for n, o in self.models.items() if o.get("family", n) == fam})
         raise VariantNotFoundError(f"model family {fam!r} has no {precision!r} variant; choose one of {have}")
 
     def resolve_file(self, name: str) -> pathlib.Path:
@@ -133,7 +136,7 @@ class Manifest:
         return p
 
 
-def expected_sha256(path) -> Optional[str]:
+def expected_sha256(path: "Union[str, os.PathLike[str]]") -> Optional[str]:
     """The sha256 a manifest entry recorded for ``path`` (after :meth:`Manifest.model_path` verified it), else None."""
     with _lock:
         return _expected.get(str(pathlib.Path(path).resolve()))
@@ -158,7 +161,8 @@ def load_manifest(path: "Union[str, os.PathLike[str], Manifest, None]" = None) -
     return Manifest(data, p)
 
 
-def update_entry(name: str, entry: dict, path=None, default_for: Optional[str] = None) -> None:
+def update_entry(name: str, entry: Dict[str, Any], path: Optional[PathLike] = None,
+                 default_for: Optional[str] = None) -> None:
     """Add or replace one entry (used by export/ scripts); computes sha256 of the entry's file.
     Writes atomically with sorted keys so concurrent editors merge cleanly."""
     p = pathlib.Path(path) if path is not None else MANIFEST_PATH

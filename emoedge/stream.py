@@ -3,16 +3,20 @@
 fusion state. Push timestamped inputs, get back the :class:`~emoedge.events.EmotionEvent` s that became
 ready:
 
-* ``push_frame(image, t)``: one event per frame (at ``t``), with the faces found in it.
-* ``push_audio(pcm, sample_rate, t)``: one event per voice window the voice model finished (at its end time).
-* ``push_text(text, t)``: one event (at ``t``).
+* ``push_frame(image, t)``: one event per frame, with the faces found in it (trigger time: ``t``).
+* ``push_audio(pcm, sample_rate, t)``: one event per voice window the voice model finished (trigger time:
+  the window's end), none while there is no speech.
+* ``push_text(text, t)``: one event (trigger time: ``t``); none for empty text.
 
 Timestamps are seconds on the source clock and must not go backwards within a modality (frames: strictly
-increasing). Fusion is evaluated at the latest time seen, and that is the event's ``t``, so a stream's
-events never go back in time even when modalities arrive slightly out of step (e.g. a voice window ending
-at 1.50 s that is finished by an audio chunk pushed after the frame at 1.53 s gives an event at 1.53 s;
-the window's own end time is in ``event.evidence["voice"].t``). Frame events in file mode carry their
-frame's time. A frame whose size differs from the previous one resets the face tracker
+increasing). **Event times follow the stream clock**: fusion is evaluated at the latest of the trigger
+time and every earlier event's time, and that is the event's ``t``, so a stream's events never go back in
+time even when modalities arrive out of step. The trigger's own time is ``event.trigger_t``. Examples: a
+voice window ending at 1.50 s finished by an audio chunk pushed after the frame at 1.53 s gives an event
+with ``t`` 1.53 and ``trigger_t`` 1.50; a text line stamped 2.0 s pushed after 9 s of audio whose voice
+windows reached 7.5 s gives ``t`` 7.5 and ``trigger_t`` 2.0 (the line's evidence is 5.5 s old and decays
+accordingly). When inputs arrive in time order (file mode, the ``engine.run`` driver) ``t == trigger_t``.
+A frame whose size differs from the previous one resets the face tracker
 and per-face smoothing (counted in ``stats.size_changes``); it is not an error.
 Every push holds the stream's lock, so calls from several threads are serialized (they are not run in
 parallel, and timestamps must still increase in the order the calls take the lock); many streams may
@@ -219,6 +223,7 @@ class Stream:
         lat["fuse"] = _ms(time.perf_counter_ns() - t0)
         ev = adapters.event_from_estimate(est, t=t_fuse, trigger=trigger, faces=faces, latency=lat,
                                           drops=self.stats.drops(), frame_index=frame_index, stream_id=self.stream_id)
+        ev.trigger_t = float(t)
         if frame is not None and self.keep_frames:
             ev.frame = frame
         self.stats.events += 1
@@ -324,7 +329,8 @@ class Stream:
         return out
 
     def push_text(self, text: str, t: float) -> List[EmotionEvent]:
-        """Add a line of text (transcript, chat message) at ``t`` seconds; returns one event.
+        """Add a line of text (transcript, chat message) at ``t`` seconds; returns one event (``trigger_t`` =
+        ``t``; ``event.t`` is the stream clock, later than ``t`` when other inputs already went further).
         Empty or whitespace-only text yields no evidence (and no event)."""
         with self._lock:
             self._check_open("push_text")

@@ -17,7 +17,7 @@ is dropped; its id is never reused.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -51,11 +51,11 @@ class TrackerOptions:
             raise InvalidInputError(f"TrackerOptions.velocity_smoothing={self.velocity_smoothing!r} must be in [0, 1]")
         return self
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> Dict[str, Any]:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "TrackerOptions":
+    def from_dict(cls, d: Dict[str, Any]) -> "TrackerOptions":
         unknown = set(d) - set(cls.__dataclass_fields__)
         if unknown:
             raise InvalidInputError(f"unknown TrackerOptions fields {sorted(unknown)}; valid: {sorted(cls.__dataclass_fields__)}")
@@ -68,16 +68,16 @@ class Track:
     hits: detections matched so far; missed: detection rounds since the last match; t: time (s) of
     the last update; state: free per-track storage for later stages (e.g. smoothed probabilities)."""
     track_id: int
-    box: tuple
+    box: Tuple[float, float, float, float]
     score: float
     keypoints: Optional[np.ndarray] = field(default=None, repr=False)
     hits: int = 1
     missed: int = 0
     first_t: Optional[float] = None
     t: Optional[float] = None
-    velocity: tuple = (0.0, 0.0)
-    state: dict = field(default_factory=dict, repr=False)
-    det_center: tuple = field(default=(0.0, 0.0), repr=False)  # centre at the last matched detection
+    velocity: Tuple[float, float] = (0.0, 0.0)
+    state: Dict[str, Any] = field(default_factory=dict, repr=False)
+    det_center: Tuple[float, float] = field(default=(0.0, 0.0), repr=False)  # centre at the last matched detection
     det_frame: int = field(default=0, repr=False)              # tracker frame index of that detection
 
 
@@ -113,7 +113,7 @@ class FaceTracker:
         whenever there are no live tracks)."""
         return not self.tracks or self.frame_index % self.options.detect_every == 0
 
-    def update(self, boxes, scores=None, keypoints=None, t: Optional[float] = None) -> List[Track]:
+    def update(self, boxes: Any, scores: Any = None, keypoints: Any = None, t: Optional[float] = None) -> List[Track]:
         """Match this frame's detections to tracks. boxes: [K, 4] (x, y, w, h) pixels; scores: [K];
         keypoints: [K, 6, 2] or None; t: timestamp (s). Returns the matched/new Track of every detection."""
         b = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
@@ -149,7 +149,7 @@ class FaceTracker:
         out: List[Track] = []
         a = o.velocity_smoothing
         for di in range(k):
-            box = tuple(float(v) for v in b[di])
+            box = (float(b[di, 0]), float(b[di, 1]), float(b[di, 2]), float(b[di, 3]))
             if di in d_used:
                 tr = self.tracks[d_used[di]]
                 steps = max(1, self.frame_index - tr.det_frame)

@@ -25,7 +25,7 @@ import collections
 import math
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Deque, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Deque, Dict, List, Optional, Tuple, Union
 
 import numpy as np
 
@@ -33,7 +33,9 @@ from .audio import Resampler, _check_rate, check_pcm, to_float_mono
 from .errors import InvalidInputError, ModelError, StreamClosedError
 
 if TYPE_CHECKING:  # pragma: no cover
+    from .manifest import Manifest
     from .options import RuntimeOptions
+    from .session import SessionOptions
 
 SAMPLE_RATE = 16000
 VAD_CHUNK = 512
@@ -73,7 +75,8 @@ def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
     z = np.asarray(logits, dtype=np.float64) / float(temperature)
     z = z - z.max(axis=-1, keepdims=True)
     e = np.exp(z)
-    return (e / e.sum(axis=-1, keepdims=True)).astype(np.float32)
+    out: np.ndarray = (e / e.sum(axis=-1, keepdims=True)).astype(np.float32)
+    return out
 
 
 # ----------------------------------------------------------------------------- VAD
@@ -82,7 +85,7 @@ class VadStream:
     """Silero VAD on a 16 kHz stream: every 512 new samples (with the previous 64 prepended) give one
     speech probability. The recurrent state [2, 1, 128] lives here, never in the shared session."""
 
-    def __init__(self, session):
+    def __init__(self, session: Any):
         self.session = session
         self.reset()
 
@@ -99,7 +102,7 @@ class VadStream:
         self._ctx = chunk[-VAD_CONTEXT:].copy()
         return float(p.reshape(-1)[0])
 
-    def accept(self, y: np.ndarray) -> list:
+    def accept(self, y: np.ndarray) -> List[Tuple[int, float]]:
         """float32 [n] 16 kHz -> [(chunk end sample, probability), ...] for each completed 512-sample chunk."""
         buf = np.concatenate([self._pending, y]) if len(self._pending) else np.asarray(y, np.float32)
         k = len(buf) // VAD_CHUNK
@@ -110,7 +113,7 @@ class VadStream:
         self._pending = buf[k * VAD_CHUNK:].copy()
         return out
 
-    def flush(self) -> list:
+    def flush(self) -> List[Tuple[int, float]]:
         """The zero-padded tail chunk, if any samples are pending: [(end sample of the real audio, p)]."""
         if not len(self._pending):
             return []
@@ -122,7 +125,7 @@ class VadStream:
         return [(end, self._run(tail))]
 
 
-def load_vad(manifest=None, session_options=None):
+def load_vad(manifest: "Union[str, Manifest, None]" = None, session_options: "Optional[SessionOptions]" = None) -> Any:
     """The bundled Silero VAD session (sha256-verified), shareable by any number of VadStream objects."""
     from .manifest import load_manifest
     from .session import SessionOptions, make_session
@@ -130,7 +133,7 @@ def load_vad(manifest=None, session_options=None):
     return make_session(m.model_path(m.find("vad")), session_options or SessionOptions())
 
 
-def vad_probabilities(pcm, sample_rate: int, session=None) -> np.ndarray:
+def vad_probabilities(pcm: Any, sample_rate: int, session: Any = None) -> np.ndarray:
     """Offline helper: float32 [ceil(n / 512)] speech probabilities per 32 ms chunk of a clip (resampled
     to 16 kHz first; the last chunk zero-padded)."""
     from .audio import resample
@@ -172,7 +175,7 @@ class VoiceEvidence:
     (NaN without VAD); ``latency_ms``: time to assemble the window and run the model."""
     t_start: float
     t_end: float
-    labels: tuple
+    labels: Tuple[str, ...]
     probs: np.ndarray
     vad_prob: float
     latency_ms: float
@@ -180,9 +183,9 @@ class VoiceEvidence:
 
     @property
     def label(self) -> str:
-        return self.labels[int(np.argmax(self.probs))]
+        return str(self.labels[int(np.argmax(self.probs))])
 
-    def canonical(self) -> dict:
+    def canonical(self) -> Dict[str, float]:
         """Probabilities mapped by name onto emoedge.labels.CANONICAL (calm -> neutral)."""
         from .labels import CANONICAL, to_canonical_probs
         return dict(zip(CANONICAL, to_canonical_probs(self.probs, self.labels).tolist()))
@@ -192,7 +195,7 @@ class VoiceEvidence:
 class ClipPrediction:
     """Clip-level decision: ``probs`` is the mean of the window probabilities (float32 [C]); ``label``
     their argmax (None when no window ran, e.g. no speech with the VAD gate on)."""
-    labels: tuple
+    labels: Tuple[str, ...]
     probs: Optional[np.ndarray]
     label: Optional[str]
     windows: List[VoiceEvidence]
@@ -204,8 +207,9 @@ class VoiceModel:
     """Shared, thread-safe part: the voice model and Silero VAD onnxruntime sessions plus their manifest
     settings. Holds no per-stream state; make one :class:`VoiceStream` per audio source with :meth:`stream`."""
 
-    def __init__(self, *, name: Optional[str] = None, precision: Optional[str] = None, manifest=None,
-                 session_options=None, vad: bool = True, runtime: "Optional[RuntimeOptions]" = None):
+    def __init__(self, *, name: Optional[str] = None, precision: Optional[str] = None,
+                 manifest: "Union[str, Manifest, None]" = None, session_options: "Optional[SessionOptions]" = None,
+                 vad: bool = True, runtime: "Optional[RuntimeOptions]" = None):
         from . import kernels
         from .manifest import load_manifest
         from .session import SessionOptions, make_session
@@ -239,7 +243,7 @@ class VoiceModel:
     def window_s(self) -> float:
         return self.window_frames * self.hop_length / self.sample_rate
 
-    def stream(self, options: Optional[VoiceOptions] = None, **kw) -> "VoiceStream":
+    def stream(self, options: Optional[VoiceOptions] = None, **kw: Any) -> "VoiceStream":
         """A new per-source stream; keyword arguments override VoiceOptions fields."""
         opts = options or VoiceOptions()
         if kw:
@@ -251,9 +255,10 @@ class VoiceModel:
         w = np.ascontiguousarray(windows, dtype=np.float32)
         if w.ndim != 3 or w.shape[1:] != (self.window_frames, self.n_mels):
             raise InvalidInputError(f"windows must be [B, {self.window_frames}, {self.n_mels}], got {w.shape}")
-        return self.session.run(None, {self.input_name: w})[0]
+        logits: np.ndarray = self.session.run(None, {self.input_name: w})[0]
+        return logits
 
-    def predict_clip(self, pcm, sample_rate: int, *, vad_gate: bool = False, **kw) -> ClipPrediction:
+    def predict_clip(self, pcm: Any, sample_rate: int, *, vad_gate: bool = False, **kw: Any) -> ClipPrediction:
         """Clip decision: a fresh stream (``vad_gate`` off by default) is fed the whole clip and flushed;
         the clip's probabilities are the mean of its window probabilities."""
         with self.stream(vad_gate=vad_gate, **kw) as s:
@@ -310,10 +315,10 @@ class VoiceStream:
     def close(self) -> None:
         self._closed = True
 
-    def __enter__(self):
+    def __enter__(self) -> "VoiceStream":
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     @property
@@ -322,7 +327,7 @@ class VoiceStream:
         return self._sr
 
     # -- input
-    def push(self, pcm, sample_rate: int, t: Optional[float] = None) -> List[VoiceEvidence]:
+    def push(self, pcm: Any, sample_rate: int, t: Optional[float] = None) -> List[VoiceEvidence]:
         """Feed a chunk (int16/float32/float64; [n] mono or [n, channels]); returns the evidence of the
         windows that became ready. ``t``: source time (s) of the chunk's first sample. Chunks of any length
         are accepted; long ones are processed in ``slice_s`` slices so memory stays bounded."""

@@ -87,3 +87,36 @@ def count_flops(model: nn.Module, size: int = 48) -> int:
     for h in hs:
         h.remove()
     return 2 * int(sum(macs))
+
+
+class TeacherResNet(nn.Module):
+    """ResNet-18-style teacher for small gray faces (training-time only, never shipped).
+
+    Input float32 [N, 1, S, S] (S = 48, or larger when the batch is up-sampled); a 3x3 stem (stride 1 up
+    to 64 px, else 2) then four stages of ``blocks`` basic blocks with ``widths`` channels, the last three
+    at stride 2; global average pooling, dropout, linear -> logits [N, n_classes]. At 48 px with the
+    default widths: 11.2 M parameters, ~2.5 GFLOPs per face."""
+
+    def __init__(self, n_classes: int = 7, widths=(64, 128, 256, 512), blocks=(2, 2, 2, 2), dropout: float = 0.3,
+                 stem_stride: int = 1):
+        super().__init__()
+        self.stem = conv_bn(1, widths[0], stem_stride)
+        layers, cin = [], widths[0]
+        for i, (w, n) in enumerate(zip(widths, blocks)):
+            for j in range(n):
+                layers.append(BasicBlock(cin, w, 2 if (j == 0 and i > 0) else 1))
+                cin = w
+        self.stages = nn.Sequential(*layers)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.drop = nn.Dropout(dropout)
+        self.fc = nn.Linear(cin, n_classes)
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+        for m in self.modules():  # zero-init the last BN of each residual branch (starts as identity)
+            if isinstance(m, BasicBlock):
+                nn.init.zeros_(m.c2[1].weight)
+
+    def forward(self, x):
+        x = self.stages(self.stem(x))
+        return self.fc(self.drop(torch.flatten(self.pool(x), 1)))

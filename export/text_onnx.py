@@ -121,3 +121,90 @@ def build(W: np.ndarray, b: np.ndarray, idf: np.ndarray, alpha, precision: str =
     model.ir_version = 8
     onnx.checker.check_model(model)
     return model
+
+
+def build_mixture(W: np.ndarray, b: np.ndarray, idf: np.ndarray, alpha, *, experts, gate_col: int, out_labels,
+                  known: np.ndarray = None, precision: str = "int8", floor: float = 1e-6, doc: str = "",
+                  expert1_scores: str = "") -> onnx.ModelProto:
+    """Domain-gated mixture of linear experts over the same features (one shared linear layer).
+
+    ``W`` [buckets, C] / ``b`` [C] hold every expert's columns and one gate column ``gate_col``. ``experts``:
+    two dicts ``{"cols": [...], "T": temperature, "map": float [len(cols), len(out_labels)] 0/1}``; expert 0
+    is weighted by g = sigmoid(raw[:, gate_col]) and expert 1 by 1 - g. Output ``logits`` [B, L] is
+    log(g * softmax(raw_0 / T_0) @ map_0 + (1 - g) * softmax(raw_1 / T_1) @ map_1 + floor), renormalised
+    (log-probabilities: softmax(logits) is the model's distribution over ``out_labels``). With ``known``
+    (uint8 [buckets], 1 = a word uni-gram bucket seen in training) a second output ``coverage`` [B] is the
+    tf-weighted fraction of the text's word uni-grams that were seen in training (1 when it has none).
+    With ``expert1_scores`` (an output name), expert 1's raw scores [B, len(cols)] are an output too.
+    """
+    model = build(W, b, idf, alpha, precision=precision, doc=doc)
+    g = model.graph
+    for n in g.node:
+        if "logits" in n.output:
+            n.output[list(n.output).index("logits")] = "raw"
+    del g.output[:]
+    L = len(out_labels)
+    e0, e1 = experts
+    inits = [numpy_helper.from_array(np.asarray(e0["cols"], np.int64), "cols0"),
+             numpy_helper.from_array(np.asarray(e1["cols"], np.int64), "cols1"),
+             numpy_helper.from_array(np.asarray([gate_col], np.int64), "colg"),
+             numpy_helper.from_array(np.array(1.0 / e0["T"], np.float32), "invT0"),
+             numpy_helper.from_array(np.array(1.0 / e1["T"], np.float32), "invT1"),
+             numpy_helper.from_array(np.asarray(e0["map"], np.float32), "map0"),
+             numpy_helper.from_array(np.asarray(e1["map"], np.float32), "map1"),
+             numpy_helper.from_array(np.array(1.0, np.float32), "onef"),
+             numpy_helper.from_array(np.array(floor, np.float32), "floor"),
+             numpy_helper.from_array(np.array([1], np.int64), "ax1m")]
+    nodes = [
+        helper.make_node("Gather", ["raw", "cols0"], ["z0"], axis=1),
+        helper.make_node("Gather", ["raw", "cols1"], ["z1"], axis=1),
+        helper.make_node("Gather", ["raw", "colg"], ["zg"], axis=1),          # [B, 1]
+        helper.make_node("Mul", ["z0", "invT0"], ["z0t"]),
+        helper.make_node("Mul", ["z1", "invT1"], ["z1t"]),
+        helper.make_node("Softmax", ["z0t"], ["p0"], axis=1),
+        helper.make_node("Softmax", ["z1t"], ["p1"], axis=1),
+        helper.make_node("MatMul", ["p0", "map0"], ["q0"]),
+        helper.make_node("MatMul", ["p1", "map1"], ["q1"]),
+        helper.make_node("Sigmoid", ["zg"], ["gw"]),
+        helper.make_node("Sub", ["onef", "gw"], ["gw1"]),
+        helper.make_node("Mul", ["q0", "gw"], ["m0"]),
+        helper.make_node("Mul", ["q1", "gw1"], ["m1"]),
+        helper.make_node("Add", ["m0", "m1"], ["mix"]),
+        helper.make_node("Add", ["mix", "floor"], ["mixf"]),
+        helper.make_node("ReduceSum", ["mixf", "ax1m"], ["msum"], keepdims=1),
+        helper.make_node("Div", ["mixf", "msum"], ["pm"]),
+        helper.make_node("Log", ["pm"], ["logits"]),
+    ]
+    outputs = [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["B", L])]
+    if expert1_scores:  # the second expert's raw per-class scores (multi-label thresholds apply to them)
+        nodes.append(helper.make_node("Identity", ["z1"], [expert1_scores]))
+        outputs.append(helper.make_tensor_value_info(expert1_scores, TensorProto.FLOAT, ["B", len(e1["cols"])]))
+    if known is not None:
+        inits += [numpy_helper.from_array(np.asarray(known, np.uint8), "known"),
+                  numpy_helper.from_array(np.array(3, np.int64), "Kblk"),
+                  numpy_helper.from_array(np.array(0, np.int64), "zero_i"),
+                  numpy_helper.from_array(np.array(1e-6, np.float32), "tiny")]
+        nodes += [
+            helper.make_node("Gather", ["known", "indices"], ["kn_u8"], axis=0),
+            helper.make_node("Cast", ["kn_u8"], ["kn"], to=TensorProto.FLOAT),
+            helper.make_node("Mod", ["segment", "Kblk"], ["blk"]),
+            helper.make_node("Equal", ["blk", "zero_i"], ["is_uni_b"]),
+            helper.make_node("Cast", ["is_uni_b"], ["is_uni"], to=TensorProto.FLOAT),
+            helper.make_node("Mul", ["is_uni", "tf"], ["uni_tf"]),
+            helper.make_node("Mul", ["uni_tf", "kn"], ["kn_tf"]),
+            helper.make_node("Div", ["segment", "Kblk"], ["text_id"]),
+            helper.make_node("ConstantOfShape", ["n_texts"], ["zeros_b"],
+                             value=numpy_helper.from_array(np.zeros(1, np.float32))),
+            helper.make_node("ScatterElements", ["zeros_b", "text_id", "kn_tf"], ["num"], axis=0, reduction="add"),
+            helper.make_node("ScatterElements", ["zeros_b", "text_id", "uni_tf"], ["den"], axis=0, reduction="add"),
+            helper.make_node("Sub", ["den", "num"], ["unk"]),
+            helper.make_node("Max", ["den", "tiny"], ["den_c"]),
+            helper.make_node("Div", ["unk", "den_c"], ["unk_frac"]),
+            helper.make_node("Sub", ["onef", "unk_frac"], ["coverage"]),
+        ]
+        outputs.append(helper.make_tensor_value_info("coverage", TensorProto.FLOAT, ["B"]))
+    g.initializer.extend(inits)
+    g.node.extend(nodes)
+    g.output.extend(outputs)
+    onnx.checker.check_model(model)
+    return model

@@ -122,4 +122,32 @@ TEST_CASE("fusion_pool output stays finite for a huge weight (1e30 gave -inf)") 
   CHECK_NEAR(out[1], -1e4, 1e-3);
 }
 
+TEST_CASE("partial label spaces: an unmodelled class takes the row's best modelled value") {
+  // modality 0 models all 3 classes, modality 1 models classes 0 and 1 only (class 2: no evidence)
+  const std::vector<float> a = {0.5f, 0.3f, 0.2f}, b = {0.9f, 0.1f};
+  std::vector<float> lp(6), st(3), out(3), lo(3);
+  for (int j = 0; j < 3; ++j) lp[j] = std::log(a[j]);
+  lp[3] = std::log(b[0]); lp[4] = std::log(b[1]); lp[5] = 0.f;  // ignored (masked out)
+  const std::uint8_t mask[6] = {1, 1, 1, 1, 1, 0};
+  const float w[2] = {1.0f, 0.8f};
+  emoedge::fusion_step(lp.data(), w, 2, 3, st.data(), false, 0.0, out.data(), mask);
+  double ref[3] = {a[0] * std::pow(b[0], 0.8), a[1] * std::pow(b[1], 0.8), a[2] * std::pow(b[0], 0.8)};
+  const double s = ref[0] + ref[1] + ref[2];
+  for (int j = 0; j < 3; ++j) CHECK_NEAR(out[j], ref[j] / s, 1e-6);
+  // class 2 is never lowered relative to fusing modality 0 alone
+  CHECK(out[2] >= a[2] - 1e-7);
+  // uniform over what it models: no change
+  lp[3] = lp[4] = std::log(0.5f);
+  emoedge::fusion_pool(lp.data(), w, 2, 3, lo.data(), mask);
+  for (int j = 0; j < 3; ++j) CHECK_NEAR(std::exp(static_cast<double>(lo[j])), a[j], 1e-6);
+  // a row that models nothing contributes nothing; a full mask equals no mask
+  const std::uint8_t none[6] = {1, 1, 1, 0, 0, 0}, full[6] = {1, 1, 1, 1, 1, 1};
+  emoedge::fusion_pool(lp.data(), w, 2, 3, lo.data(), none);
+  for (int j = 0; j < 3; ++j) CHECK_NEAR(std::exp(static_cast<double>(lo[j])), a[j], 1e-6);
+  std::vector<float> l1(3), l2(3);
+  emoedge::fusion_pool(lp.data(), w, 2, 3, l1.data(), full);
+  emoedge::fusion_pool(lp.data(), w, 2, 3, l2.data());
+  for (int j = 0; j < 3; ++j) CHECK_NEAR(l1[j], l2[j], 0.0);
+}
+
 TEST_MAIN()

@@ -32,6 +32,9 @@ def add_engine_arguments(p) -> None:
     p.add_argument("--no-face", action="store_true", help="do not analyze faces")
     p.add_argument("--no-voice", action="store_true", help="do not analyze audio")
     p.add_argument("--no-text", action="store_true", help="do not load the text model")
+    p.add_argument("--text-model", default=None, metavar="NAME",
+                   help="text model manifest entry (default: the manifest default, text-canonical; "
+                        "e.g. text-carer for the CARER-only model)")
 
 
 def make_engine(args, face: bool = True, voice: bool = True, text: bool = True):
@@ -45,6 +48,8 @@ def make_engine(args, face: bool = True, voice: bool = True, text: bool = True):
         kw["voice"] = False
     if getattr(args, "no_text", False) or not text or not getattr(args, "text_file", None):
         kw["text"] = False
+    if getattr(args, "text_model", None):
+        kw["models"] = {"text": args.text_model}
     tri = {k: getattr(args, a, None) for k, a in (("triton_url", "triton_url"), ("triton_timeout_s", "triton_timeout"),
                                                    ("triton_local_tasks", "triton_local"))}
     if any(v is not None for v in tri.values()) or getattr(args, "backend", "cpu") == "triton":

@@ -15,15 +15,33 @@ _STATE_FLOOR = -1e4
 
 
 @numba.njit(cache=True, nogil=True)
-def _step(log_probs, weights, state, has_state, alpha, out):  # pragma: no cover - compiled
+def _step(log_probs, weights, state, has_state, alpha, out, mask, use_mask):  # pragma: no cover - compiled
     m, k = log_probs.shape
     z = np.zeros(k, dtype=np.float64)
     for i in range(m):
         w = np.float64(weights[i])
         if w == 0.0:
             continue
+        if not use_mask:
+            for j in range(k):
+                z[j] += w * np.float64(log_probs[i, j])
+            continue
+        # unmodelled classes take the row's max over its modelled classes (no evidence about them)
+        anyc = False
+        r = 0.0
         for j in range(k):
-            z[j] += w * np.float64(log_probs[i, j])
+            if mask[i, j] != 0:
+                v = np.float64(log_probs[i, j])
+                if not anyc or v > r:
+                    r = v
+                anyc = True
+        if not anyc:
+            continue
+        for j in range(k):
+            if mask[i, j] != 0:
+                z[j] += w * np.float64(log_probs[i, j])
+            else:
+                z[j] += w * r
     mx = z[0]
     for j in range(1, k):
         if z[j] > mx:
@@ -57,9 +75,10 @@ def _step(log_probs, weights, state, has_state, alpha, out):  # pragma: no cover
         out[j] = np.float32(math.exp(z[j]) / total)
 
 
-def fusion_step(log_probs, weights, state, has_state, alpha, out=None):
+def fusion_step(log_probs, weights, state, has_state, alpha, out=None, mask=None):
     """Same contract as ``emoedge._native.fusion_step``: float32 log_probs [M, K], weights [M],
-    state [K] (updated in place), returns float32 [K] probabilities."""
+    state [K] (updated in place), optional mask uint8/bool [M, K] (1 = the modality models the class),
+    returns float32 [K] probabilities."""
     for name, a, nd in (("log_probs", log_probs, 2), ("weights", weights, 1), ("state", state, 1)):
         if not isinstance(a, np.ndarray) or a.dtype != np.float32:
             raise InvalidInputError(f"{name} must be a float32 numpy array; convert with np.asarray(x, dtype=np.float32)")
@@ -87,5 +106,14 @@ def fusion_step(log_probs, weights, state, has_state, alpha, out=None):
         out = np.empty(k, dtype=np.float32)
     elif not isinstance(out, np.ndarray) or out.dtype != np.float32 or out.shape != (k,):
         raise InvalidInputError(f"out must be a float32 array of shape ({k},)")
-    _step(np.ascontiguousarray(log_probs), np.ascontiguousarray(weights), state, bool(has_state), float(alpha), out)
+    if mask is None:
+        mk, use = np.ones((1, 1), dtype=np.uint8), False
+    else:
+        if not isinstance(mask, np.ndarray) or mask.dtype not in (np.uint8, np.bool_):
+            raise InvalidInputError("mask must be a uint8 or bool numpy array [M, K] (1 = the modality models that class)")
+        if mask.shape != (m, k):
+            raise InvalidInputError(f"mask must have the shape of log_probs [{m}, {k}], got {mask.shape}")
+        mk, use = np.ascontiguousarray(mask).view(np.uint8), True
+    _step(np.ascontiguousarray(log_probs), np.ascontiguousarray(weights), state, bool(has_state), float(alpha), out,
+          mk, use)
     return out

@@ -13,7 +13,7 @@ afterwards yourself if you need it.
 """
 from __future__ import annotations
 
-from typing import Optional
+from typing import Any, Dict, Optional, Tuple
 
 import numpy as np
 
@@ -24,10 +24,10 @@ from .logmel_options import LogMelOptions
 __all__ = ["LogMelOptions", "log_mel", "LogMelStream", "mel_filterbank"]
 
 
-_cache: dict = {}
+_cache: Dict[Tuple[Any, ...], Any] = {}
 
 
-def _kernel(opts: LogMelOptions):
+def _kernel(opts: LogMelOptions) -> Any:
     """The (cached) backend object for these options: native LogMel or the numba fallback."""
     # validate on every call: the key coerces values (int(512.7) == 512), so a cache hit must not stand in
     # for validating these exact options
@@ -48,7 +48,7 @@ def _kernel(opts: LogMelOptions):
     return k
 
 
-def _check_rate(sample_rate, opts: LogMelOptions) -> None:
+def _check_rate(sample_rate: Optional[int], opts: LogMelOptions) -> None:
     if sample_rate is not None and int(sample_rate) != opts.sample_rate:
         raise InvalidInputError(
             f"waveform sample_rate={sample_rate} Hz does not match LogMelOptions.sample_rate={opts.sample_rate} Hz: "
@@ -72,7 +72,8 @@ def log_mel(waveform: np.ndarray, opts: Optional[LogMelOptions] = None, *,
         else:
             raise InvalidTypeError(f"waveform must be a numpy array of int16 or float32 samples, got "
                             f"{type(waveform).__name__}: pass np.asarray(x, dtype=np.float32)")
-    return _kernel(opts).compute(waveform)
+    out: np.ndarray = _kernel(opts).compute(waveform)
+    return out
 
 
 class LogMelStream:
@@ -105,11 +106,13 @@ class LogMelStream:
 
     def accept(self, chunk: np.ndarray, sample_rate: Optional[int] = None) -> np.ndarray:  # pragma: no cover
         """Replaced per instance by the backend's accept (documented here)."""
-        return self._impl.accept(chunk, sample_rate)
+        out: np.ndarray = self._impl.accept(chunk, sample_rate)
+        return out
 
     def flush(self) -> np.ndarray:  # pragma: no cover
         """End of signal: the remaining frames, float32 [frames, n_mels]."""
-        return self._impl.flush()
+        out: np.ndarray = self._impl.flush()
+        return out
 
     def reset(self) -> None:  # pragma: no cover
         """Forget all state and start a new signal."""
@@ -118,14 +121,15 @@ class LogMelStream:
     @property
     def samples_seen(self) -> int:
         """Samples accepted since the last reset."""
-        return self._impl.samples_seen
+        return int(self._impl.samples_seen)
 
     @property
     def frames_emitted(self) -> int:
         """Frames returned since the last reset."""
-        return self._impl.frames_emitted
+        return int(self._impl.frames_emitted)
 
 
 def mel_filterbank(opts: Optional[LogMelOptions] = None) -> np.ndarray:
     """The mel filterbank used by log_mel, float32 [n_mels, n_fft // 2 + 1] (like librosa.filters.mel)."""
-    return _kernel(LogMelOptions() if opts is None else opts).filterbank()
+    fb: np.ndarray = _kernel(LogMelOptions() if opts is None else opts).filterbank()
+    return fb

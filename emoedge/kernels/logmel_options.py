@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any, Dict, Optional, Tuple
 
 import numpy as np
 
@@ -54,7 +54,7 @@ class LogMelOptions:
 
     def validate(self) -> "LogMelOptions":
         """Raise InvalidInputError (a ValueError) naming the field, the value and the fix; return self."""
-        def _int(name):
+        def _int(name: str) -> int:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
                 raise _bad(name, v, "use an integer")
@@ -129,12 +129,12 @@ class LogMelOptions:
             raise _bad("amin", self.amin, "use a small positive floor, e.g. 1e-10")
         return self
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> Dict[str, Any]:
         """Plain JSON-able dict (used in the model manifest)."""
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "LogMelOptions":
+    def from_dict(cls, d: Dict[str, Any]) -> "LogMelOptions":
         """Inverse of to_dict; missing keys take defaults, unknown keys raise InvalidInputError."""
         if not isinstance(d, dict):
             raise InvalidInputError(f"LogMelOptions.from_dict needs a dict, got {type(d).__name__}")
@@ -144,7 +144,7 @@ class LogMelOptions:
             raise InvalidInputError(f"unknown LogMelOptions keys {unknown}: valid keys are {sorted(names)}")
         return cls(**d).validate()
 
-    def normalized(self) -> tuple:
+    def normalized(self) -> Tuple[Any, ...]:
         """The field values in declaration order, with canonical Python types (norm 'none' -> None): the
         cache key of a kernel."""
         norm = None if self.norm in (None, "none") else self.norm
