@@ -178,9 +178,14 @@ class Engine:
         st = self.stream(RunningMode.LIVE if live else RunningMode.FILE, fusion, keep_frames=keep_frames)
         return Run(st, srcs, live=live, realtime=realtime, queue_size=queue_size, speed=speed)
 
+    @property
+    def closed(self) -> bool:
+        """True after :meth:`close`."""
+        return self._closed
+
     def close(self) -> None:
-        """Refuse new streams. The components stay usable by streams already made (sessions are shared
-        and freed with the engine)."""
+        """Close the engine: no new streams, and pushes on its existing streams raise StreamClosedError
+        (a stream must not keep running on an engine its owner considers shut down)."""
         self._closed = True
 
     def __enter__(self) -> "Engine":

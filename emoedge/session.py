@@ -115,11 +115,25 @@ def make_session(path, opts: Optional[SessionOptions] = None, provider_options: 
     so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     so.log_severity_level = int(opts.log_severity)
-    load_path, compiled = path, None
+    # The bytes are read once, checked and handed to onnxruntime (not the path): a file that a manifest
+    # verified cannot be swapped between that check and this load.
+    import hashlib
+    from .manifest import expected_sha256
+    try:
+        model_bytes = path.read_bytes()
+    except OSError as e:
+        raise ModelError(f"could not read model {path}: {e}") from None
+    model_sha = hashlib.sha256(model_bytes).hexdigest()
+    want = expected_sha256(path)
+    if want is not None and model_sha != want:
+        raise ModelError(f"model file {path} changed after it was verified against its manifest sha256 "
+                         f"({want[:12]}..., now {model_sha[:12]}...): the file was replaced; reinstall emoedge")
+    load_path, compiled, load_bytes = path, None, model_bytes
     if opts.backend == "cpu" and opts.use_compiled:
-        from .backends import find_compiled_cpu
-        compiled = find_compiled_cpu(path, opts.compiled_dir)
-        if compiled is not None:
+        from .backends import load_compiled_cpu
+        found = load_compiled_cpu(path, opts.compiled_dir, model_sha)
+        if found is not None:
+            compiled, load_bytes = found
             load_path = compiled
             # Already optimized offline: skip the optimizer at load time (that is the load-time gain).
             so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
@@ -130,14 +144,16 @@ def make_session(path, opts: Optional[SessionOptions] = None, provider_options: 
     if provider_options is None:
         provider_options = [{} for _ in providers]
         if opts.backend == "tensorrt":
-            from .manifest import sha256_file
             trt_dir = pathlib.Path(opts.compiled_dir) / "trt-ep" if opts.compiled_dir else None
-            provider_options[0] = tensorrt_provider_options(sha256_file(path), opts, cache_dir=trt_dir)
+            provider_options[0] = tensorrt_provider_options(model_sha, opts, cache_dir=trt_dir)
         if opts.backend in ("cuda", "tensorrt"):
             provider_options[providers.index("CUDAExecutionProvider")] = {"device_id": opts.device_id}
     preload = _preload_gpu_libraries() if opts.backend in ("cuda", "tensorrt") else ""
     try:
-        sess = ort.InferenceSession(str(load_path), so, providers=providers, provider_options=list(provider_options))
+        # CPU: the checked bytes. GPU execution providers get the path (the TensorRT EP names its engine
+        # cache after the model file); its bytes were checked just above.
+        src = load_bytes if opts.backend == "cpu" else str(load_path)
+        sess = ort.InferenceSession(src, so, providers=providers, provider_options=list(provider_options))
     except Exception as e:  # onnxruntime raises its own Fail/InvalidProtobuf/... types
         msg = f"{type(e).__name__}: {e}"
         if opts.backend != "cpu" and any(k in msg.lower() for k in ("cuda", "cudnn", "cublas", "tensorrt", "provider")):
@@ -150,7 +166,7 @@ def make_session(path, opts: Optional[SessionOptions] = None, provider_options: 
         raise BackendUnavailableError(f"backend {opts.backend!r} asked for {wanted[0]} but onnxruntime used {used} "
                                       f"for {path.name} (it logs why above). {GPU_LIBRARY_HINT}{preload}")
     _info[sess] = {"model": str(path), "loaded": str(load_path), "compiled": compiled is not None,
-                       "providers": used, "backend": opts.backend, "threads": opts.intra_threads}
+                   "providers": used, "backend": opts.backend, "threads": opts.intra_threads, "sha256": model_sha}
     return sess
 
 
