@@ -59,18 +59,7 @@ fr::Output as_output(py::array& o) {
 
 // ---- frame::Options <-> Python (emoedge._native.FrameOptions). Dict form: enums by name, scale/offset as
 // lists of 4 per-output-channel floats (a shorter list is extended with its last value).
-template <typename E>
-E enum_from(py::handle v, const char* field, std::initializer_list<std::pair<const char*, E>> names) {
-  if (py::isinstance<E>(v)) return v.cast<E>();
-  if (py::isinstance<py::str>(v)) {
-    const std::string s = v.cast<std::string>();
-    for (const auto& kv : names)
-      if (s == kv.first) return kv.second;
-  }
-  std::string valid;
-  for (const auto& kv : names) valid += std::string(valid.empty() ? "'" : ", '") + kv.first + "'";
-  throw py::value_error(std::string(field) + "=" + std::string(py::str(py::repr(v))) + " is invalid: use one of " + valid);
-}
+using emoedge_bind::enum_from;
 
 fr::Interp interp_from(py::handle v) {
   return enum_from<fr::Interp>(v, "interp", {{"linear", fr::Interp::Linear}, {"area", fr::Interp::Area}});

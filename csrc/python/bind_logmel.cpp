@@ -79,20 +79,7 @@ double positive_or_unset(const std::optional<double>& v, const char* field) {
   return *v;
 }
 
-// An enum field set from a Python value: the bound enum, or its name as a string.
-template <typename E>
-E enum_from(py::handle v, const char* field, std::initializer_list<std::pair<const char*, E>> names) {
-  if (py::isinstance<E>(v)) return v.cast<E>();
-  std::string what = py::str(py::repr(v));
-  if (py::isinstance<py::str>(v)) {
-    const std::string s = v.cast<std::string>();
-    for (const auto& kv : names)
-      if (s == kv.first) return kv.second;
-  }
-  std::string valid;
-  for (const auto& kv : names) valid += std::string(valid.empty() ? "'" : ", '") + kv.first + "'";
-  throw py::value_error(std::string(field) + "=" + what + " is invalid: use one of " + valid);
-}
+using emoedge_bind::enum_from;
 
 MelNorm norm_from(py::handle v) {
   if (v.is_none()) return MelNorm::NoNorm;

@@ -1,11 +1,13 @@
-// Helpers shared by the bind_*.cpp files: failed numpy conversions and misaligned views.
+// Helpers shared by the bind_*.cpp files: failed numpy conversions, misaligned views, enum options.
 #pragma once
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
 #include <cstdint>
 #include <cstring>
+#include <initializer_list>
 #include <string>
+#include <utility>
 
 namespace emoedge_bind {
 
@@ -42,6 +44,21 @@ inline void require_aligned_out(const py::array& a, const char* name) {
 // Between slices of a long native loop (GIL held): raises KeyboardInterrupt etc. when a signal is pending.
 inline void check_signals() {
   if (PyErr_CheckSignals() != 0) throw py::error_already_set();
+}
+
+// An enum option set from a Python value: the bound enum itself, or its name as a string (`names` maps
+// each accepted name to its value). Anything else raises ValueError naming the field and the valid names.
+template <typename E>
+E enum_from(py::handle v, const char* field, std::initializer_list<std::pair<const char*, E>> names) {
+  if (py::isinstance<E>(v)) return v.cast<E>();
+  if (py::isinstance<py::str>(v)) {
+    const std::string s = v.cast<std::string>();
+    for (const auto& kv : names)
+      if (s == kv.first) return kv.second;
+  }
+  std::string valid;
+  for (const auto& kv : names) valid += std::string(valid.empty() ? "'" : ", '") + kv.first + "'";
+  throw py::value_error(std::string(field) + "=" + std::string(py::str(py::repr(v))) + " is invalid: use one of " + valid);
 }
 
 }  // namespace emoedge_bind
