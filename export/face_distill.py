@@ -26,7 +26,6 @@ would overrun (logged). ``--smoke``: both stages, 1 epoch of a few steps on a fe
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import os
 import pathlib
@@ -41,7 +40,8 @@ HERE = pathlib.Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 import face_data
 from face_model import FaceNet, TeacherResNet, count_flops, count_params
-from face_train import evaluate, lr_at, soft_ce, step_batches
+from face_train import (ema_update, evaluate, lr_at, make_ema, optimizer_step, param_groups, restore_training, soft_ce,
+                        step_batches)
 
 
 def _ints(s: str) -> tuple:
@@ -163,14 +163,8 @@ def train_stage(kind: str, model, data: dict, args, device, slot_end, log, teach
     peak = args.teacher_lr if kind == "teacher" else args.student_lr
     x_img, t_fit, x_dev, y_dev = data["x_img"], data["t_fit"], data["x_dev"], data["y_dev"]
     model = model.to(device).to(memory_format=torch.channels_last)
-    ema = None
-    if args.ema > 0:
-        ema = copy.deepcopy(model)
-        for p_ in ema.parameters():
-            p_.requires_grad_(False)
-    decay = [p_ for p_ in model.parameters() if p_.ndim > 1]
-    no_decay = [p_ for p_ in model.parameters() if p_.ndim <= 1]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": args.wd}, {"params": no_decay, "weight_decay": 0.0}], lr=peak)
+    ema = make_ema(model, args.ema)
+    opt = torch.optim.AdamW(param_groups(model, args.wd), lr=peak)
     amp = args.amp == "bf16" or (args.amp == "auto" and device.type == "cuda")
     steps_per_epoch = len(x_img) // args.batch
     if args.max_steps:
@@ -180,11 +174,7 @@ def train_stage(kind: str, model, data: dict, args, device, slot_end, log, teach
     last = out / f"{kind}_last.pt"
     if args.resume and last.is_file():
         st = torch.load(last, map_location="cpu", weights_only=False)
-        model.load_state_dict(st["model"])
-        opt.load_state_dict(st["opt"])
-        if ema is not None and st.get("ema") is not None:
-            ema.load_state_dict(st["ema"])
-        torch.set_rng_state(st["torch_rng"])
+        restore_training(st, model, opt, ema)
         start_epoch, step_count, history, best = st["epoch"] + 1, st["step_count"], st["history"], st["best"]
         log(f"{kind}: resumed at epoch {start_epoch + 1}")
     if start_epoch >= epochs:
@@ -225,16 +215,9 @@ def train_stage(kind: str, model, data: dict, args, device, slot_end, log, teach
                 kd = torch.nn.functional.kl_div(torch.log_softmax(logits / T, 1), torch.softmax(tl.float() / T, 1),
                                                 reduction="batchmean") * T * T
                 loss = args.kd_alpha * kd + (1 - args.kd_alpha) * loss
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+            optimizer_step(opt, loss)
             step_count += 1
-            if ema is not None:
-                d = min(args.ema, (1.0 + step_count) / (10.0 + step_count))
-                with torch.no_grad():
-                    torch._foreach_lerp_(list(ema.parameters()), list(model.parameters()), 1.0 - d)
-                    for be, b in zip(ema.buffers(), model.buffers()):
-                        be.copy_(b)
+            ema_update(ema, model, args.ema, step_count)
             tot += float(loss.detach()) * len(idx)
             seen += len(idx)
             if prog >= 1.0:
@@ -295,9 +278,7 @@ def time_steps(args, device, images, log) -> None:
                     with torch.no_grad():
                         tl = teacher(xb)
             loss = soft_ce(out.float(), tb) + (0 if kind == "teacher" else 0 * tl.float().sum())
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+            optimizer_step(opt, loss)
             if device.type == "cuda":
                 torch.cuda.synchronize()
             if i:
