@@ -241,6 +241,18 @@ def evaluate(analyzer, clips, frames_cache=None):
             "recall_by_kind": {k: v[0] / max(v[1], 1) for k, v in sorted(by_kind.items())}}
 
 
+def write_report(path, report: dict) -> pathlib.Path:
+    """Write ``report`` as indented JSON to ``path`` (folders created) through a temporary file beside it,
+    renamed into place, so a reader never sees half a report; prints and returns the path."""
+    p = pathlib.Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    tmp = p.with_name(p.name + ".tmp")
+    tmp.write_text(json.dumps(report, indent=1) + "\n")
+    tmp.replace(p)
+    print(f"wrote {p}")
+    return p
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--clips", type=int, default=24)
@@ -287,12 +299,7 @@ def main(argv=None) -> int:
            "data": "FER2013 PublicTest (shared/data/faces/fer2013_val.npz), pasted into 640x480 frames",
            "kinds": list(KINDS), "rows": rows,
            "command": "python export/cadence_eval.py " + " ".join(argv if argv is not None else sys.argv[1:])}
-    p = pathlib.Path(args.out)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.with_suffix(".tmp")
-    tmp.write_text(json.dumps(out, indent=1) + "\n")
-    tmp.replace(p)
-    print(f"wrote {p}")
+    write_report(args.out, out)
     return 0
 
 

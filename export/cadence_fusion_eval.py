@@ -21,7 +21,6 @@ detection on most frames: this checks that the cadence's decisions lose nothing,
 from __future__ import annotations
 
 import argparse
-import json
 import pathlib
 import sys
 import time
@@ -167,12 +166,7 @@ def main(argv=None) -> int:
     for c, f in pipes.items():
         print(f"detect_every={c}: face found in {f.found}/{f.frames} frames, {f.detections / max(f.frames, 1):.3f} "
               "full detections per frame")
-    p = pathlib.Path(args.out)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.with_name(p.name + ".tmp")
-    tmp.write_text(json.dumps(out, indent=1) + "\n")
-    tmp.replace(p)
-    print(f"wrote {p}")
+    CE.write_report(args.out, out)
     return 0
 
 
