@@ -5,7 +5,6 @@ import importlib.util
 import json
 import pathlib
 import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -16,18 +15,10 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 NO_TORCH = "torch is not installed (it is in the 'train' extra, not 'test')"
 
 
-def _export_module(name):
-    sys.path.insert(0, str(REPO / "export"))
-    try:
-        return __import__(name)
-    finally:
-        sys.path.remove(str(REPO / "export"))
-
-
 @pytest.mark.parametrize("name", ["face-expr-fp32", "face-expr-int8"])
-def test_flip_average_graph_equals_mean_of_crop_and_mirror(tmp_path, name):
+def test_flip_average_graph_equals_mean_of_crop_and_mirror(tmp_path, name, export_module):
     from emoedge.session import make_session
-    tta = _export_module("face_tta")
+    tta = export_module("face_tta")
     man = load_manifest()
     if name not in man.models:
         pytest.skip(f"{name} is not in the bundled manifest")
@@ -47,9 +38,9 @@ def test_flip_average_graph_equals_mean_of_crop_and_mirror(tmp_path, name):
         assert not np.allclose(got, s0.run(None, {"input": x})[0], atol=1e-3)  # the mirror really contributes
 
 
-def test_add_bias_graph_adds_the_bias(tmp_path):
+def test_add_bias_graph_adds_the_bias(tmp_path, export_module):
     from emoedge.session import make_session
-    tta = _export_module("face_tta")
+    tta = export_module("face_tta")
     man = load_manifest()
     src = man.model_path("face-expr-fp32")
     b = np.array([0.5, -1.0, 0.25, 0, 0, 0.75, 0], np.float32)
@@ -59,9 +50,9 @@ def test_add_bias_graph_adds_the_bias(tmp_path):
                                make_session(src).run(None, {"input": x})[0] + b, rtol=1e-5, atol=1e-5)
 
 
-def test_fit_logit_bias_recovers_an_under_predicted_class():
+def test_fit_logit_bias_recovers_an_under_predicted_class(export_module):
     from emoedge.evaluation.metrics import classification_report
-    tta = _export_module("face_tta")
+    tta = export_module("face_tta")
     rng = np.random.default_rng(0)
     y = rng.integers(0, 4, 2000)
     logits = rng.normal(0, 1, (2000, 4)) + 2.0 * np.eye(4)[y]
@@ -75,8 +66,8 @@ def test_fit_logit_bias_recovers_an_under_predicted_class():
     assert after["per_class"]["2"]["recall"] > before["per_class"]["2"]["recall"] + 0.2
 
 
-def test_dev_split_is_stratified_disjoint_and_keeps_duplicates_together():
-    face_data = _export_module("face_data")
+def test_dev_split_is_stratified_disjoint_and_keeps_duplicates_together(export_module):
+    face_data = export_module("face_data")
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (1000, 48, 48), dtype=np.uint8)
     labels = rng.integers(0, 7, 1000)
@@ -100,7 +91,7 @@ def test_gpu_run_script_parses():
 
 
 @pytest.mark.slow
-def test_distill_smoke_export_and_eval(tmp_path, shared_data):
+def test_distill_smoke_export_and_eval(tmp_path, shared_data, export_module):
     """face_distill.py --smoke (teacher + student, 1 epoch of 2 steps on 320 images, dev-fitted temperature
     and biases), face_export.py with --logit-bias into a temporary models dir, `emoedge eval face` on it."""
     if importlib.util.find_spec("torch") is None:
@@ -108,7 +99,7 @@ def test_distill_smoke_export_and_eval(tmp_path, shared_data):
     train = shared_data / "faces" / "fer2013_train.npz"
     if not train.is_file():
         pytest.skip(f"{train} not found")
-    distill, export = _export_module("face_distill"), _export_module("face_export")
+    distill, export = export_module("face_distill"), export_module("face_export")
     import torch
     out = tmp_path / "run"
     assert distill.main(["--out", str(out), "--smoke", "--device", "cpu", "--train", str(train)]) == 0
