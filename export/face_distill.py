@@ -40,8 +40,8 @@ HERE = pathlib.Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 import face_data
 from face_model import FaceNet, TeacherResNet, count_flops, count_params
-from face_train import (ema_update, evaluate, lr_at, make_ema, optimizer_step, param_groups, restore_training, soft_ce,
-                        step_batches)
+from face_train import (ema_update, evaluate, lr_at, make_ema, optimizer_step, param_groups, restore_training,
+                        setup_device, soft_ce, step_batches)
 
 
 def _ints(s: str) -> tuple:
@@ -294,12 +294,8 @@ def time_steps(args, device, images, log) -> None:
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     import torch
-    torch.set_num_threads(args.threads)
-    if args.device == "auto":
-        args.device = "cuda" if torch.cuda.is_available() else "cpu"
-    device = torch.device(args.device)
+    device = setup_device(args)
     if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
     if args.smoke:

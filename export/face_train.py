@@ -94,6 +94,19 @@ def soft_ce(logits, target):
     return -(target * torch.log_softmax(logits, 1)).sum(1).mean()
 
 
+def setup_device(args):
+    """Set torch's thread count to ``args.threads``, resolve ``args.device`` 'auto' in place (so the run's
+    recorded arguments name the device used) and return the torch.device; cuDNN autotuning on CUDA."""
+    import torch
+    torch.set_num_threads(args.threads)
+    if args.device == "auto":
+        args.device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(args.device)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    return device
+
+
 def make_ema(model, ema: float):
     """A frozen copy of ``model`` to hold the exponential moving average of its weights, or None when
     ``ema`` (the decay) is 0."""
@@ -188,12 +201,7 @@ def step_batches(x_img: np.ndarray, perm: np.ndarray, batch: int, steps: int, se
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     import torch
-    torch.set_num_threads(args.threads)
-    if args.device == "auto":
-        args.device = "cuda" if torch.cuda.is_available() else "cpu"
-    device = torch.device(args.device)
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True
+    device = setup_device(args)
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     cmd = "python export/face_train.py " + " ".join(argv if argv is not None else sys.argv[1:])
