@@ -12,7 +12,18 @@ namespace detect {
 std::vector<float> make_anchors(int input_size, const int* strides, const int* per_cell, int n_layers) {
   if (input_size <= 0 || input_size > 4096) fail("anchor input_size=", input_size, " must be in 1..4096");
   if (n_layers <= 0 || n_layers > 16) fail("anchor layers=", n_layers, " must be in 1..16");
+  std::int64_t total = 0;
+  for (int l = 0; l < n_layers; ++l) {
+    if (strides[l] <= 0 || strides[l] > input_size) fail("anchor stride=", strides[l], " must be in 1..input_size");
+    if (per_cell[l] <= 0 || per_cell[l] > 64) fail("anchors per cell=", per_cell[l], " must be in 1..64");
+    const std::int64_t g = (input_size + strides[l] - 1) / strides[l];
+    total += g * g * per_cell[l];
+  }
+  if (total > kMaxAnchors)
+    fail("these anchor settings give ", total, " anchors, above the limit of ", kMaxAnchors,
+         " (BlazeFace uses 896 or 2304): raise the strides or lower per_cell");
   std::vector<float> out;
+  out.reserve(static_cast<std::size_t>(2 * total));
   for (int l = 0; l < n_layers; ++l) {
     if (strides[l] <= 0 || strides[l] > input_size) fail("anchor stride=", strides[l], " must be in 1..input_size");
     if (per_cell[l] <= 0 || per_cell[l] > 64) fail("anchors per cell=", per_cell[l], " must be in 1..64");
@@ -39,8 +50,11 @@ float iou_xywh(const float* a, const float* b) {
 void validate(const DecodeOptions& o) {
   if (!(o.min_score >= 0.f && o.min_score <= 1.f)) fail("min_score=", o.min_score, " must be in [0, 1]");
   if (!(o.nms_iou > 0.f && o.nms_iou <= 1.f)) fail("nms_iou=", o.nms_iou, " must be in (0, 1]");
-  if (!(o.score_clip > 0.f)) fail("score_clip=", o.score_clip, " must be > 0");
-  if (!(o.box_scale > 0.f)) fail("box_scale=", o.box_scale, " must be > 0 (the model input size in pixels)");
+  // above ~103 the sigmoid of -clip underflows float32 to 0 and a min_score=0 merge divided by a zero weight
+  if (!(o.score_clip > 0.f && o.score_clip <= kMaxScoreClip))
+    fail("score_clip=", o.score_clip, " must be in (0, ", kMaxScoreClip, "] (logits beyond it saturate the sigmoid)");
+  if (!(o.box_scale > 0.f) || !std::isfinite(o.box_scale))
+    fail("box_scale=", o.box_scale, " must be finite and > 0 (the model input size in pixels)");
   if (o.max_faces < 0) fail("max_faces=", o.max_faces, " must be >= 0 (0 = no limit)");
   if (!(std::isfinite(o.sx) && std::isfinite(o.sy) && std::isfinite(o.tx) && std::isfinite(o.ty)) || o.sx <= 0 ||
       o.sy <= 0)
@@ -51,6 +65,10 @@ std::vector<float> decode(const float* reg, int reg_stride, const float* scores,
                           int n_anchors, const DecodeOptions& opt) {
   validate(opt);
   if (n_anchors < 0) fail("n_anchors=", n_anchors, " must be >= 0");
+  // weighted NMS is O(kept x candidates): bound the candidates so a call stays short
+  if (n_anchors > kMaxAnchorsDecode)
+    fail("n_anchors=", n_anchors, " is above the limit of ", kMaxAnchorsDecode,
+         " per call (BlazeFace has 896 or 2304): decode one frame's outputs at a time");
   if (reg_stride < 4 + 2 * kNumKeypoints) fail("regressor rows have ", reg_stride, " values; need >= 16");
   // 1. score + threshold, decode candidates into frame pixels.
   struct Cand { float score; float row[kRowSize]; };
@@ -104,7 +122,11 @@ std::vector<float> decode(const float* reg, int reg_stride, const float* scores,
         remained.push_back(idx);
       }
     }
-    for (int j = 0; j < kRowSize; ++j) out.push_back(static_cast<float>(acc[j] / wsum));
+    if (wsum > 0.0 && std::isfinite(wsum)) {
+      for (int j = 0; j < kRowSize; ++j) out.push_back(static_cast<float>(acc[j] / wsum));
+    } else {  // all merged scores underflowed to 0: keep the top candidate as it is
+      for (int j = 0; j < kRowSize; ++j) out.push_back(top.row[j]);
+    }
     out[out.size() - kRowSize + 4] = top.score;
     order.swap(remained);
     if (opt.max_faces > 0 && static_cast<int>(out.size() / kRowSize) >= opt.max_faces) break;

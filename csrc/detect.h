@@ -3,6 +3,7 @@
 // coordinates back to frame pixels. Plain C++17, no Python. Bad input throws via emoedge::fail.
 #pragma once
 #include <cstddef>
+#include <cstdint>
 #include <vector>
 
 namespace emoedge {
@@ -24,6 +25,10 @@ struct DecodeOptions {
   // Model-input normalised coordinates (u, v in [0, 1]) -> frame pixels: x = sx*u + tx, y = sy*v + ty.
   double sx = 1.0, sy = 1.0, tx = 0.0, ty = 0.0;
 };
+
+constexpr int kMaxAnchors = 1 << 16;        // make_anchors output limit
+constexpr int kMaxAnchorsDecode = 1 << 14;  // decode input limit (NMS cost is quadratic in the worst case)
+constexpr float kMaxScoreClip = 100.f;      // MediaPipe's default; sigmoid(-clip) stays > 0 in float32
 
 constexpr int kNumKeypoints = 6;       // right eye, left eye, nose, mouth, right ear, left ear
 constexpr int kRowSize = 5 + 2 * kNumKeypoints;  // x, y, w, h, score, kp0x, kp0y, ..., kp5y

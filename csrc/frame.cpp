@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <vector>
 
 #include "common.h"
@@ -50,12 +51,25 @@ void validate(const Image& img, const Options& opt, const Output& out, int n) {
   if (out.width < 1 || out.height < 1 || out.width > kMaxOutputSide || out.height > kMaxOutputSide)
     fail("output size ", out.width, "x", out.height, " is out of range; use 1..", kMaxOutputSide, " pixels per side");
   if (n > 0 && !out.data) fail("output has no data pointer");
-  for (int c = 0; c < cout; ++c)
+  if (n > kMaxRegions) fail(n, " regions in one call is above the limit of ", kMaxRegions, "; split the batch");
+  const double values = double(n) * cout * out.height * out.width;
+  if (values > kMaxOutputValues)
+    fail("the output would hold ", values, " values (", n, " x ", cout, " x ", out.height, " x ", out.width,
+         "), above the limit of ", kMaxOutputValues, " (1 GiB float32) per call; split the batch or use a smaller size");
+  if (n > 0 && reinterpret_cast<std::uintptr_t>(out.data) % alignof(float) != 0)
+    fail("output is not aligned to ", alignof(float), " bytes (a view at an odd byte offset); allocate it with np.empty");
+  for (int c = 0; c < cout; ++c) {
     if (!std::isfinite(opt.scale[c]) || !std::isfinite(opt.offset[c]))
       fail("normalization scale/offset of channel ", c, " is not finite; check mean/std (std must be non-zero)");
+    // bounded so every output (pixel * scale + offset, pixel in 0..255) stays finite in float32
+    if (std::fabs(opt.scale[c]) > kMaxScale || std::fabs(opt.offset[c]) > kMaxScale)
+      fail("normalization of channel ", c, " (scale ", opt.scale[c], ", offset ", opt.offset[c],
+           ") is beyond +-", kMaxScale, "; check mean/std (std must not be tiny) or scale/offset");
+  }
   if (!(opt.border_value >= 0.f && opt.border_value <= 255.f))
     fail("border_value=", opt.border_value, " must be a pixel value in 0..255");
-  if (!std::isfinite(opt.pad_value)) fail("pad_value must be finite");
+  if (!(opt.pad_value >= 0.f && opt.pad_value <= 255.f))
+    fail("pad_value=", opt.pad_value, " must be a pixel value in 0..255");
 }
 
 namespace {
@@ -99,9 +113,10 @@ Plan make_plan(const Image& img, const Options& opt) {
 struct Taps {
   std::vector<int> ofs, src;
   std::vector<float> w;
+  std::vector<double> wd;  // the same weights in double (generic paths accumulate in double)
   bool two = true;  // every output index has exactly 2 taps
-  void clear() { ofs.clear(); src.clear(); w.clear(); ofs.push_back(0); two = true; }
-  void add(int s, double wt) { src.push_back(s); w.push_back(static_cast<float>(wt)); }
+  void clear() { ofs.clear(); src.clear(); w.clear(); wd.clear(); ofs.push_back(0); two = true; }
+  void add(int s, double wt) { src.push_back(s); w.push_back(static_cast<float>(wt)); wd.push_back(wt); }
   void end() { ofs.push_back(static_cast<int>(src.size())); if (ofs.back() - ofs[ofs.size() - 2] != 2) two = false; }
 };
 
@@ -109,12 +124,14 @@ struct Taps {
 void linear_taps(Taps& t, double b0, double len, int dn) {
   t.src.resize(2 * static_cast<size_t>(dn));
   t.w.resize(2 * static_cast<size_t>(dn));
+  t.wd.resize(2 * static_cast<size_t>(dn));
   t.ofs.resize(static_cast<size_t>(dn) + 1);
   t.two = true;
   const double scale = len / dn;
   const double lo = b0, hi = std::max(b0, b0 + len - 1.0);
   int* src = t.src.data();
   float* w = t.w.data();
+  double* wd = t.wd.data();
   int* ofs = t.ofs.data();
   for (int d = 0; d < dn; ++d) {
     double f = b0 + (d + 0.5) * scale - 0.5;
@@ -126,6 +143,8 @@ void linear_taps(Taps& t, double b0, double len, int dn) {
     src[2 * d + 1] = fr > 0.f ? i0 + 1 : i0;
     w[2 * d] = 1.f - fr;
     w[2 * d + 1] = fr;
+    wd[2 * d] = 1.0 - static_cast<double>(fr);
+    wd[2 * d + 1] = fr;
     ofs[d] = 2 * d;
   }
   ofs[dn] = 2 * dn;
@@ -161,6 +180,37 @@ void area_taps(Taps& t, int b0, int ssize, int dn, bool down) {
 
 inline int clampi(int v, int lo, int hi) { return v < lo ? lo : (v > hi ? hi : v); }
 
+// Taps with equal resolved indices merged (weights summed in double): a box far outside the frame
+// resolves many taps to one border slot or one clamped edge pixel, and walking them one by one made
+// the work grow with the box size (a 2^20-pixel box on a 12-pixel-wide frame walked 2^20 taps per row).
+// After merging, an output index has at most (frame pixels it covers + 2) taps, so the work is bounded
+// by the frame and output sizes.
+struct Merged {
+  std::vector<int> ofs, idx;
+  std::vector<double> w;
+  void build(const std::vector<int>& tofs, const std::vector<int>& resolved, const std::vector<double>& tw) {
+    ofs.assign(1, 0);
+    idx.clear();
+    w.clear();
+    const size_t nd = tofs.size() - 1;
+    for (size_t d = 0; d < nd; ++d) {
+      const size_t first = idx.size();
+      for (int t = tofs[d]; t < tofs[d + 1]; ++t) {
+        const int r = resolved[t];
+        // taps come sorted by source position, so equal resolved indices (a border slot, a clamped
+        // edge) are adjacent
+        if (idx.size() > first && idx.back() == r) {
+          w.back() += tw[t];
+        } else {
+          idx.push_back(r);
+          w.push_back(tw[t]);
+        }
+      }
+      ofs.push_back(static_cast<int>(idx.size()));
+    }
+  }
+};
+
 struct Scratch {
   Taps tx, ty;
   std::vector<int> xi;   // per x tap: index into tmp (already multiplied by ct)
@@ -168,6 +218,8 @@ struct Scratch {
   std::vector<float> xf; // two-tap form: weight of the second tap (at x0 + ct)
   std::vector<int> yr;   // per y tap: frame row, or -1 for a constant-border row
   std::vector<float> acc, w8;
+  std::vector<double> accd;
+  Merged mx, my;
   std::vector<int16_t> tmp;  // Q7 fixed point (pixel * 128)
   std::vector<uint8_t> slow;
 };
@@ -234,11 +286,13 @@ void run_box(const Image& img, const Plan& p, const Options& opt, const Output& 
     if (!constant) y = clampi(y, 0, H - 1);
     S.yr[i] = (y >= 0 && y < H) ? y : -1;
   }
+  S.my.build(S.ty.ofs, S.yr, S.ty.wd);
+  if (!two) S.mx.build(S.tx.ofs, S.xi, S.tx.wd);
   const int L = ncols * cin;  // interleaved input values per blended row
   S.tmp.assign(static_cast<size_t>(ncols + 2) * ct + 8, 0);
   const int16_t bq = static_cast<int16_t>(std::lround(opt.border_value * kQ));
   for (int j = 0; j < ct; ++j) { S.tmp[j] = bq; S.tmp[right_slot + j] = bq; }
-  S.acc.resize(static_cast<size_t>(L) + 8);
+  S.accd.resize(static_cast<size_t>(L) + 8);
   float qa[4], qb[4];  // output normalization applied to Q7 tmp values
   for (int k = 0; k < 4; ++k) { qa[k] = p.a[k] / kQ; qb[k] = p.b[k]; }
   if (two && p.gray_mix && out.x_stride == 1) {  // per-pixel weights over t[x0 .. x0+7]
@@ -276,12 +330,14 @@ void run_box(const Image& img, const Plan& p, const Options& opt, const Output& 
         q15_weights(S.ty.w[t0], S.ty.w[t0 + 1], &w0q, &w1q);
         blend2_q7(r0, r1, w0q, w1q, tcols, L);
       } else {
-        float* acc = S.acc.data();
-        float const_w = 0.f;
+        // generic: merged taps (distinct rows; border rows as one weight), accumulated in double so
+        // thousands of small area weights sum to 1 (float drifted: an all-255 image gave 256.4)
+        double* acc = S.accd.data();
+        double const_w = 0.0;
         bool first = true;
-        for (int t = t0; t < t1; ++t) {
-          const float w = S.ty.w[t];
-          const int y = S.yr[t];
+        for (int t = S.my.ofs[dy]; t < S.my.ofs[dy + 1]; ++t) {
+          const double w = S.my.w[t];
+          const int y = S.my.idx[t];
           if (y < 0) { const_w += w; continue; }
           const uint8_t* row = img.data + y * img.row_stride;
           if (contiguous) {
@@ -291,18 +347,19 @@ void run_box(const Image& img, const Plan& p, const Options& opt, const Output& 
           } else {
             for (int j = 0; j < ncols; ++j) {
               const uint8_t* px = row + static_cast<std::ptrdiff_t>(cx0 + j) * img.col_stride;
-              float* a = acc + j * cin;
+              double* a = acc + j * cin;
               for (int c = 0; c < cin; ++c) {
-                const float v = w * px[c * img.chan_stride];
+                const double v = w * px[c * img.chan_stride];
                 a[c] = first ? v : a[c] + v;
               }
             }
           }
           first = false;
         }
-        if (first) { for (int i = 0; i < L; ++i) acc[i] = 0.f; }
-        if (const_w != 0.f) { const float cv = const_w * opt.border_value; for (int i = 0; i < L; ++i) acc[i] += cv; }
-        for (int i = 0; i < L; ++i) tcols[i] = static_cast<int16_t>(std::lround(std::min(acc[i], 255.f) * kQ));
+        if (first) { for (int i = 0; i < L; ++i) acc[i] = 0.0; }
+        if (const_w != 0.0) { const double cv = const_w * opt.border_value; for (int i = 0; i < L; ++i) acc[i] += cv; }
+        for (int i = 0; i < L; ++i)
+          tcols[i] = static_cast<int16_t>(std::lround(std::max(0.0, std::min(acc[i], 255.0)) * kQ));
       }
     }
     // (2) horizontal taps + normalization into the output planes.
@@ -328,12 +385,14 @@ void run_box(const Image& img, const Plan& p, const Options& opt, const Output& 
     }
     // generic: any number of taps, colour mix per output pixel
     for (int d = 0; d < r.w; ++d) {
-      float v[4] = {0.f, 0.f, 0.f, 0.f};
-      for (int t = S.tx.ofs[d]; t < S.tx.ofs[d + 1]; ++t) {
-        const int16_t* px = tmp + S.xi[t];
-        const float w = S.tx.w[t];
-        for (int c = 0; c < ct; ++c) v[c] += w * static_cast<float>(px[c]);
+      double vd[4] = {0.0, 0.0, 0.0, 0.0};
+      for (int t = S.mx.ofs[d]; t < S.mx.ofs[d + 1]; ++t) {
+        const int16_t* px = tmp + S.mx.idx[t];
+        const double w = S.mx.w[t];
+        for (int c = 0; c < ct; ++c) vd[c] += w * static_cast<double>(px[c]);
       }
+      const float v[4] = {static_cast<float>(vd[0]), static_cast<float>(vd[1]), static_cast<float>(vd[2]),
+                          static_cast<float>(vd[3])};
       const std::ptrdiff_t o = static_cast<std::ptrdiff_t>(r.x + d) * xs;
       if (p.gray_mix) {
         orow[0][o] = (p.mix[0] * v[0] + p.mix[1] * v[1] + p.mix[2] * v[2]) * qa[0] + qb[0];

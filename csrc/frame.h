@@ -47,6 +47,10 @@ struct Rect { int x = 0, y = 0, w = 0, h = 0; };
 // Largest box limits accepted (pixels): keeps every coordinate far from integer overflow.
 constexpr double kMaxCoord = 1 << 20;
 constexpr int kMaxOutputSide = 1 << 15;
+// Work bounds per call: regions, output values (n * C * H * W), |scale| and |offset|.
+constexpr int kMaxRegions = 4096;
+constexpr double kMaxOutputValues = double(1 << 28);
+constexpr float kMaxScale = 1e6f;
 
 // Number of output channels for an input with `in_channels` under `color` (throws if invalid).
 int output_channels(int in_channels, Color color);

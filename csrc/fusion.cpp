@@ -69,7 +69,8 @@ void fusion_pool(const float* log_probs, const float* weights, std::int64_t m, s
   if (out_log == nullptr) fail("fusion_pool: null output pointer");
   std::vector<double> z(static_cast<std::size_t>(k));
   pool_into(log_probs, weights, m, k, mask, z.data());
-  for (std::int64_t j = 0; j < k; ++j) out_log[j] = static_cast<float>(z[j]);
+  // clamped like the step's state (>= kStateFloor): a huge weight made z ~ -1e36, -inf in float32
+  for (std::int64_t j = 0; j < k; ++j) out_log[j] = static_cast<float>(z[j] > kStateFloor ? z[j] : kStateFloor);
 }
 
 void fusion_step(const float* log_probs, const float* weights, std::int64_t m, std::int64_t k,

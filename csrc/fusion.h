@@ -30,6 +30,7 @@ void fusion_step(const float* log_probs, const float* weights, std::int64_t m, s
                  const std::uint8_t* mask = nullptr);
 
 // Pooling only: out_log [k] = log_softmax(sum_i w_i * l_i) (uniform log when all w are 0); mask as above.
+// Clamped to >= -1e4 like the step's state so it stays finite in float32.
 void fusion_pool(const float* log_probs, const float* weights, std::int64_t m, std::int64_t k, float* out_log,
                  const std::uint8_t* mask = nullptr);
 

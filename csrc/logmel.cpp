@@ -324,6 +324,15 @@ void LogMelConfig::validate() const {
          "), or raise n_fft to the next power of two >= win_length");
   if (hop_length <= 0)
     fail("hop_length=", hop_length, " is invalid: use a positive hop in samples, e.g. 160 (10 ms at 16 kHz)");
+  // Work bound: each frame costs O(n_fft log n_fft), so frames may overlap at most kMaxOverlap times
+  // (librosa's default is 4x; 64x keeps a call within ~1000 operations per input sample).
+  if (std::int64_t(hop_length) * kMaxOverlap < n_fft)
+    fail("hop_length=", hop_length, " is too small for n_fft=", n_fft, ": frames may overlap at most ", kMaxOverlap,
+         "x, so use hop_length >= n_fft / ", kMaxOverlap, " = ", (n_fft + kMaxOverlap - 1) / kMaxOverlap);
+  if (hop_length > kMaxHop)
+    fail("hop_length=", hop_length, " is invalid: use a hop of at most ", kMaxHop, " samples");
+  if (sample_rate > kMaxSampleRate)
+    fail("sample_rate=", sample_rate, " is invalid: use a rate of at most ", kMaxSampleRate, " Hz");
   if (n_mels <= 0 || n_mels > 4096)
     fail("n_mels=", n_mels, " is invalid: use 1 <= n_mels <= 4096, e.g. 64");
   if (!(fmin >= 0.0) || !std::isfinite(fmin))
@@ -333,6 +342,12 @@ void LogMelConfig::validate() const {
     fail("fmax=", fmx, " is invalid: it must be <= sample_rate / 2 = ", sample_rate / 2.0, " Hz (or None)");
   if (!(fmin < fmx))
     fail("fmin=", fmin, " must be below fmax=", fmx, " Hz: lower fmin or raise fmax");
+  // Degenerate band: narrower than one FFT bin, the filters hold no bin (silent amin output) or
+  // divide by a zero mel spacing (NaN weights).
+  const double bin_hz = double(sample_rate) / double(n_fft);
+  if (fmx - fmin < bin_hz)
+    fail("fmin=", fmin, " and fmax=", fmx, " Hz are closer than one FFT bin (sample_rate / n_fft = ", bin_hz,
+         " Hz): widen the band to at least ", bin_hz, " Hz or raise n_fft");
   if (!(amin >= 1e-300) || !std::isfinite(amin))
     fail("amin=", amin, " is invalid: use a small positive floor >= 1e-300, e.g. 1e-10");
   if (!std::isfinite(top_db) || top_db < 0)
@@ -378,6 +393,10 @@ LogMel::LogMel(const LogMelConfig& cfg) : cfg_(cfg) {
     const double mel = (i == n_pts - 1) ? max_mel : double(i) * step + min_mel;
     mel_f[i] = mel_to_hz(mel, cfg_.htk());
   }
+  for (int i = 0; i + 1 < n_pts; ++i)
+    if (!(mel_f[i + 1] > mel_f[i]) || !std::isfinite(mel_f[i + 1]))
+      fail("fmin=", cfg_.fmin, ", fmax=", cfg_.fmax_hz(), " Hz with n_mels=", nm,
+           " gives mel bands of zero width: widen fmin..fmax or use fewer mel bands");
   t_.fstart.assign(nm, 0);
   t_.flen.assign(nm, 0);
   t_.foff.assign(nm, 0);
@@ -495,19 +514,29 @@ void LogMel::frames(const std::int16_t* const* ptrs, int B, float* out, Work& w)
   frames_generic(t_, ptrs, B, out, w);
 }
 
+void LogMel::check_output(std::int64_t frames) const {
+  if (frames > kMaxOutputValues / cfg_.n_mels)
+    fail("the output would have ", frames, " frames x ", cfg_.n_mels, " mels, above the limit of ", kMaxOutputValues,
+         " values (1 GiB float32) per call: pass the signal in shorter pieces (e.g. through LogMelStream) or "
+         "raise hop_length");
+}
+
 template <typename T>
-void LogMel::compute_impl(const T* x, std::int64_t n, float* out) const {
+void LogMel::frames_impl(const T* x, std::int64_t n, std::int64_t f_begin, std::int64_t f_end, float* out) const {
   if (n <= 0) fail("waveform is empty: pass at least one sample");
   const std::int64_t F = num_frames(n);
-  if (F == 0) return;
+  if (f_begin < 0 || f_end > F || f_begin > f_end)
+    fail("frame range [", f_begin, ", ", f_end, ") is outside [0, ", F, ")");
+  if (reinterpret_cast<std::uintptr_t>(x) % alignof(T) != 0)
+    fail("waveform pointer is not aligned to ", alignof(T), " bytes: pass an aligned copy (np.ascontiguousarray)");
   const int n_fft = cfg_.n_fft, hop = cfg_.hop_length, nm = cfg_.n_mels;
   const std::int64_t pad = cfg_.center ? n_fft / 2 : 0;
   Work w;
   init_work(w);
   std::vector<T> tmp(std::size_t(kBatch) * n_fft);
   const T* ptrs[kBatch];
-  for (std::int64_t f0 = 0; f0 < F; f0 += kBatch) {
-    const int B = int(std::min<std::int64_t>(kBatch, F - f0));
+  for (std::int64_t f0 = f_begin; f0 < f_end; f0 += kBatch) {
+    const int B = int(std::min<std::int64_t>(kBatch, f_end - f0));
     for (int b = 0; b < B; ++b) {
       const std::int64_t start = (f0 + b) * hop - pad;
       if (start >= 0 && start + n_fft <= n) {
@@ -521,19 +550,43 @@ void LogMel::compute_impl(const T* x, std::int64_t n, float* out) const {
         ptrs[b] = t;
       }
     }
-    frames(ptrs, B, out + f0 * nm, w);
+    frames(ptrs, B, out + (f0 - f_begin) * nm, w);
   }
-  if (cfg_.log_db() && cfg_.top_db > 0) {
-    const std::size_t total = std::size_t(F) * nm;
-    float mx = -std::numeric_limits<float>::infinity();
-    for (std::size_t i = 0; i < total; ++i) mx = std::max(mx, out[i]);
-    const float lo = float(double(mx) - cfg_.top_db);
-    for (std::size_t i = 0; i < total; ++i) out[i] = std::max(out[i], lo);
+}
+
+void LogMel::apply_top_db(float* out, std::int64_t frames) const {
+  if (!(cfg_.log_db() && cfg_.top_db > 0)) return;
+  const std::size_t total = std::size_t(frames) * cfg_.n_mels;
+  float mx = -std::numeric_limits<float>::infinity();
+  for (std::size_t i = 0; i < total; ++i) mx = std::max(mx, out[i]);
+  const float lo = float(double(mx) - cfg_.top_db);
+  for (std::size_t i = 0; i < total; ++i) out[i] = std::max(out[i], lo);
+}
+
+template <typename T>
+void LogMel::compute_impl(const T* x, std::int64_t n, float* out) const {
+  if (n <= 0) fail("waveform is empty: pass at least one sample");
+  const std::int64_t F = num_frames(n);
+  check_output(F);
+  if (reinterpret_cast<std::uintptr_t>(x) % alignof(T) != 0) {  // misaligned view: read an aligned copy
+    std::vector<T> copy(static_cast<std::size_t>(n));
+    std::memcpy(copy.data(), x, sizeof(T) * static_cast<std::size_t>(n));
+    frames_impl(copy.data(), n, 0, F, out);
+  } else {
+    frames_impl(x, n, 0, F, out);
   }
+  apply_top_db(out, F);
 }
 
 void LogMel::compute(const float* x, std::int64_t n, float* out) const { compute_impl(x, n, out); }
 void LogMel::compute(const std::int16_t* x, std::int64_t n, float* out) const { compute_impl(x, n, out); }
+void LogMel::compute_frames(const float* x, std::int64_t n, std::int64_t f0, std::int64_t f1, float* out) const {
+  frames_impl(x, n, f0, f1, out);
+}
+void LogMel::compute_frames(const std::int16_t* x, std::int64_t n, std::int64_t f0, std::int64_t f1,
+                            float* out) const {
+  frames_impl(x, n, f0, f1, out);
+}
 
 void check_finite(const float* x, std::int64_t n, const char* what) {
   // Fast path: a float is NaN/Inf iff its exponent bits are all ones. An integer compare-and-or over the
@@ -550,10 +603,13 @@ void check_finite(const float* x, std::int64_t n, const char* what) {
       bad |= std::uint32_t((bits & kExp) == kExp);
     }
     if (bad) {
-      for (std::int64_t i = i0; i < i1; ++i)
-        if (!std::isfinite(x[i]))
-          fail(what, " contains ", std::isnan(x[i]) ? "NaN" : "Inf", " at sample ", i,
+      for (std::int64_t i = i0; i < i1; ++i) {
+        float v;
+        std::memcpy(&v, x + i, sizeof v);  // x may be a misaligned view
+        if (!std::isfinite(v))
+          fail(what, " contains ", std::isnan(v) ? "NaN" : "Inf", " at sample ", i,
                ": remove or replace non-finite samples first (e.g. np.nan_to_num(x))");
+      }
     }
   }
 }
@@ -597,6 +653,7 @@ template <typename T>
 std::int64_t LogMelStreamer::accept_impl(const T* x, std::int64_t n, float scale, float* out) {
   if (finished_) fail("accept() after flush(): call reset() to start a new signal");
   if (n <= 0) return 0;
+  lm_->check_output(frames_for_accept(n));
   const auto& c = lm_->config();
   const std::int64_t needed = next_frame_ * c.hop_length;
   std::int64_t i0 = 0;
@@ -608,7 +665,15 @@ std::int64_t LogMelStreamer::accept_impl(const T* x, std::int64_t n, float scale
   const std::size_t old = buf_.size();
   buf_.resize(old + std::size_t(n - i0));
   float* dst = buf_.data() + old;
-  for (std::int64_t i = i0; i < n; ++i) dst[i - i0] = float(x[i]) * scale;
+  if (reinterpret_cast<std::uintptr_t>(x) % alignof(T) == 0) {
+    for (std::int64_t i = i0; i < n; ++i) dst[i - i0] = float(x[i]) * scale;
+  } else {  // misaligned view: byte copies (memcpy is defined for any alignment)
+    for (std::int64_t i = i0; i < n; ++i) {
+      T v;
+      std::memcpy(&v, reinterpret_cast<const unsigned char*>(x) + sizeof(T) * std::size_t(i), sizeof(T));
+      dst[i - i0] = float(v) * scale;
+    }
+  }
   samples_ += n;
   const std::int64_t pad = c.center ? c.n_fft / 2 : 0;
   return emit_ready(complete_frames(pad + samples_, c.n_fft, c.hop_length), out);

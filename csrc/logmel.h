@@ -19,6 +19,12 @@
 
 namespace emoedge {
 
+// Work bounds (validate() names them in its errors).
+constexpr int kMaxOverlap = 64;           // n_fft / hop_length at most
+constexpr int kMaxHop = 1 << 20;          // samples
+constexpr int kMaxSampleRate = 1 << 20;   // Hz
+constexpr std::int64_t kMaxOutputValues = std::int64_t(1) << 28;  // frames * n_mels per call (1 GiB float32)
+
 enum class MelScale : int { Slaney = 0, Htk = 1 };   // librosa htk=False / htk=True
 enum class MelNorm : int { NoNorm = 0, Slaney = 1 };  // triangles of peak 1 / area-normalised (librosa norm)
 enum class LogScale : int { Db = 0, Ln = 1 };         // 10 * log10(S) / natural log
@@ -61,6 +67,13 @@ class LogMel {
   // Offline: x[n] -> out[num_frames(n) * n_mels] (row-major, frames x mels). n must be > 0.
   void compute(const float* x, std::int64_t n, float* out) const;
   void compute(const std::int16_t* x, std::int64_t n, float* out) const;
+  // The same in pieces (so a caller can check for interruption between them): frames [f0, f1) of the
+  // offline output into out (rows f0..f1-1 at out[0..]); then apply_top_db over all frames.
+  void compute_frames(const float* x, std::int64_t n, std::int64_t f0, std::int64_t f1, float* out) const;
+  void compute_frames(const std::int16_t* x, std::int64_t n, std::int64_t f0, std::int64_t f1, float* out) const;
+  void apply_top_db(float* out, std::int64_t frames) const;
+  // Throws when frames x n_mels exceeds kMaxOutputValues (names the limit and the fix).
+  void check_output(std::int64_t frames) const;
 
   // The mel filterbank as a dense [n_mels x n_bins] matrix (for tests).
   std::vector<float> dense_filterbank() const;
@@ -100,6 +113,8 @@ class LogMel {
  private:
   template <typename T>
   void compute_impl(const T* x, std::int64_t n, float* out) const;
+  template <typename T>
+  void frames_impl(const T* x, std::int64_t n, std::int64_t f0, std::int64_t f1, float* out) const;
   void build_segments();
 
   LogMelConfig cfg_;

@@ -26,7 +26,8 @@ _LAZY = {"Engine": "engine", "Run": "runner", "Stream": "stream", "EmotionEvent"
          "FaceResult": "events", "ModalityResult": "events", "FusionOptions": "fusion", "TextModel": "text",
          "TextPrediction": "text", "VoiceModel": "voice", "VoiceOptions": "voice", "VoiceEvidence": "voice",
          "FaceAnalyzer": "faces", "FaceAnalyzerOptions": "faces", "Face": "faces", "Manifest": "manifest",
-         "FaceComponent": "components", "VoiceComponent": "components", "TextComponent": "components"}
+         "FaceComponent": "components", "VoiceComponent": "components", "TextComponent": "components",
+         "FrameScheduler": "scheduler", "SchedulerOptions": "scheduler"}
 
 if TYPE_CHECKING:  # pragma: no cover
     from .components import FaceComponent, TextComponent, VoiceComponent
@@ -36,6 +37,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .fusion import FusionOptions
     from .manifest import Manifest
     from .runner import Run
+    from .scheduler import FrameScheduler, SchedulerOptions
     from .stream import Stream
     from .text import TextModel, TextPrediction
     from .voice import VoiceEvidence, VoiceModel, VoiceOptions
@@ -55,5 +57,6 @@ def __dir__() -> "list[str]":
 __all__ = ["Engine", "Run", "Stream", "EmotionEvent", "FaceResult", "ModalityResult", "RuntimeOptions", "RunningMode",
            "FusionOptions", "TextModel", "TextPrediction", "VoiceModel", "VoiceOptions", "VoiceEvidence",
            "FaceAnalyzer", "FaceAnalyzerOptions", "Face", "Manifest", "FaceComponent", "VoiceComponent",
-           "TextComponent", "__version__", "EmoEdgeError", "InvalidInputError", "ModelError", "ModelNotFoundError",
-           "VariantNotFoundError", "BackendUnavailableError", "StreamClosedError", "OutputError"]
+           "TextComponent", "FrameScheduler", "SchedulerOptions", "__version__", "EmoEdgeError", "InvalidInputError",
+           "ModelError", "ModelNotFoundError", "VariantNotFoundError", "BackendUnavailableError", "StreamClosedError",
+           "OutputError"]

@@ -27,8 +27,10 @@ from .manifest import sha256_file
 BACKENDS = ("cpu", "cuda", "tensorrt", "trt-native")
 PRECISIONS = ("fp32", "fp16", "int8")
 INSTALL_HINT = {
-    "cuda": "pip install 'emoedge[gpu]' (onnxruntime-gpu with CUDA 12) on an x86-64 NVIDIA machine; on Jetson use "
-            "the onnxruntime-gpu build for your JetPack (not on PyPI for aarch64)",
+    "cuda": "on an x86-64 NVIDIA machine, after installing emoedge: pip uninstall -y onnxruntime onnxruntime-gpu && "
+            "pip install onnxruntime-gpu (the emoedge[gpu] extra; the CPU onnxruntime must not stay beside it, both "
+            "install the same 'onnxruntime' folder). Its 1.31 wheels need CUDA 13 + cuDNN 9, from the system or "
+            "'onnxruntime-gpu[cuda,cudnn]'. On Jetson use the onnxruntime-gpu build for your JetPack (not on PyPI for aarch64)",
     "tensorrt": "pip install 'emoedge[gpu]' plus TensorRT (pip install tensorrt) on x86-64; on Jetson use JetPack's "
                 "system TensorRT with a JetPack onnxruntime-gpu build",
     "trt-native": "pip install 'emoedge[tensorrt]' (tensorrt + cuda-python) on x86-64; on Jetson use JetPack's "
@@ -253,35 +255,87 @@ def check_backend(backend: str) -> None:
 
 _sha_cache: dict = {}
 
+#: the files ``emoedge compile --target cpu`` writes; meta.json "preferred" must name one of them
+CPU_ARTIFACTS = ("model.opt.onnx", "model.ort")
+
 
 def cached_sha256(path: pathlib.Path) -> str:
-    st = path.stat()
-    k = (str(path), st.st_mtime_ns, st.st_size)
+    """sha256 of a file, memoized by (path, inode, ctime, mtime, size): replacing the file changes its
+    inode or ctime even when size and mtime are forged (size + mtime alone accepted a swapped file)."""
+    st = pathlib.Path(path).stat()
+    k = (str(path), st.st_ino, st.st_ctime_ns, st.st_mtime_ns, st.st_size)
     if k not in _sha_cache:
+        if len(_sha_cache) > 256:
+            _sha_cache.clear()
         _sha_cache[k] = sha256_file(path)
     return _sha_cache[k]
 
 
-def cpu_dir(model_path, compiled_dir=None) -> pathlib.Path:
-    """Folder holding the CPU artifacts of ``model_path`` for this CPU and onnxruntime version."""
-    key = make_cache_key(cached_sha256(pathlib.Path(model_path)), "cpu", "native")
+def cpu_dir(model_path, compiled_dir=None, model_sha256: Optional[str] = None) -> pathlib.Path:
+    """Folder holding the CPU artifacts of ``model_path`` (or of a model with sha256 ``model_sha256``) for
+    this CPU and onnxruntime version."""
+    sha = model_sha256 or cached_sha256(pathlib.Path(model_path))
+    key = make_cache_key(sha, "cpu", "native")
     # --out DIR is the same as EMOEDGE_CACHE_DIR=DIR.
     root = (pathlib.Path(compiled_dir) if compiled_dir else cache_root()) / "cpu"
     return root / key.dirname()
 
 
-def find_compiled_cpu(model_path, compiled_dir=None) -> Optional[pathlib.Path]:
-    """The preferred CPU artifact of ``model_path`` if ``emoedge compile --target cpu`` made one, else None."""
+def _reject(path, why: str) -> None:
+    import warnings
+    warnings.warn(f"ignoring the compiled model in {path}: {why}; the verified original model is used instead. "
+                  "Re-create it with `emoedge compile --target cpu --force`", RuntimeWarning, stacklevel=3)
+
+
+def load_compiled_cpu(model_path, compiled_dir=None, model_sha256: Optional[str] = None):
+    """``(path, bytes)`` of the verified preferred CPU artifact of the model, or None.
+
+    The artifact is checked like a model file: meta.json must belong to this model (its sha256), name one
+    of :data:`CPU_ARTIFACTS` as "preferred" (no other path; links leaving the folder are refused) and
+    record that file's sha256, which must match the bytes returned (the caller loads those bytes, so
+    the file cannot change between check and load). Anything else is ignored with a RuntimeWarning and
+    the original (manifest-verified) model is used: the cache can never override a verified model."""
     env = os.environ.get("EMOEDGE_USE_COMPILED", "1").lower()
     if env in ("0", "false", "no", "off"):
         return None
-    d = cpu_dir(model_path, compiled_dir)
-    meta = d / "meta.json"
-    if not meta.is_file():
+    sha = model_sha256 or cached_sha256(pathlib.Path(model_path))
+    d = cpu_dir(model_path, compiled_dir, sha)
+    meta_p = d / "meta.json"
+    if not meta_p.is_file():
         return None
     try:
-        pref = json.loads(meta.read_text())["preferred"]
-    except (ValueError, KeyError):
+        meta = json.loads(meta_p.read_text())
+        pref = meta["preferred"]
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError, OSError):
+        _reject(d, "meta.json is unreadable")
+        return None
+    if not isinstance(meta, dict) or pref not in CPU_ARTIFACTS:
+        _reject(d, f"meta.json names {pref!r} as the preferred file (allowed: {', '.join(CPU_ARTIFACTS)})")
+        return None
+    if meta.get("model_sha256") != sha:
+        _reject(d, "meta.json belongs to another model (its model_sha256 differs)")
+        return None
+    want = (meta.get("artifacts_sha256") or {}).get(pref) if isinstance(meta.get("artifacts_sha256"), dict) else None
+    if not isinstance(want, str) or len(want) != 64:
+        _reject(d, f"meta.json records no sha256 for {pref} (made by an older emoedge)")
         return None
     p = d / pref
-    return p if p.is_file() else None
+    try:
+        if p.is_symlink() or not p.resolve().is_relative_to(d.resolve()) or not p.is_file():
+            _reject(d, f"{pref} is missing or a link")
+            return None
+        data = p.read_bytes()
+    except OSError as e:
+        _reject(d, f"{pref} cannot be read ({e})")
+        return None
+    if hashlib.sha256(data).hexdigest() != want.lower():
+        _reject(d, f"{pref} does not match the sha256 recorded when it was compiled (corrupt or replaced)")
+        return None
+    return p, data
+
+
+def find_compiled_cpu(model_path, compiled_dir=None, model_sha256: Optional[str] = None) -> Optional[pathlib.Path]:
+    """The verified preferred CPU artifact of ``model_path`` if ``emoedge compile --target cpu`` made one,
+    else None (see :func:`load_compiled_cpu`)."""
+    r = load_compiled_cpu(model_path, compiled_dir, model_sha256)
+    return None if r is None else r[0]

@@ -21,10 +21,10 @@ from typing import Any, Callable, Dict, Optional
 
 import numpy as np
 
-from .backends import (FileLock, cached_sha256, atomic_publish_dir, check_backend, cpu_dir, find_compiled_cpu,  # noqa: F401
+from .backends import (CPU_ARTIFACTS, FileLock, cached_sha256, atomic_publish_dir, check_backend, cpu_dir, find_compiled_cpu,  # noqa: F401
                        is_jetson, make_cache_key)
 from .errors import BackendUnavailableError, InvalidInputError
-from .manifest import load_manifest
+from .manifest import load_manifest, sha256_file
 
 def sample_feeds(sess, batch, rng, task=""):
     """Realistic inputs per model kind: VAD (576-sample chunks + state + sr), text (hashed n-gram
@@ -81,7 +81,8 @@ def compile_cpu(model_path, compiled_dir=None, threads: int = 1, force: bool = F
     original vs both artifacts (same run, ``threads`` threads) and record them in meta.json."""
     import onnxruntime as ort
     model_path = pathlib.Path(model_path)
-    final = cpu_dir(model_path, compiled_dir)
+    model_sha = sha256_file(model_path)  # by content: the folder and meta.json are keyed by it
+    final = cpu_dir(model_path, compiled_dir, model_sha)
     with FileLock(final.parent / (final.name + ".lock"), timeout=600):
         if (final / "meta.json").is_file() and not force:
             return json.loads((final / "meta.json").read_text())
@@ -128,8 +129,10 @@ def compile_cpu(model_path, compiled_dir=None, threads: int = 1, force: bool = F
             run = {"original": _time_run(base, feeds), "model.opt.onnx": _time_run(opt, feeds),
                    "model.ort": _time_run(orts, feeds)}
             preferred = min(("model.opt.onnx", "model.ort"), key=lambda k: (load[k] + 20 * run[k]))
-            meta = {"model": str(model_path), "model_sha256": cached_sha256(model_path),
-                    "key": make_cache_key(cached_sha256(model_path), "cpu", "native").__dict__,
+            meta = {"model": str(model_path), "model_sha256": model_sha,
+                    "key": make_cache_key(model_sha, "cpu", "native").__dict__,
+                    # checked when the artifact is loaded (emoedge.backends.load_compiled_cpu)
+                    "artifacts_sha256": {name: sha256_file(tmp / name) for name in CPU_ARTIFACTS},
                     "preferred": preferred, "threads": threads, "load_ms": load, "run_ms_b1": run,
                     "load_speedup": load["original"] / load[preferred], "run_speedup": run["original"] / run[preferred],
                     "created": time.strftime("%Y-%m-%dT%H:%M:%S")}

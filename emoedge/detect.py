@@ -10,6 +10,7 @@ tragion, left ear tragion ("right" = the subject's right, i.e. the eye on the im
 """
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import asdict, dataclass, field
 from typing import List, Optional
@@ -24,6 +25,10 @@ __all__ = ["DetectorOptions", "Detection", "FaceDetector", "blazeface_anchors", 
 
 KEYPOINT_NAMES = ("right_eye", "left_eye", "nose", "mouth", "right_ear", "left_ear")
 ROW_SIZE = 5 + 2 * len(KEYPOINT_NAMES)
+# Work bounds (the C++ kernel enforces the same): anchors per decode call / per anchor set, logit clip.
+MAX_ANCHORS_DECODE = 1 << 14
+MAX_ANCHORS = 1 << 16
+MAX_SCORE_CLIP = 100.0
 
 
 @dataclass
@@ -101,6 +106,10 @@ def check_frame(frame, name: str = "frame") -> np.ndarray:
 
 def blazeface_anchors(input_size: int = 128, strides=(8, 16), per_cell=(2, 6)) -> np.ndarray:
     """Anchor centres float32 [N, 2] (x, y in [0, 1]), in the order BlazeFace's outputs use."""
+    total = sum((-(-int(input_size) // max(1, int(s)))) ** 2 * int(k) for s, k in zip(strides, per_cell))
+    if total > MAX_ANCHORS:
+        raise InvalidInputError(f"these anchor settings give {total} anchors, above the limit of {MAX_ANCHORS} "
+                                "(BlazeFace uses 896 or 2304): raise the strides or lower per_cell")
     rows = []
     for s, k in zip(strides, per_cell):
         g = -(-int(input_size) // int(s))
@@ -183,7 +192,8 @@ def _numba_decode():
                     wsum += sc
                     alive[j] = False
             for q in range(17):
-                out[k_out, q] = np.float32(acc[q] / wsum)
+                # all merged scores underflowed to 0: keep the top candidate as it is
+                out[k_out, q] = np.float32(acc[q] / wsum) if wsum > 0.0 else cand[t, q]
             out[k_out, 4] = cand[t, 4]
             k_out += 1
             if max_faces > 0 and k_out >= max_faces:
@@ -221,6 +231,13 @@ def decode(regressors, scores, anchors, *, min_score: float = 0.5, nms_iou: floa
     anchors: float32 [N, 2]; transform (sx, sy, tx, ty): model-input normalised coords -> frame pixels
     (x = sx*u + tx). backend: None (native when built, else numba), 'native' or 'numba'.
     """
+    try:
+        clip = float(score_clip)
+    except (TypeError, ValueError):
+        raise InvalidInputError(f"score_clip={score_clip!r} must be a number in (0, {MAX_SCORE_CLIP:g}]") from None
+    if not 0.0 < clip <= MAX_SCORE_CLIP:
+        raise InvalidInputError(f"score_clip={score_clip!r} must be in (0, {MAX_SCORE_CLIP:g}] (logits beyond it "
+                                "saturate the sigmoid; larger clips made min_score=0 return NaN rows)")
     nat = get_native() if backend in (None, "native") else None
     if backend == "native" and nat is None:
         raise InvalidInputError("backend='native' requested but emoedge._native is not available; build it or use backend=None")
@@ -242,7 +259,10 @@ def decode(regressors, scores, anchors, *, min_score: float = 0.5, nms_iou: floa
     an = np.ascontiguousarray(anchors)
     if sc.size != reg.shape[0] or an.shape != (reg.shape[0], 2):
         raise InvalidInputError(f"scores ({sc.size}) and anchors {an.shape} must match the {reg.shape[0]} regressor rows")
-    if not (0 <= min_score <= 1) or not (0 < nms_iou <= 1) or max_faces < 0 or box_scale <= 0:
+    if reg.shape[0] > MAX_ANCHORS_DECODE:
+        raise InvalidInputError(f"n_anchors={reg.shape[0]} is above the limit of {MAX_ANCHORS_DECODE} per call "
+                                "(BlazeFace has 896 or 2304): decode one frame's outputs at a time")
+    if not (0 <= min_score <= 1) or not (0 < nms_iou <= 1) or max_faces < 0 or not (0 < box_scale < math.inf):
         raise InvalidInputError("min_score in [0, 1], nms_iou in (0, 1], max_faces >= 0, box_scale > 0 required")
     sx, sy, tx, ty = (float(v) for v in transform)
     if not (np.isfinite([sx, sy, tx, ty]).all() and sx > 0 and sy > 0):
@@ -295,24 +315,27 @@ class FaceDetector:
             self.anchors = blazeface_anchors(self.size, a["strides"], a["per_cell"])
         self.box_scale = float(e.get("decode", {}).get("box_scale", self.size))
 
-    def preprocess(self, frame: np.ndarray):
+    def preprocess(self, frame: np.ndarray, roi=None):
         """BGR uint8 frame -> (float32 [1, 3, S, S] RGB in [-1, 1], letterboxed; (sx, sy, tx, ty) mapping
-        normalised model-input coordinates to frame pixels)."""
+        normalised model-input coordinates to frame pixels). roi: (x, y, w, h) pixels, a region of the
+        frame to use instead of the whole frame (parts outside the frame read black, like the letterbox)."""
         from . import kernels
-        x, tr = kernels.preprocess(frame, size=(self.size, self.size), letterbox=True, color="swap_rb",
+        x, tr = kernels.preprocess(frame, size=(self.size, self.size), box=roi, letterbox=True, color="swap_rb",
                                    mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), layout="nchw", return_transform=True)
         (a, _, c), (_, e, f) = tr.matrix  # frame pixel -> model-input pixel: out = a*x + c, out_y = e*y + f
         return x.reshape(1, 3, self.size, self.size), (self.size / a, self.size / e, -c / a, -f / e)
 
-    def detect_array(self, frame: np.ndarray, timing: Optional[dict] = None, *, checked: bool = False) -> np.ndarray:
+    def detect_array(self, frame: np.ndarray, timing: Optional[dict] = None, *, checked: bool = False,
+                     roi: Optional[tuple] = None) -> np.ndarray:
         """float32 [K, 17] rows (x, y, w, h, score, keypoints) in frame pixels, best first.
         ``timing``: optional dict that receives ms per stage (preprocess_ms, infer_ms, decode_ms).
-        ``checked``: the caller already passed the frame through :func:`check_frame` (not checked again)."""
+        ``checked``: the caller already passed the frame through :func:`check_frame` (not checked again).
+        ``roi``: (x, y, w, h) pixels: detect only in this region (resampled to the detector input)."""
         if not checked:
             frame = check_frame(frame)
         o = self.options
         t0 = time.perf_counter_ns()
-        x, tr = self.preprocess(frame)
+        x, tr = self.preprocess(frame, roi)
         t1 = time.perf_counter_ns()
         reg, sc = self.session.run(self.outputs, {self.input_name: x})
         t2 = time.perf_counter_ns()

@@ -29,6 +29,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from .faces import FaceAnalyzerOptions
     from .fusion import FusionOptions
+    from .scheduler import FrameScheduler
     from .voice import VoiceOptions
 
 __all__ = ["Engine", "Run"]
@@ -40,6 +41,8 @@ class Engine:
     Keyword-only. ``models``: task -> manifest entry name (e.g. ``{"face_expression": "face-expr-fp32"}``),
     default: the manifest's defaults. ``precision``: model variant 'int8' | 'fp32' | 'fp16' | None (each
     model's default; a family without it keeps its default, with a warning and a note in ``info()``).
+    'fp16' (the face-expression, voice and text FP16 variants, FP32 at the graph boundary) is for the GPU
+    backends; with backend='cpu' it raises InvalidInputError.
     ``backend`` ('cpu' | 'cuda' | 'tensorrt' | 'triton') and ``threads`` (onnxruntime intra-op threads per
     session); for 'triton' also ``triton_url`` (gRPC host:port, default 127.0.0.1:8001) and ``triton_timeout_s``
     (deadline of every call; a down server raises BackendUnavailableError, never hangs); or
@@ -73,6 +76,12 @@ class Engine:
                 or (triton_timeout_s is not None and triton_timeout_s != runtime.triton_timeout_s):
             raise InvalidInputError(f"backend={backend!r}/threads={threads!r}/triton_url={triton_url!r} disagree with "
                                     f"runtime={runtime}; give them in one place")
+        if precision == "fp16" and runtime.backend == "cpu":
+            raise InvalidInputError(
+                "precision='fp16' selects the FP16 model variants, which are made for GPUs (backend='cuda' or "
+                "'tensorrt'). onnxruntime's CPU EP has no FP16 kernels for them on x86: it would cast every weight "
+                "back to FP32 and run slower than the fp32 variant for the same result. On CPU use precision=None "
+                "(the INT8 defaults), 'int8' or 'fp32'")
         self.runtime = runtime
         self.models = dict(models or {})
         self.precision = precision
@@ -147,6 +156,12 @@ class Engine:
         return Stream(self, mode=mode, fusion=self.fusion_options() if fusion is None else fusion,
                       stream_id=stream_id, keep_frames=keep_frames)
 
+    def scheduler(self, **options: Any) -> "FrameScheduler":
+        """A :class:`~emoedge.scheduler.FrameScheduler` batching the expression model across this engine's
+        streams; ``options``: SchedulerOptions fields (max_wait_ms, max_batch, max_pending, batch)."""
+        from .scheduler import FrameScheduler, SchedulerOptions
+        return FrameScheduler(self, SchedulerOptions(**options))
+
     def run(self, *, video: Any = None, audio: Any = None, camera: Any = None, mic: Any = None, text: Any = None,
             realtime: bool = False, fusion: "Optional[FusionOptions]" = None, keep_frames: bool = False,
             queue_size: int = 8, speed: float = 1.0) -> Run:
@@ -163,9 +178,14 @@ class Engine:
         st = self.stream(RunningMode.LIVE if live else RunningMode.FILE, fusion, keep_frames=keep_frames)
         return Run(st, srcs, live=live, realtime=realtime, queue_size=queue_size, speed=speed)
 
+    @property
+    def closed(self) -> bool:
+        """True after :meth:`close`."""
+        return self._closed
+
     def close(self) -> None:
-        """Refuse new streams. The components stay usable by streams already made (sessions are shared
-        and freed with the engine)."""
+        """Close the engine: no new streams, and pushes on its existing streams raise StreamClosedError
+        (a stream must not keep running on an engine its owner considers shut down)."""
         self._closed = True
 
     def __enter__(self) -> "Engine":

@@ -15,6 +15,7 @@ streams/threads at once; per-stream state lives in the tracker.
 """
 from __future__ import annotations
 
+import itertools
 import time
 import warnings
 from dataclasses import asdict, dataclass, field
@@ -30,9 +31,9 @@ if TYPE_CHECKING:  # pragma: no cover
     from .manifest import Manifest
     from .options import RuntimeOptions
     from .session import SessionOptions
-    from .tracking import FaceTracker
+    from .tracking import FaceTracker, Track
 
-__all__ = ["FaceAnalyzerOptions", "Face", "FaceAnalyzer", "BASELINE_MODEL"]
+__all__ = ["FaceAnalyzerOptions", "Face", "Located", "FaceAnalyzer", "BASELINE_MODEL"]
 
 BASELINE_MODEL = "fer-minixception"
 _PREPROCESS_KEYS = ("color", "mean", "std", "scale", "offset", "interpolation", "border")
@@ -46,8 +47,17 @@ class FaceAnalyzerOptions:
     the fer-minixception baseline with a warning); precision: 'fp32' | 'int8' | None (the default's).
     intra_threads: onnxruntime threads per session; backend: 'cpu' | 'cuda' | 'tensorrt' (both only when
     the analyzer is made without ``runtime=``, as an Engine makes it: then the engine's RuntimeOptions apply);
-    manifest: path of a manifest.json (None = the bundled one); detect_every: detector on every N-th
-    frame of a stream, tracking in between (used by new_tracker(); see emoedge.tracking)."""
+    manifest: path of a manifest.json (None = the bundled one).
+
+    Detection cadence (per stream, with a tracker; see emoedge.tracking and emoedge.roi):
+    detect_every: full-frame detection at most every N frames (1 = every frame); detect_every_idle: the
+    same while no face is tracked (1 = every frame: a face is found as soon as it is detectable); in between each
+    track is re-localised by ``roi``: 'template' (grey template correlation, ~0.05 ms/face),
+    'detector' (BlazeFace on the ROI, ~1 ms/face) or 'predict' (constant velocity, no image look).
+    A full detection runs at once when a track's ROI confidence < roi_min_confidence, when less than
+    roi_min_inside of a track's box is inside the frame, or when more than scene_change (fraction) of a
+    1/16-scale subsample changed by > scene_change_level grey levels since the previous frame
+    (scene_change >= 1 disables that check). Defaults chosen on moving-face clips (export/cadence_eval.py)."""
     min_score: float = 0.5
     nms_iou: float = 0.3
     max_faces: int = 0
@@ -58,14 +68,29 @@ class FaceAnalyzerOptions:
     intra_threads: int = 1
     backend: str = "cpu"
     manifest: Optional[str] = None
-    detect_every: int = 1
+    detect_every: int = 8
+    detect_every_idle: int = 1
+    roi: str = "template"
+    roi_min_confidence: float = 0.7
+    roi_min_inside: float = 0.8
+    scene_change: float = 0.3
+    scene_change_level: float = 32.0
 
     def validate(self) -> "FaceAnalyzerOptions":
         self.detector_options()
         if int(self.intra_threads) != self.intra_threads or self.intra_threads < 1:
             raise InvalidInputError(f"FaceAnalyzerOptions.intra_threads={self.intra_threads!r} must be an int >= 1")
         from .tracking import TrackerOptions
-        TrackerOptions(detect_every=self.detect_every).validate()
+        TrackerOptions(detect_every=self.detect_every, detect_every_idle=self.detect_every_idle).validate()
+        if self.roi not in ("template", "detector", "predict"):
+            raise InvalidInputError(f"FaceAnalyzerOptions.roi={self.roi!r} must be 'template', 'detector' or 'predict'")
+        if not (-1.0 <= float(self.roi_min_confidence) <= 1.0):
+            raise InvalidInputError(f"FaceAnalyzerOptions.roi_min_confidence={self.roi_min_confidence!r} must be in [-1, 1]")
+        if not (0.0 <= float(self.roi_min_inside) <= 1.0):
+            raise InvalidInputError(f"FaceAnalyzerOptions.roi_min_inside={self.roi_min_inside!r} must be in [0, 1]")
+        if not (0.0 <= float(self.scene_change)) or not (0.0 <= float(self.scene_change_level) <= 255.0):
+            raise InvalidInputError(f"FaceAnalyzerOptions.scene_change={self.scene_change!r} must be >= 0 (>= 1: off) "
+                                    f"and scene_change_level={self.scene_change_level!r} in [0, 255]")
         if self.precision not in (None, "fp32", "int8", "fp16"):
             raise InvalidInputError(f"FaceAnalyzerOptions.precision={self.precision!r} must be 'fp32', 'int8', 'fp16' or None")
         return self
@@ -83,6 +108,20 @@ class FaceAnalyzerOptions:
         if unknown:
             raise InvalidInputError(f"unknown FaceAnalyzerOptions fields {sorted(unknown)}; valid: {sorted(cls.__dataclass_fields__)}")
         return cls(**d).validate()
+
+
+@dataclass
+class Located:
+    """Stage 1 of FaceAnalyzer.analyze for one frame: boxes float64 [K, 4] (x, y, w, h px), scores [K],
+    keypoints [K, 6, 2] px, track ids (None without a tracker), detected (full-frame detector ran),
+    detect_ms (time of this stage), reason (why the detector ran: 'cadence', 'low confidence', ...)."""
+    boxes: np.ndarray
+    scores: np.ndarray
+    keypoints: np.ndarray
+    track_ids: Optional[List[int]]
+    detected: bool
+    detect_ms: float
+    reason: Optional[str] = None
 
 
 @dataclass
@@ -154,6 +193,7 @@ class FaceAnalyzer:
         if not (isinstance(crop, dict) and "reference" in crop and "size" in crop):
             crop = self.detector.entry.get("expression_crop")
         self.crop = CropSpec.from_dict(crop)
+        self._phases = itertools.count()  # cadence phases of new trackers (next() is atomic under the GIL)
 
     @property
     def name(self) -> str:
@@ -187,44 +227,111 @@ class FaceAnalyzer:
     def analyze(self, frame_bgr: np.ndarray, t: Optional[float] = None,
                 tracker: "Optional[FaceTracker]" = None) -> List[Face]:
         """Faces in one uint8 BGR frame [H, W, 3] (or gray [H, W]). t: timestamp (s), passed to the
-        tracker; tracker: a per-stream emoedge.tracking.FaceTracker (None: no track ids). With
-        tracker.options.detect_every > 1 the detector runs only every N-th frame and boxes are
-        predicted in between."""
+        tracker; tracker: a per-stream emoedge.tracking.FaceTracker (None: no track ids, the detector runs
+        on every frame). With a tracker, the full-frame detector follows the detection cadence
+        (``detect_every``, see emoedge.tracking) and tracks are re-localised in between (``roi``)."""
         frame = check_frame(frame_bgr, "frame_bgr")
-        timing = {"detect_ms": 0.0, "align_ms": 0.0, "classify_ms": 0.0}
-        t0 = time.perf_counter_ns()
-        detected = True
-        ids = None
-        if tracker is not None and not tracker.should_detect():
-            tracks = tracker.predict(t)
-            detected = False
-            boxes = np.array([tr.box for tr in tracks], np.float64).reshape(-1, 4)
-            scores = np.array([tr.score for tr in tracks], np.float32)
-            kps = np.stack([tr.keypoints if tr.keypoints is not None else np.zeros((6, 2), np.float32) for tr in tracks]) \
-                if tracks else np.zeros((0, 6, 2), np.float32)
-            ids = [tr.track_id for tr in tracks]
-        else:
-            rows = self.detector.detect_array(frame, checked=True)
-            boxes, scores, kps = rows[:, :4].astype(np.float64), rows[:, 4], rows[:, 5:17].reshape(-1, 6, 2)
-            if tracker is not None:
-                ids = [tr.track_id for tr in tracker.update(boxes, scores, kps, t=t)]
+        loc = self.locate(frame, t=t, tracker=tracker)
         t1 = time.perf_counter_ns()
-        crops = align_faces(frame, boxes, kps, size=self.input_size, spec=self.crop, layout=self.layout,
-                            **self.preprocess_kwargs)
+        crops = self.crops(frame, loc)
         t2 = time.perf_counter_ns()
         probs = self.classify(crops)
         t3 = time.perf_counter_ns()
-        timing.update(detect_ms=(t1 - t0) / 1e6 if detected else 0.0, align_ms=(t2 - t1) / 1e6,
-                      classify_ms=(t3 - t2) / 1e6)
+        return self.faces(loc, probs, align_ms=(t2 - t1) / 1e6, classify_ms=(t3 - t2) / 1e6)
+
+    # -- the stages of analyze(), separately, so a scheduler can batch classify() across frames/streams
+    def locate(self, frame: np.ndarray, t: Optional[float] = None, tracker: "Optional[FaceTracker]" = None) -> "Located":
+        """Stage 1: where the faces are in a checked frame (full-frame detection or the tracker's ROI
+        re-localisation, following the cadence). Updates the tracker."""
+        t0 = time.perf_counter_ns()
+        if tracker is None:
+            rows = self.detector.detect_array(frame, checked=True)
+            return Located(rows[:, :4].astype(np.float64), rows[:, 4], rows[:, 5:17].reshape(-1, 6, 2), None, True,
+                           (time.perf_counter_ns() - t0) / 1e6, "no tracker")
+        o = self.options
+        reason = tracker.detection_reason
+        if reason is None and o.scene_change < 1.0:
+            from .roi import scene_changed
+            if scene_changed(frame, tracker.scene, o.scene_change_level, o.scene_change):
+                reason = "scene change"
+        elif o.scene_change < 1.0:
+            from .roi import scene_changed
+            scene_changed(frame, tracker.scene, o.scene_change_level, o.scene_change)  # keep the previous subsample
+        live = tracker.live_tracks() if reason is None else []
+        if reason is None and not live:
+            tracker.skip()
+            return Located(np.zeros((0, 4)), np.zeros(0, np.float32), np.zeros((0, 6, 2), np.float32), [], False,
+                           (time.perf_counter_ns() - t0) / 1e6, None)
+        if reason is None:
+            out = self._relocate(frame, tracker, live, t)
+            if out is not None:
+                b, sc, kp, ids = out
+                return Located(b, sc, kp, ids, False, (time.perf_counter_ns() - t0) / 1e6, None)
+            reason = tracker.detection_reason or "roi"
+        rows = self.detector.detect_array(frame, checked=True)
+        boxes, scores, kps = rows[:, :4].astype(np.float64), rows[:, 4], rows[:, 5:17].reshape(-1, 6, 2)
+        tracks = tracker.update(boxes, scores, kps if len(rows) else None, t=t)
+        if o.roi == "template" and tracker.options.detect_every > 1:
+            from .roi import take_templates
+            take_templates(frame, tracks)
+        return Located(boxes, scores, kps, [tr.track_id for tr in tracks], True,
+                       (time.perf_counter_ns() - t0) / 1e6, reason)
+
+    def _relocate(self, frame: np.ndarray, tracker: "FaceTracker", live: "List[Track]", t: Optional[float]
+                  ) -> Optional[Tuple[np.ndarray, np.ndarray, np.ndarray, List[int]]]:
+        """ROI re-localisation of the live tracks, or None when a full detection is needed instead
+        (a track's confidence dropped or it is leaving the frame; the tracker records why)."""
+        o = self.options
+        from . import roi
+        if o.roi == "predict":
+            tracks = tracker.predict(t)
+            boxes = np.array([tr.box for tr in tracks], np.float64).reshape(-1, 4)
+            scores = np.array([tr.score for tr in tracks], np.float32)
+            kps = np.stack([tr.keypoints if tr.keypoints is not None else np.zeros((6, 2), np.float32) for tr in tracks])
+            return boxes, scores, kps, [tr.track_id for tr in tracks]
+        if o.roi == "template":
+            boxes, kps, conf = roi.relocate_template(frame, live)
+        else:
+            boxes, kps, conf = roi.relocate_detector(self.detector, frame, live)
+        h, w = frame.shape[:2]
+        for i in range(len(live)):
+            if conf[i] < o.roi_min_confidence:
+                tracker.request_detection("low confidence")
+                return None
+            if roi.inside_fraction(boxes[i], w, h) < o.roi_min_inside:
+                tracker.request_detection("leaving the frame")
+                return None
+        tracker.relocate(live, boxes, kps, conf, t=t)
+        # the score reported is the track's detector score (fusion weighs faces by it); the ROI
+        # confidence is on the Track
+        return boxes, np.array([tr.score for tr in live], np.float32), kps, [tr.track_id for tr in live]
+
+    def crops(self, frame: np.ndarray, loc: "Located") -> np.ndarray:
+        """Stage 2: the expression model's inputs [K, ...] for the located faces (one native call)."""
+        return align_faces(frame, loc.boxes, loc.keypoints, size=self.input_size, spec=self.crop, layout=self.layout,
+                           **self.preprocess_kwargs)
+
+    def faces(self, loc: "Located", probs: np.ndarray, align_ms: float = 0.0, classify_ms: float = 0.0) -> List[Face]:
+        """Stage 4: Face results from stage 1's ``loc`` and stage 3's ``probs`` [K, len(labels)]."""
+        timing = {"detect_ms": loc.detect_ms if loc.detected else 0.0, "align_ms": align_ms, "classify_ms": classify_ms}
+        if not loc.detected:
+            timing["roi_ms"] = loc.detect_ms
+        boxes, scores, kps, ids = loc.boxes, loc.scores, loc.keypoints, loc.track_ids
         return [Face(box=(float(boxes[i, 0]), float(boxes[i, 1]), float(boxes[i, 2]), float(boxes[i, 3])),
                      score=float(scores[i]), keypoints=np.array(kps[i], np.float32),
                      track_id=None if ids is None else ids[i], labels=self.labels, probs=probs[i], timing=timing,
-                     detected=detected) for i in range(len(boxes))]
+                     detected=loc.detected) for i in range(len(boxes))]
 
-    def new_tracker(self) -> "FaceTracker":
-        """A fresh per-stream FaceTracker configured from these options (detect_every)."""
+    def new_tracker(self, phase: Optional[int] = None) -> "FaceTracker":
+        """A fresh per-stream FaceTracker with this analyzer's detection cadence (``detect_every``,
+        ``detect_every_idle``). ``phase``: the stream's offset in the cadence (see FaceTracker); None: the
+        next one, so that the streams of an engine (which share this analyzer) spread their detector runs
+        over the frames instead of all detecting on the same frame."""
         from .tracking import FaceTracker, TrackerOptions
-        return FaceTracker(TrackerOptions(detect_every=self.options.detect_every))
+        if phase is None:
+            phase = next(self._phases)
+        return FaceTracker(TrackerOptions(detect_every=self.options.detect_every,
+                                          detect_every_idle=self.options.detect_every_idle), phase=phase)
 
     def close(self) -> None:
         """Release the sessions."""

@@ -19,7 +19,7 @@ import os
 import pathlib
 import tempfile
 import threading
-from typing import Any, Dict, List, Optional, Tuple, Union
+from typing import Any, Dict, List, Optional, Union
 
 from .errors import ModelError, ModelNotFoundError, VariantNotFoundError
 
@@ -31,7 +31,9 @@ MANIFEST_PATH = MODELS_DIR / "manifest.json"
 #: Canonical label set used by fusion; each model maps its own labels onto these by name.
 CANONICAL_LABELS = ("neutral", "happy", "sad", "angry", "fearful", "disgusted", "surprised")
 
-_verified: Dict[Tuple[str, int, int], bool] = {}
+# path (resolved) -> the sha256 its manifest entry expects; make_session checks the bytes it loads against
+# it, so a file swapped between the check in model_path and the load is still caught.
+_expected: Dict[str, str] = {}
 _lock = threading.Lock()
 
 
@@ -87,28 +89,57 @@ class Manifest:
         have = sorted({str(o.get("precision")) for n, o in self.models.items() if o.get("family", n) == fam})
         raise VariantNotFoundError(f"model family {fam!r} has no {precision!r} variant; choose one of {have}")
 
-    def model_path(self, name: str, verify: bool = True) -> pathlib.Path:
-        """Path to the entry's file; checks it exists and (once per process) its sha256."""
+    def resolve_file(self, name: str) -> pathlib.Path:
+        """The entry's ``file`` resolved inside the manifest's folder. Absolute paths, ``..`` components and
+        links that lead outside the folder are rejected (ModelError): a manifest names bundled files only."""
         e = self.entry(name)
-        if "file" not in e:
+        rel = e.get("file")
+        if not isinstance(rel, str) or not rel.strip():
             raise ModelError(f"manifest entry {name!r} in {self.path} has no 'file'")
-        p = self.root / str(e["file"])
+        pure = pathlib.PurePosixPath(rel.replace("\\", "/"))
+        if pure.is_absolute() or pathlib.PureWindowsPath(rel).drive or ".." in pure.parts:
+            raise ModelError(f"manifest entry {name!r} in {self.path} names file {rel!r}, which is not a path inside "
+                             f"{self.root}: model files must sit in the manifest's folder (no absolute paths, no '..')")
+        p = self.root / pure
+        root = self.root.resolve()
+        try:
+            inside = p.resolve().is_relative_to(root)
+        except OSError:  # a link loop
+            inside = False
+        if not inside:
+            raise ModelError(f"model file {p} (manifest entry {name!r}) is a link that leads outside {root}; "
+                             "model files must sit in the manifest's folder (copy the file there instead)")
+        return p
+
+    def model_path(self, name: str, verify: bool = True) -> pathlib.Path:
+        """Path to the entry's file (inside the manifest's folder); checks it exists and, with ``verify``, its
+        content against the entry's sha256 on every call (hashing these few-MB files costs milliseconds; a
+        cache keyed by size and mtime accepted a swapped file of the same size and mtime)."""
+        e = self.entry(name)
+        p = self.resolve_file(name)
         if not p.is_file():
             raise ModelNotFoundError(f"model file {p} (manifest entry {name!r}) is missing; reinstall emoedge "
                                      "(`pip install --force-reinstall emoedge`) or restore the file")
-        if verify and e.get("sha256"):
-            key = (str(p), p.stat().st_mtime_ns, p.stat().st_size)
+        if verify:
+            want = e.get("sha256")
+            if not isinstance(want, str) or len(want) != 64:
+                raise ModelError(f"manifest entry {name!r} in {self.path} has no valid sha256 (got {want!r}): every "
+                                 "model entry must carry the sha256 of its file; re-run its export step or "
+                                 "emoedge.manifest.update_entry to record it")
+            got = sha256_file(p)
+            if got != want.lower():
+                raise ModelError(f"model file {p} does not match its manifest sha256 ({want[:12]}..., file has "
+                                 f"{got[:12]}...): the file is corrupt or was replaced; reinstall emoedge or re-run "
+                                 f"the export step ({e.get('made_by', 'see export/')})")
             with _lock:
-                ok = _verified.get(key)
-            if ok is None:
-                ok = sha256_file(p) == e["sha256"]
-                with _lock:
-                    _verified[key] = ok
-            if not ok:
-                raise ModelError(f"model file {p} does not match its manifest sha256 ({e['sha256'][:12]}...): "
-                                 "the file is corrupt or was replaced; reinstall emoedge or re-run the export step "
-                                 f"({e.get('made_by', 'see export/')})")
+                _expected[str(p.resolve())] = want.lower()
         return p
+
+
+def expected_sha256(path: "Union[str, os.PathLike[str]]") -> Optional[str]:
+    """The sha256 a manifest entry recorded for ``path`` (after :meth:`Manifest.model_path` verified it), else None."""
+    with _lock:
+        return _expected.get(str(pathlib.Path(path).resolve()))
 
 
 def load_manifest(path: "Union[str, os.PathLike[str], Manifest, None]" = None) -> Manifest:

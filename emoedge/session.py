@@ -115,11 +115,25 @@ def make_session(path, opts: Optional[SessionOptions] = None, provider_options: 
     so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     so.log_severity_level = int(opts.log_severity)
-    load_path, compiled = path, None
+    # The bytes are read once, checked and handed to onnxruntime (not the path): a file that a manifest
+    # verified cannot be swapped between that check and this load.
+    import hashlib
+    from .manifest import expected_sha256
+    try:
+        model_bytes = path.read_bytes()
+    except OSError as e:
+        raise ModelError(f"could not read model {path}: {e}") from None
+    model_sha = hashlib.sha256(model_bytes).hexdigest()
+    want = expected_sha256(path)
+    if want is not None and model_sha != want:
+        raise ModelError(f"model file {path} changed after it was verified against its manifest sha256 "
+                         f"({want[:12]}..., now {model_sha[:12]}...): the file was replaced; reinstall emoedge")
+    load_path, compiled, load_bytes = path, None, model_bytes
     if opts.backend == "cpu" and opts.use_compiled:
-        from .backends import find_compiled_cpu
-        compiled = find_compiled_cpu(path, opts.compiled_dir)
-        if compiled is not None:
+        from .backends import load_compiled_cpu
+        found = load_compiled_cpu(path, opts.compiled_dir, model_sha)
+        if found is not None:
+            compiled, load_bytes = found
             load_path = compiled
             # Already optimized offline: skip the optimizer at load time (that is the load-time gain).
             so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
@@ -130,23 +144,60 @@ def make_session(path, opts: Optional[SessionOptions] = None, provider_options: 
     if provider_options is None:
         provider_options = [{} for _ in providers]
         if opts.backend == "tensorrt":
-            from .manifest import sha256_file
             trt_dir = pathlib.Path(opts.compiled_dir) / "trt-ep" if opts.compiled_dir else None
-            provider_options[0] = tensorrt_provider_options(sha256_file(path), opts, cache_dir=trt_dir)
+            provider_options[0] = tensorrt_provider_options(model_sha, opts, cache_dir=trt_dir)
         if opts.backend in ("cuda", "tensorrt"):
             provider_options[providers.index("CUDAExecutionProvider")] = {"device_id": opts.device_id}
+    preload = _preload_gpu_libraries() if opts.backend in ("cuda", "tensorrt") else ""
     try:
-        sess = ort.InferenceSession(str(load_path), so, providers=providers, provider_options=list(provider_options))
+        # CPU: the checked bytes. GPU execution providers get the path (the TensorRT EP names its engine
+        # cache after the model file); its bytes were checked just above.
+        src = load_bytes if opts.backend == "cpu" else str(load_path)
+        sess = ort.InferenceSession(src, so, providers=providers, provider_options=list(provider_options))
     except Exception as e:  # onnxruntime raises its own Fail/InvalidProtobuf/... types
-        raise ModelError(f"could not load model {load_path}: {type(e).__name__}: {e}. The file may be corrupt or "
+        msg = f"{type(e).__name__}: {e}"
+        if opts.backend != "cpu" and any(k in msg.lower() for k in ("cuda", "cudnn", "cublas", "tensorrt", "provider")):
+            raise BackendUnavailableError(f"backend {opts.backend!r} could not create a session for {path.name}: {msg}. "
+                                          f"{GPU_LIBRARY_HINT}{preload}") from None
+        raise ModelError(f"could not load model {load_path}: {msg}. The file may be corrupt or "
                          "truncated; reinstall emoedge or re-run its export step") from None
     used = sess.get_providers()
     if used[0] != wanted[0]:
         raise BackendUnavailableError(f"backend {opts.backend!r} asked for {wanted[0]} but onnxruntime used {used} "
-                                      f"for {path.name}; check the CUDA/TensorRT installation")
+                                      f"for {path.name} (it logs why above). {GPU_LIBRARY_HINT}{preload}")
     _info[sess] = {"model": str(path), "loaded": str(load_path), "compiled": compiled is not None,
-                       "providers": used, "backend": opts.backend, "threads": opts.intra_threads}
+                   "providers": used, "backend": opts.backend, "threads": opts.intra_threads, "sha256": model_sha}
     return sess
+
+
+GPU_LIBRARY_HINT = ("onnxruntime-gpu 1.31 is built for CUDA 13 and cuDNN 9: have them on the library path, or "
+                    "install the pip wheels (pip install 'onnxruntime-gpu[cuda,cudnn]'; emoedge then loads them with "
+                    "onnxruntime.preload_dlls()), and make sure the CPU 'onnxruntime' package is not installed beside "
+                    "onnxruntime-gpu (pip uninstall onnxruntime onnxruntime-gpu, then pip install onnxruntime-gpu)")
+_preloaded: Optional[str] = None
+
+
+def _preload_gpu_libraries() -> str:
+    """Once per process, before the first CUDA/TensorRT session: ``onnxruntime.preload_dlls()`` (onnxruntime-gpu
+    >= 1.21) loads CUDA and cuDNN from the nvidia-* pip packages, which the CUDA EP does not find on its own.
+    Its messages are kept out of stdout (CLI output may be JSON) and returned for error messages.
+    EMOEDGE_ORT_PRELOAD=0 turns it off (CUDA from the system library path only)."""
+    global _preloaded
+    if _preloaded is None:
+        import contextlib
+        import io
+        import os
+        import onnxruntime as ort
+        buf = io.StringIO()
+        if os.environ.get("EMOEDGE_ORT_PRELOAD", "1") != "0" and hasattr(ort, "preload_dlls"):
+            try:
+                with contextlib.redirect_stdout(buf):
+                    ort.preload_dlls()
+            except Exception as e:  # a missing library is reported by the session that needs it
+                buf.write(f"{type(e).__name__}: {e}")
+        text = buf.getvalue().strip()
+        _preloaded = f" (onnxruntime.preload_dlls said: {text[:500]})" if text else ""
+    return _preloaded
 
 
 def session_info(sess) -> dict:
@@ -174,10 +225,11 @@ class IOBindingRunner:
     def run(self, feeds: dict):
         if not self.on_gpu:
             return self.sess.run(self.output_names, feeds)
+        import numpy as np
         import onnxruntime as ort
         io = self.sess.io_binding()
         for name, arr in feeds.items():
-            io.bind_ortvalue_input(name, ort.OrtValue.ortvalue_from_numpy(arr, "cuda", self.device_id))
+            io.bind_ortvalue_input(name, ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(arr), "cuda", self.device_id))
         for name in self.output_names:
             io.bind_output(name, "cuda", self.device_id)
         self.sess.run_with_iobinding(io)

@@ -114,6 +114,11 @@ class VideoFileSource(Source):
             raise InvalidInputError(f"{self.path}: has no video stream (for audio-only files use an audio source)")
         self._v = self._c.streams.video[0]
         self._a = self._c.streams.audio[0] if (audio and self._c.streams.audio) else None
+        # a corrupt header can leave a stream without a decoder (codec_context None): name the file
+        if self._v.codec_context is None or (self._a is not None and self._a.codec_context is None):
+            self._c.close()
+            raise InvalidInputError(f"{self.path}: the {'video' if self._v.codec_context is None else 'audio'} stream "
+                                    "has no usable decoder: the file is corrupt or uses an unsupported codec")
         self.kinds = frozenset({"video", "audio"} if self._a is not None else {"video"})
         d = None
         if self._v.duration is not None and self._v.time_base is not None:
@@ -126,7 +131,15 @@ class VideoFileSource(Source):
         self.fps = float(rate) if rate else None
         self.width, self.height = self._v.codec_context.width, self._v.codec_context.height
         self.sample_rate = int(self._a.codec_context.sample_rate) if self._a is not None else None
+        if self._a is not None and not self.sample_rate:
+            self._c.close()
+            raise InvalidInputError(f"{self.path}: the audio stream has no sample rate: the file is corrupt")
+        # the audio track's announced length (s), to notice a track that mostly fails to decode
+        self.expected_audio_s = None
+        if self._a is not None and self._a.duration is not None and self._a.time_base is not None:
+            self.expected_audio_s = float(self._a.duration * self._a.time_base)
         self.frames_decoded = 0
+        self.audio_seconds_decoded = 0.0
 
     def items(self) -> Iterator[Item]:
         import av
@@ -160,6 +173,7 @@ class VideoFileSource(Source):
                             t = float(t0 if t0 is not None else 0.0)
                             sr = int(self.sample_rate or 0)  # set whenever there is an audio stream
                             yield AudioChunk(t=t, pcm=pcm, sample_rate=sr)
+                            self.audio_seconds_decoded += pcm.size / sr
                             t0 = t + pcm.size / sr
                         a_next = t0
         except av.error.FFmpegError as e:
@@ -169,6 +183,12 @@ class VideoFileSource(Source):
         if self.expected_frames and idx < 0.9 * self.expected_frames - 1:
             raise InvalidInputError(f"{self.path}: truncated: the header announces {self.expected_frames} frames but "
                                     f"only {idx} could be decoded")
+        exp = self.expected_audio_s
+        if exp and self.audio_seconds_decoded < 0.8 * exp - 0.25:
+            # the decoder skipped damaged audio packets without an error; a run must not look complete
+            raise InvalidInputError(f"{self.path}: the audio track announces {exp:.2f} s but only "
+                                    f"{self.audio_seconds_decoded:.2f} s could be decoded: the audio is corrupt. "
+                                    "Re-encode the file, or use VideoFileSource(path, audio=False) for the frames only")
 
     def close(self) -> None:
         try:

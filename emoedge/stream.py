@@ -29,16 +29,18 @@ through :mod:`emoedge.adapters` into the stream's ``fusion.FusionState`` and com
 from __future__ import annotations
 
 import math
+import numbers
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Set, Tuple, Union
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
 from . import adapters
 from . import fusion as _fusion
-from .components import VoiceObservation
+from .audio import _check_rate, check_pcm
+from .components import FaceObservation, VoiceObservation
 from .detect import check_frame
 from .errors import InvalidInputError, StreamClosedError
 from .events import EmotionEvent, FaceResult
@@ -46,6 +48,12 @@ from .options import RunningMode
 
 if TYPE_CHECKING:  # pragma: no cover
     from .engine import Engine
+    from .faces import Located
+
+try:  # Python >= 3.8
+    from typing import Protocol, runtime_checkable
+except ImportError:  # pragma: no cover
+    from typing_extensions import Protocol, runtime_checkable  # type: ignore
 
 MODES = tuple(m.value for m in RunningMode)
 STAGES = ("detect", "align", "classify", "audio", "voice", "text", "fuse", "total")
@@ -55,7 +63,9 @@ class LatencyStats:
     """Per-stage latency samples (ms) in fixed-size rings (memory stays flat on endless streams);
     percentiles over the most recent ``capacity`` samples of each stage."""
 
-    def __init__(self, capacity: int = 1 << 16):
+    # 16384 samples per stage (18 min of frames at 15 fps) is plenty for percentiles, and the rings of
+    # an endless stream stop growing (touching new pages) within its first minutes.
+    def __init__(self, capacity: int = 1 << 14):
         self.capacity = int(capacity)
         self._buf: Dict[str, np.ndarray] = {}
         self._n: Dict[str, int] = {}
@@ -135,13 +145,48 @@ def _ms(ns: int) -> float:
 
 
 def _check_t(t: object, what: str) -> float:
+    # numbers only: float("1.5") / float(True) / bytes would silently become times
+    if isinstance(t, (bool, np.bool_)) or not isinstance(t, numbers.Real):
+        raise InvalidInputError(f"{what}: timestamp must be a number of seconds (int or float), got "
+                                f"{type(t).__name__} {t!r}")
     try:
-        tf = float(t)  # type: ignore[arg-type]  # anything float() takes; the error names the value
-    except (TypeError, ValueError):
+        tf = float(t)
+    except (TypeError, ValueError, OverflowError):
         raise InvalidInputError(f"{what}: timestamp must be a number of seconds, got {t!r}") from None
     if not math.isfinite(tf):
         raise InvalidInputError(f"{what}: timestamp must be finite seconds, got {t!r}")
     return tf
+
+
+@runtime_checkable
+class StagedFaceComponent(Protocol):
+    """A face component that also offers ``analyze`` in stages (emoedge.faces.FaceAnalyzer): ``locate``
+    (detection or ROI tracking, updates the tracker), ``crops`` (model inputs), ``classify`` (any number of
+    crops, e.g. of many frames at once) and ``faces`` (the results). The stream and emoedge.scheduler use
+    them; other FaceComponents are called through ``analyze``."""
+
+    def locate(self, frame: np.ndarray, t: Optional[float] = None, tracker: Any = None) -> "Located": ...
+
+    def crops(self, frame: np.ndarray, loc: "Located") -> np.ndarray: ...
+
+    def classify(self, crops: np.ndarray) -> np.ndarray: ...
+
+    def faces(self, loc: "Located", probs: np.ndarray, align_ms: float = 0.0,
+              classify_ms: float = 0.0) -> Sequence[FaceObservation]: ...
+
+
+@dataclass
+class _PendingFrame:
+    """A frame between the stages of Stream.push_frame (see Stream._frame_locate)."""
+    image: np.ndarray
+    t: float
+    t_start: int
+    located: "Optional[Located]" = None
+    crops: Optional[np.ndarray] = None
+    faces: Optional[Sequence[FaceObservation]] = None  # analyze() output of a component without stages
+    analyze_ms: float = 0.0
+    align_ms: float = 0.0
+    classify_ms: float = 0.0
 
 
 class Stream:
@@ -164,13 +209,15 @@ class Stream:
         self._face = engine.face
         self._text = engine.text
         self._tracker = self._face.new_tracker() if self._face is not None else None
+        # the bundled FaceAnalyzer runs analyze() in stages (so emoedge.scheduler can batch classify)
+        self._staged: Optional[StagedFaceComponent] = self._face if isinstance(self._face, StagedFaceComponent) else None
         self._voice = engine.voice.stream(engine.voice_options) if engine.voice is not None else None
         self._voice_flushed = False
         self.stats = StreamStats()
         self._last: Dict[str, Optional[float]] = {"frame": None, "audio": None, "text": None}
         self._fuse_t = -math.inf
         self._frame_shape: Optional[Tuple[int, ...]] = None
-        self._seen_tracks: Set[int] = set()
+        self._seen_tracks: Dict[int, float] = {}  # face track id -> last time seen (pruned: see _prune_tracks)
         self._closed = False
         self._frame_index = 0
         self._lock = threading.Lock()
@@ -183,6 +230,21 @@ class Stream:
     def _check_open(self, what: str) -> None:
         if self._closed:
             raise StreamClosedError(f"{what} on a closed stream; create a new one with engine.stream()")
+        if getattr(self.engine, "closed", False):
+            raise StreamClosedError(f"{what}: the engine of this stream was closed (engine.close()); create a new "
+                                    "Engine and a stream on it")
+
+    def _prune_tracks(self, t: float) -> None:
+        """Forget track ids fusion no longer holds anything for (older than its face horizons), so the set
+        stays bounded on an endless stream where every new face gets a new id."""
+        o = self.fusion_options
+        horizon = max(float(o.max_age("face")), float(o.track_max_age_s)) + 1.0
+        stale = [tid for tid, seen in self._seen_tracks.items() if t - seen > horizon]
+        for tid in stale:
+            del self._seen_tracks[tid]
+        if len(self._seen_tracks) > 4096:  # many faces at once: keep the most recent ids
+            keep = sorted(self._seen_tracks.items(), key=lambda kv: kv[1])[-4096:]
+            self._seen_tracks = dict(keep)
 
     def _check_order(self, kind: str, t: float, strict: bool) -> None:
         last = self._last[kind]
@@ -212,40 +274,75 @@ class Stream:
     def push_frame(self, image: np.ndarray, t: float) -> List[EmotionEvent]:
         """Analyze one BGR uint8 frame [H, W, 3] at ``t`` seconds; returns one event."""
         with self._lock:
-            self._check_open("push_frame")
-            t = _check_t(t, "push_frame")
-            self._check_order("frame", t, strict=True)
-            t_start = time.perf_counter_ns()
-            image = check_frame(image, "push_frame: image")  # BGR uint8 [H, W, 3] (gray/BGRA converted)
-            self._last["frame"] = t
-            if self._frame_shape is not None and image.shape[:2] != self._frame_shape:
-                # documented handling: a new geometry restarts tracking and per-face smoothing
-                self.stats.size_changes += 1
-                if self._tracker is not None:
-                    self._tracker.reset()   # a FaceTracker keeps its ids increasing: old ids are never reused
-                for tid in set(self._fusion.tracks) | self._seen_tracks:
-                    self._fusion.drop_track(tid)
-                self._seen_tracks = set()
-            self._frame_shape = image.shape[:2]
-            lat: Dict[str, float] = {}
-            faces_out: List[FaceResult] = []
-            evidence: List[_fusion.ModalityEvidence] = []
-            if self._face is not None:
+            pending = self._frame_locate(image, t)
+            probs = None
+            if pending.located is not None and self._staged is not None:
+                t_c = time.perf_counter_ns()
+                pending.crops = self._staged.crops(pending.image, pending.located)
+                t_p = time.perf_counter_ns()
+                probs = self._staged.classify(pending.crops)
+                pending.align_ms, pending.classify_ms = _ms(t_p - t_c), _ms(time.perf_counter_ns() - t_p)
+            return self._frame_finish(pending, probs)
+
+    # -- push_frame in stages, so that emoedge.scheduler can run the expression model of many frames (of
+    # many streams) in one batch: _frame_locate; the face component's crops() and classify(); _frame_finish.
+    # Each stage runs under the stream's lock; a stream fed through a scheduler must not be pushed
+    # directly at the same time (its frames would interleave between the stages).
+    def _frame_locate(self, image: np.ndarray, t: float) -> "_PendingFrame":
+        self._check_open("push_frame")
+        t = _check_t(t, "push_frame")
+        self._check_order("frame", t, strict=True)
+        t_start = time.perf_counter_ns()
+        image = check_frame(image, "push_frame: image")  # BGR uint8 [H, W, 3] (gray/BGRA converted)
+        if self._frame_shape is not None and image.shape[:2] != self._frame_shape:
+            # documented handling: a new geometry restarts tracking and per-face smoothing
+            self.stats.size_changes += 1
+            if self._tracker is not None:
+                self._tracker.reset()   # a FaceTracker keeps its ids increasing: old ids are never reused
+            for tid in set(self._fusion.tracks) | set(self._seen_tracks):
+                self._fusion.drop_track(tid)
+            self._seen_tracks = {}
+        self._frame_shape = image.shape[:2]
+        p = _PendingFrame(image=image, t=t, t_start=t_start)
+        if self._face is not None:
+            if self._staged is not None:
+                p.located = self._staged.locate(image, t=t, tracker=self._tracker)
+            else:  # a component with analyze() only (FaceComponent interface)
                 t_a = time.perf_counter_ns()
-                faces = self._face.analyze(image, t=t, tracker=self._tracker)
-                lat.update(adapters.face_timing(faces, _ms(time.perf_counter_ns() - t_a)))
-                faces_out, evidence = adapters.face_evidence(faces, t)
-                self._seen_tracks.update(f.track_id for f in faces_out if f.track_id is not None)
-                self.stats.faces += len(faces)
-                self.stats.frames_with_faces += bool(faces)
-            self.stats.frames_processed += 1
-            idx = self._frame_index
-            self._frame_index += 1
-            ev = self._fuse(t, evidence, "frame", faces_out, lat, frame_index=idx, frame=image)
-            lat["total"] = _ms(time.perf_counter_ns() - t_start)
-            ev.latency_ms["total"] = lat["total"]
-            self.stats.latency.add("total", lat["total"])
-            return [ev]
+                p.faces = self._face.analyze(image, t=t, tracker=self._tracker)
+                p.analyze_ms = _ms(time.perf_counter_ns() - t_a)
+        # committed once the frame was validated and located (a rejected push changes no time); here rather
+        # than in _frame_finish so that a scheduler batch holding two frames of one stream keeps their order
+        self._last["frame"] = t
+        return p
+
+    def _frame_finish(self, p: "_PendingFrame", probs: Optional[np.ndarray]) -> List[EmotionEvent]:
+        lat: Dict[str, float] = {}
+        faces_out: List[FaceResult] = []
+        evidence: List[_fusion.ModalityEvidence] = []
+        if self._face is not None:
+            faces: Sequence[FaceObservation]
+            if p.located is not None and self._staged is not None and probs is not None:
+                faces = self._staged.faces(p.located, probs, align_ms=p.align_ms, classify_ms=p.classify_ms)
+                analyze_ms = p.located.detect_ms + p.align_ms + p.classify_ms
+            else:
+                faces, analyze_ms = (p.faces or []), p.analyze_ms
+            lat.update(adapters.face_timing(faces, analyze_ms))
+            faces_out, evidence = adapters.face_evidence(faces, p.t)
+            for f in faces_out:
+                if f.track_id is not None:
+                    self._seen_tracks[f.track_id] = p.t
+            self._prune_tracks(p.t)
+            self.stats.faces += len(faces)
+            self.stats.frames_with_faces += bool(faces)
+        self.stats.frames_processed += 1
+        idx = self._frame_index
+        self._frame_index += 1
+        ev = self._fuse(p.t, evidence, "frame", faces_out, lat, frame_index=idx, frame=p.image)
+        lat["total"] = _ms(time.perf_counter_ns() - p.t_start)
+        ev.latency_ms["total"] = lat["total"]
+        self.stats.latency.add("total", lat["total"])
+        return [ev]
 
     def push_audio(self, pcm: Any, sample_rate: int, t: float) -> List[EmotionEvent]:
         """Add audio (int16/float32/float64, mono [n] or [n, channels], any rate in Hz) starting at ``t`` seconds;
@@ -254,27 +351,41 @@ class Stream:
             self._check_open("push_audio")
             t = _check_t(t, "push_audio")
             self._check_order("audio", t, strict=False)
+            # Everything is checked before any state changes: a rejected chunk leaves the time, the counters
+            # and the voice stream as they were.
+            if isinstance(sample_rate, (bool, np.bool_)):
+                raise InvalidInputError(f"push_audio: sample_rate must be an integer number of Hz, got {sample_rate!r}")
             try:
-                sr = int(sample_rate)
-            except (TypeError, ValueError):
-                raise InvalidInputError(f"push_audio: sample_rate must be an integer number of Hz, got {sample_rate!r}") from None
-            if sr <= 0:
-                raise InvalidInputError(f"push_audio: sample_rate must be > 0 Hz, got {sample_rate}")
-            arr = np.asarray(pcm)
-            if arr.ndim not in (1, 2) or arr.size == 0 and arr.ndim != 1:
-                raise InvalidInputError(f"push_audio: pcm must be [n] or [n, channels], got shape {arr.shape}")
-            self._last["audio"] = t
+                sr = _check_rate(sample_rate)
+            except InvalidInputError as e:
+                raise InvalidInputError(f"push_audio: {e}") from None
+            try:
+                arr = check_pcm(pcm)
+            except InvalidInputError as e:
+                raise InvalidInputError(f"push_audio: {e}") from None
+            if arr.ndim == 2 and arr.shape[0] < arr.shape[1] and arr.shape[1] > 8:
+                # [2, 48] is far more likely two channels of 48 samples than 2 frames of 48-channel audio
+                raise InvalidInputError(f"push_audio: pcm shape {arr.shape} looks channel-first ([channels, samples]); "
+                                        "the layout is [n_samples, n_channels]: pass pcm.T")
+            if arr.dtype != np.int16 and arr.size and not np.isfinite(np.sum(arr, dtype=np.float64)):
+                if not np.isfinite(arr).all():
+                    raise InvalidInputError("push_audio: pcm contains NaN/Inf samples; replace them first "
+                                            "(e.g. np.nan_to_num(pcm, nan=0.0, posinf=1.0, neginf=-1.0))")
             n = arr.shape[0]
+            items: Sequence[VoiceObservation] = []
+            push_ms = None
+            if self._voice is not None and n:
+                if self._voice_flushed:  # audio after flush(): a new utterance
+                    self._voice.reset()
+                    self._voice_flushed = False
+                t0 = time.perf_counter_ns()
+                items = self._voice.push(arr, sr, t)
+                push_ms = _ms(time.perf_counter_ns() - t0)
+            self._last["audio"] = t
             self.stats.audio_chunks += 1
             self.stats.audio_seconds += n / sr
-            if self._voice is None:
+            if push_ms is None:
                 return []
-            if self._voice_flushed:  # audio after flush(): a new utterance
-                self._voice.reset()
-                self._voice_flushed = False
-            t0 = time.perf_counter_ns()
-            items = self._voice.push(arr, sr, t)
-            push_ms = _ms(time.perf_counter_ns() - t0)
             self.stats.latency.add("audio", push_ms)   # whole chunk: resample, log-mel, VAD, model runs
             return self._voice_events(items, push_ms)
 
@@ -299,14 +410,20 @@ class Stream:
                 text = text.decode("utf-8", errors="replace")
             if not isinstance(text, str):
                 raise InvalidInputError(f"push_text: text must be str (or UTF-8 bytes), got {type(text).__name__}")
+            try:  # lone surrogates (e.g. from a bad decode) cannot be tokenized: reject before anything moves
+                text.encode("utf-8")
+            except UnicodeEncodeError as e:
+                raise InvalidInputError(f"push_text: text is not valid Unicode ({e.reason} at index {e.start}); "
+                                        "decode the source with errors='replace'") from None
             self._check_order("text", t, strict=False)
-            self._last["text"] = t
             if self._text is None or not text.strip():
+                self._last["text"] = t
                 return []
-            self.stats.texts += 1
             t0 = time.perf_counter_ns()
             pred = self._text.predict(text)
             lat = {"text": _ms(time.perf_counter_ns() - t0)}
+            self._last["text"] = t
+            self.stats.texts += 1
             evidence = adapters.text_evidence(pred, t)
             if evidence is None:
                 return []
@@ -315,6 +432,8 @@ class Stream:
     def count_dropped(self, kind: str = "frames", n: int = 1) -> None:
         """Record ``n`` inputs a driver skipped (kind 'frames' or 'audio'); they show up in every later
         event's ``drops`` and in ``stats``."""
+        if isinstance(n, (bool, np.bool_)) or not isinstance(n, numbers.Integral) or n < 0:
+            raise InvalidInputError(f"count_dropped: n must be an integer >= 0, got {n!r}")
         if kind == "frames":
             self.stats.frames_dropped += int(n)
         elif kind == "audio":

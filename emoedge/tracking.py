@@ -7,12 +7,13 @@ A ``FaceTracker`` belongs to one stream (camera); the engine's models are shared
     for t, frame in frames:
         faces = analyzer.analyze(frame, t=t, tracker=tracker)   # faces[i].track_id is stable
 
-Detection every N frames (``TrackerOptions.detect_every``): on frames in between, the face API
-does not run the detector; ``FaceTracker.predict`` moves every live track by its smoothed velocity
-(pixels per frame) and the expression model runs on those boxes. This saves the detector's time
-(about 2 ms per frame on one core) at the cost of lagging fast head motion; N = 1 (the default)
-detects on every frame. A track that is not matched for more than ``max_missed`` detection rounds
-is dropped; its id is never reused.
+Detection cadence (``TrackerOptions.detect_every`` = N): the face API runs the full-frame detector
+on the first frame, then at most N frames apart, and sooner when the tracker asks for it
+(``request_detection``: a track's confidence dropped, a track is leaving the frame, the scene
+changed). On frames in between each live track is re-localised from a region of interest around its
+predicted box (``FaceTracker.relocate``; see emoedge.roi) or, without re-localisation, moved by its
+smoothed velocity (``FaceTracker.predict``). N = 1 detects on every frame. A track that is not matched
+for more than ``max_missed`` detection rounds is dropped; its id is never reused.
 """
 from __future__ import annotations
 
@@ -30,13 +31,17 @@ __all__ = ["TrackerOptions", "Track", "FaceTracker", "iou_xywh"]
 class TrackerOptions:
     """iou_threshold: minimum IoU to continue a track; center_dist: fallback match when the box centres
     are closer than this many track-box widths (handles fast motion with low IoU); max_missed:
-    detection rounds a track survives unmatched; detect_every: run the detector on every N-th frame
-    (1 = every frame); velocity_smoothing: EMA factor (0..1) of the box velocity used by predict()."""
+    detection rounds a track survives unmatched; detect_every: full detection at most every N frames
+    while faces are tracked (1 = every frame); detect_every_idle: the same while no face is tracked
+    (1: a face is found on the first frame the detector sees it, as MediaPipe; larger values save the
+    detector's time on streams that are mostly empty); velocity_smoothing: EMA factor (0..1) of the box
+    velocity used by predict() and the ROI search."""
     iou_threshold: float = 0.3
     center_dist: float = 0.5
     max_missed: int = 5
     detect_every: int = 1
     velocity_smoothing: float = 0.5
+    detect_every_idle: int = 1
 
     def validate(self) -> "TrackerOptions":
         if not (0.0 < self.iou_threshold <= 1.0):
@@ -47,6 +52,8 @@ class TrackerOptions:
             raise InvalidInputError(f"TrackerOptions.max_missed={self.max_missed!r} must be an int >= 0")
         if int(self.detect_every) != self.detect_every or self.detect_every < 1:
             raise InvalidInputError(f"TrackerOptions.detect_every={self.detect_every!r} must be an int >= 1")
+        if int(self.detect_every_idle) != self.detect_every_idle or self.detect_every_idle < 1:
+            raise InvalidInputError(f"TrackerOptions.detect_every_idle={self.detect_every_idle!r} must be an int >= 1")
         if not (0.0 <= self.velocity_smoothing <= 1.0):
             raise InvalidInputError(f"TrackerOptions.velocity_smoothing={self.velocity_smoothing!r} must be in [0, 1]")
         return self
@@ -79,6 +86,10 @@ class Track:
     state: Dict[str, Any] = field(default_factory=dict, repr=False)
     det_center: Tuple[float, float] = field(default=(0.0, 0.0), repr=False)  # centre at the last matched detection
     det_frame: int = field(default=0, repr=False)              # tracker frame index of that detection
+    det_box: Tuple[float, float, float, float] = field(default=(0.0, 0.0, 0.0, 0.0), repr=False)  # box at that detection
+    det_keypoints: Optional[np.ndarray] = field(default=None, repr=False)
+    template: Optional[np.ndarray] = field(default=None, repr=False)  # ROI appearance at that detection (emoedge.roi)
+    confidence: float = 1.0  # detector score at a detection, re-localisation confidence in between
 
 
 def iou_xywh(a: Sequence[float], b: Sequence[float]) -> float:
@@ -97,21 +108,56 @@ class FaceTracker:
     """Per-stream tracker. ``update(boxes, ...)`` after each detection round returns one Track per
     detection (same order); ``predict()`` advances live tracks on frames without detection."""
 
-    def __init__(self, options: Optional[TrackerOptions] = None):
+    def __init__(self, options: Optional[TrackerOptions] = None, phase: int = 0):
+        """phase: this stream's offset in the detection cadence (0..detect_every-1): after the first
+        frame, the next full detection comes ``detect_every - phase`` frames later, so that streams on one
+        engine with different phases spread their detector runs over the frames instead of all at once."""
         self.options = (options or TrackerOptions()).validate()
         self.tracks: List[Track] = []
         self._next_id = 1
         self.frame_index = 0
+        self.phase = int(phase) % self.options.detect_every
+        self._last_detect: Optional[int] = None  # frame index of the last full detection (None: none yet)
+        self._requested: Optional[str] = "first frame"
+        self.detections = 0  # full detection rounds so far
+        self.scene: Dict[str, Any] = {}  # scratch state of the scene-change check (emoedge.roi)
 
     def reset(self) -> None:
         """Forget all tracks (ids keep increasing, so old ids are never reused)."""
         self.tracks = []
         self.frame_index = 0
+        self._last_detect = None
+        self._requested = "reset"
+        self.scene = {}
+
+    def request_detection(self, reason: str) -> None:
+        """Make the next ``should_detect()`` true (reason: for debugging/stats)."""
+        if self._requested is None:
+            self._requested = reason
+
+    @property
+    def detection_reason(self) -> Optional[str]:
+        """Why the next frame will be detected ('cadence', 'first frame', ... or None)."""
+        if self._requested is not None:
+            return self._requested
+        if self._last_detect is None:
+            return "first frame"
+        since = self.frame_index - self._last_detect
+        if not any(not tr.missed for tr in self.tracks):
+            return "no face" if since >= self.options.detect_every_idle else None
+        since += self.phase if self.detections == 1 else 0
+        return "cadence" if since >= self.options.detect_every else None
 
     def should_detect(self) -> bool:
-        """True when the detector should run on the next frame (every ``detect_every`` frames, and
-        whenever there are no live tracks)."""
-        return not self.tracks or self.frame_index % self.options.detect_every == 0
+        """True when the full-frame detector should run on the next frame: the first frame, then every
+        ``detect_every`` frames (the first interval shortened by ``phase``; ``detect_every_idle`` while no
+        face is tracked), on the frame after a detection round that missed a tracked face, and whenever
+        ``request_detection`` was called since the last detection."""
+        return self.detection_reason is not None
+
+    def live_tracks(self) -> List[Track]:
+        """Tracks matched at the last detection round (missed == 0): the faces reported in between."""
+        return [tr for tr in self.tracks if not tr.missed]
 
     def update(self, boxes: Any, scores: Any = None, keypoints: Any = None, t: Optional[float] = None) -> List[Track]:
         """Match this frame's detections to tracks. boxes: [K, 4] (x, y, w, h) pixels; scores: [K];
@@ -167,14 +213,48 @@ class FaceTracker:
                            det_center=(box[0] + box[2] / 2, box[1] + box[3] / 2), det_frame=self.frame_index)
                 self._next_id += 1
                 self.tracks.append(tr)
+            tr.det_box, tr.det_keypoints, tr.confidence = box, tr.keypoints, tr.score
+            tr.template = None  # taken from this frame by the caller when it re-localises (emoedge.roi)
             out.append(tr)
         matched = {id(tr) for tr in out}
         for tr in self.tracks:
             if id(tr) not in matched:
                 tr.missed += 1
         self.tracks = [tr for tr in self.tracks if tr.missed <= o.max_missed]
+        self._last_detect = self.frame_index
+        # a tracked face the detector missed (a flicker, an occlusion, a face leaving): look again on the
+        # next frame rather than N frames later; a face that is really gone expires after max_missed rounds
+        self._requested = "face missed" if any(tr.missed for tr in self.tracks) else None
+        self.detections += 1
         self.frame_index += 1
         return out
+
+    def relocate(self, tracks: Sequence[Track], boxes: Any, keypoints: Any = None, confidences: Any = None,
+                 t: Optional[float] = None) -> List[Track]:
+        """A frame without full detection: ``tracks`` (live tracks) were re-localised to ``boxes``
+        [K, 4] (x, y, w, h pixels) with ``keypoints`` [K, 6, 2] (or None: keep) and ``confidences``
+        [K] (0..1). Updates their boxes and velocities (EMA of the per-frame motion); returns them."""
+        b = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+        if len(b) != len(tracks) or not np.isfinite(b).all():
+            raise InvalidInputError(f"relocate needs {len(tracks)} finite boxes, got {b.shape}")
+        a = self.options.velocity_smoothing
+        for i, tr in enumerate(tracks):
+            x, y, w, h = tr.box
+            nb = (float(b[i, 0]), float(b[i, 1]), float(b[i, 2]), float(b[i, 3]))
+            vx = nb[0] + nb[2] / 2 - (x + w / 2)
+            vy = nb[1] + nb[3] / 2 - (y + h / 2)
+            tr.velocity = (a * tr.velocity[0] + (1 - a) * vx, a * tr.velocity[1] + (1 - a) * vy)
+            tr.box, tr.t = nb, t
+            if keypoints is not None:
+                tr.keypoints = np.asarray(keypoints[i], np.float32).copy()
+            if confidences is not None:
+                tr.confidence = float(confidences[i])
+        self.frame_index += 1
+        return list(tracks)
+
+    def skip(self) -> None:
+        """A frame without detection and without live tracks: only advance the frame counter."""
+        self.frame_index += 1
 
     def predict(self, t: Optional[float] = None) -> List[Track]:
         """Advance live tracks one frame by their smoothed velocity (no detector run); returns the

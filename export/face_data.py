@@ -100,6 +100,21 @@ def soft_targets(labels: np.ndarray, votes: np.ndarray, ferplus_weight: float) -
     return ((1.0 - ferplus_weight) * onehot + ferplus_weight * dist).astype(np.float32)
 
 
+def dev_split(images: np.ndarray, labels: np.ndarray, frac: float, seed: int):
+    """(fit indices, dev indices): stratified by label; exact duplicate images (same pixels) share a side,
+    so the dev split does not contain copies of training images."""
+    keys = np.array([hashlib.sha1(im.tobytes()).hexdigest() for im in images])
+    _, group = np.unique(keys, return_inverse=True)
+    rng = np.random.default_rng([seed, 7])
+    dev_groups = set()
+    for c in np.unique(labels):
+        g = np.unique(group[labels == c])
+        rng.shuffle(g)
+        dev_groups.update(g[:int(round(frac * len(g)))].tolist())
+    is_dev = np.isin(group, np.fromiter(dev_groups, np.int64, len(dev_groups)))
+    return np.nonzero(~is_dev)[0], np.nonzero(is_dev)[0]
+
+
 def _kernel():
     from emoedge import kernels
     if not hasattr(kernels, "preprocess"):

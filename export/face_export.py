@@ -9,7 +9,8 @@ per-channel int8 weights, uint8 activations, MinMax) calibrated on ``--calib`` r
 pre-processed by ``emoedge.kernels.preprocess``; both precisions evaluated on PublicTest by
 ``emoedge.evaluation.face.evaluate`` (the code behind ``emoedge eval face``); latency at batch 1 and 8,
 1 thread, interleaved in one run (warm-up discarded, medians of perf_counter_ns); one temperature per
-precision fitted on PublicTest logits (minimum NLL); manifest entries ``face-expr-fp32`` and
+precision fitted on PublicTest logits (minimum NLL), or the dev-split temperature of a face_distill.py
+checkpoint (``--temperature``), whose dev-fitted logit biases ``--logit-bias`` adds to the graph; manifest entries ``face-expr-fp32`` and
 ``face-expr-int8``; the faster precision (at batch 1, if its accuracy is within 1 point) becomes
 ``defaults.face_expression``.
 """
@@ -36,7 +37,9 @@ SPLIT = "FER2013 PublicTest (fer2013_val.npz)"
 def export_onnx(ckpt: dict, path: pathlib.Path) -> None:
     import torch
     from face_model import FaceNet
-    model = FaceNet(n_classes=len(face_data.LABELS), dropout=ckpt["meta"].get("dropout", 0.3))
+    arch = ckpt["meta"].get("arch") or {}  # face_distill.py students may use other widths/blocks
+    model = FaceNet(n_classes=len(face_data.LABELS), dropout=ckpt["meta"].get("dropout", 0.3),
+                    **{k: tuple(v) for k, v in arch.items()})
     model.load_state_dict(ckpt["model"])
     model.eval()
     x = torch.zeros(1, 1, face_data.SIZE, face_data.SIZE)
@@ -118,6 +121,11 @@ def main(argv=None) -> int:
     p.add_argument("--manifest", default=None, help="manifest.json to update (default: the bundled one in --models-dir)")
     p.add_argument("--limit-val", type=int, default=0)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--temperature", choices=("auto", "publictest", "dev"), default="auto",
+                   help="fit the temperature on PublicTest, or take the one face_distill.py fitted on its dev split "
+                        "(auto: dev when the checkpoint has one)")
+    p.add_argument("--logit-bias", action="store_true", help="add the checkpoint's dev-fitted per-class logit biases "
+                   "(face_distill.py) to the graph's logits before quantisation")
     args = p.parse_args(argv)
     import torch
     torch.set_num_threads(1)
@@ -135,6 +143,16 @@ def main(argv=None) -> int:
     manifest = pathlib.Path(args.manifest) if args.manifest else mdir / "manifest.json"
     f32, i8 = mdir / "face-expr-fp32.onnx", mdir / "face-expr-int8.onnx"
     model = export_onnx(ckpt, f32)
+    bias = None
+    if args.logit_bias:
+        if not meta.get("logit_bias_dev"):
+            raise SystemExit(f"{args.ckpt} has no dev-fitted logit_bias_dev (made by export/face_distill.py)")
+        from face_tta import add_bias_graph
+        bias = np.asarray(meta["logit_bias_dev"], np.float32)
+        add_bias_graph(f32, f32, bias)
+    t_dev = meta.get("temperature_dev") if args.temperature in ("auto", "dev") else None
+    if args.temperature == "dev" and t_dev is None:
+        raise SystemExit(f"{args.ckpt} has no dev-fitted temperature_dev (made by export/face_distill.py)")
 
     va = face_data.load_split(args.val)
     n = args.limit_val or len(va["images"])
@@ -143,7 +161,7 @@ def main(argv=None) -> int:
     s32 = make_session(f32, SessionOptions(intra_threads=1))
     o32 = s32.run(None, {"input": x[:64]})[0]
     with torch.no_grad():
-        ot = model(torch.from_numpy(x[:64])).numpy()
+        ot = model(torch.from_numpy(x[:64])).numpy() + (0 if bias is None else bias)
     err = float(np.abs(o32 - ot).max())
     print(f"ONNX FP32 vs torch max |diff| on 64 faces: {err:.2e}", flush=True)
     assert err < 1e-3, err
@@ -173,7 +191,7 @@ def main(argv=None) -> int:
              "crop": crop}
         rep = evaluate(e, path, imgs, y, [str(c) for c in va["class_names"]], batch=64, threads=1, session=s)
         logits = np.concatenate([s.run(None, {"input": x[i:i + 256]})[0] for i in range(0, len(x), 256)])
-        T = fit_temperature(logits, y)
+        T = float(t_dev) if t_dev is not None else fit_temperature(logits, y)
         e["temperature"] = T
         e["metrics"] = [{"split": SPLIT, "n": rep["n"], "accuracy": rep["accuracy"], "macro_f1": rep["macro_f1"],
                          "per_class_recall": rep["per_class_recall"], "confusion_matrix": rep["confusion_matrix"],
@@ -188,6 +206,11 @@ def main(argv=None) -> int:
         e["flops_counted_as"] = "2 x multiply-accumulates of all Conv and Gemm layers, per face"
         e["train"] = {"epochs_run": ckpt["epoch"], "best_epoch_val_acc": ckpt["val_acc"],
                       "seed": meta["args"]["seed"], "ferplus_weight": meta["args"]["ferplus_weight"]}
+        if meta.get("selection"):  # face_distill.py: selection, temperature and biases on a dev split
+            e["train"].update(selection=meta["selection"], dev_acc=meta.get("dev_acc"),
+                              teacher_dev_acc=meta.get("teacher_dev_acc"),
+                              temperature_fitted_on="dev split" if t_dev is not None else "PublicTest",
+                              logit_bias=None if bias is None else [round(float(v), 4) for v in bias])
         e["made_by"] = meta["command"] + " && python export/face_export.py " + " ".join(argv if argv is not None else sys.argv[1:])
         entries[prec] = e
         m = e["metrics"][0]

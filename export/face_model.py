@@ -35,22 +35,25 @@ class BasicBlock(nn.Module):
         return self.act(self.c2(self.c1(x)) + s)
 
 
-class FaceNet(nn.Module):
-    """Input float32 [N, 1, size, size] (preprocessed gray face); output logits [N, n_classes].
+def residual_stages(cin: int, widths, blocks) -> tuple[nn.Sequential, int]:
+    """Stages of ``blocks[i]`` basic blocks with ``widths[i]`` channels; the first block of every stage after
+    the first is stride 2. Returns (stages, output channels)."""
+    layers = []
+    for i, (w, n) in enumerate(zip(widths, blocks)):
+        for j in range(n):
+            layers.append(BasicBlock(cin, w, 2 if (j == 0 and i > 0) else 1))
+            cin = w
+    return nn.Sequential(*layers), cin
 
-    ``widths``: channels of the stem and the three stages; ``blocks``: residual blocks per stage."""
 
-    def __init__(self, n_classes: int = 7, widths=(32, 40, 80, 144), blocks=(1, 2, 2), dropout: float = 0.3):
-        super().__init__()
-        w0, w1, w2, w3 = widths
-        self.stem = nn.Sequential(conv_bn(1, w0 // 2, 1), conv_bn(w0 // 2, w0, 2))  # 48 -> 24
-        layers = []
-        cin = w0
-        for i, (w, n) in enumerate(zip((w1, w2, w3), blocks)):
-            for j in range(n):
-                layers.append(BasicBlock(cin, w, 2 if (j == 0 and i > 0) else 1))
-                cin = w
-        self.stages = nn.Sequential(*layers)
+class _PooledResNet(nn.Module):
+    """Shared tail of the student and the teacher: ``stem`` -> ``stages`` -> global average pool -> dropout
+    -> linear. Subclasses set ``stem`` and ``stages`` and then call :meth:`_add_head`."""
+
+    stem: nn.Module
+    stages: nn.Sequential
+
+    def _add_head(self, cin: int, n_classes: int, dropout: float) -> None:
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.drop = nn.Dropout(dropout)
         self.fc = nn.Linear(cin, n_classes)
@@ -61,6 +64,19 @@ class FaceNet(nn.Module):
     def forward(self, x):
         x = self.stages(self.stem(x))
         return self.fc(self.drop(torch.flatten(self.pool(x), 1)))
+
+
+class FaceNet(_PooledResNet):
+    """Input float32 [N, 1, size, size] (preprocessed gray face); output logits [N, n_classes].
+
+    ``widths``: channels of the stem and the three stages; ``blocks``: residual blocks per stage."""
+
+    def __init__(self, n_classes: int = 7, widths=(32, 40, 80, 144), blocks=(1, 2, 2), dropout: float = 0.3):
+        super().__init__()
+        w0, w1, w2, w3 = widths
+        self.stem = nn.Sequential(conv_bn(1, w0 // 2, 1), conv_bn(w0 // 2, w0, 2))  # 48 -> 24
+        self.stages, cin = residual_stages(w0, (w1, w2, w3), blocks)
+        self._add_head(cin, n_classes, dropout)
 
 
 def count_params(model: nn.Module) -> int:
@@ -87,3 +103,22 @@ def count_flops(model: nn.Module, size: int = 48) -> int:
     for h in hs:
         h.remove()
     return 2 * int(sum(macs))
+
+
+class TeacherResNet(_PooledResNet):
+    """ResNet-18-style teacher for small gray faces (training-time only, never shipped).
+
+    Input float32 [N, 1, S, S] (S = 48, or larger when the batch is up-sampled); a 3x3 stem (stride 1 up
+    to 64 px, else 2) then four stages of ``blocks`` basic blocks with ``widths`` channels, the last three
+    at stride 2; global average pooling, dropout, linear -> logits [N, n_classes]. At 48 px with the
+    default widths: 11.2 M parameters, ~2.5 GFLOPs per face."""
+
+    def __init__(self, n_classes: int = 7, widths=(64, 128, 256, 512), blocks=(2, 2, 2, 2), dropout: float = 0.3,
+                 stem_stride: int = 1):
+        super().__init__()
+        self.stem = conv_bn(1, widths[0], stem_stride)
+        self.stages, cin = residual_stages(widths[0], widths, blocks)
+        self._add_head(cin, n_classes, dropout)
+        for m in self.modules():  # zero-init the last BN of each residual branch (starts as identity)
+            if isinstance(m, BasicBlock):
+                nn.init.zeros_(m.c2[1].weight)

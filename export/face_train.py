@@ -94,6 +94,69 @@ def soft_ce(logits, target):
     return -(target * torch.log_softmax(logits, 1)).sum(1).mean()
 
 
+def setup_device(args):
+    """Set torch's thread count to ``args.threads``, resolve ``args.device`` 'auto' in place (so the run's
+    recorded arguments name the device used) and return the torch.device; cuDNN autotuning on CUDA."""
+    import torch
+    torch.set_num_threads(args.threads)
+    if args.device == "auto":
+        args.device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(args.device)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    return device
+
+
+def make_ema(model, ema: float):
+    """A frozen copy of ``model`` to hold the exponential moving average of its weights, or None when
+    ``ema`` (the decay) is 0."""
+    if ema <= 0:
+        return None
+    import copy
+    avg = copy.deepcopy(model)
+    for p_ in avg.parameters():
+        p_.requires_grad_(False)
+    return avg
+
+
+def param_groups(model, wd: float) -> list:
+    """Optimizer parameter groups: weight decay ``wd`` on weights (ndim > 1), none on biases and norms."""
+    decay = [p_ for p_ in model.parameters() if p_.ndim > 1]
+    no_decay = [p_ for p_ in model.parameters() if p_.ndim <= 1]
+    return [{"params": decay, "weight_decay": wd}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def restore_training(st: dict, model, opt, ema) -> None:
+    """Load a ``last`` checkpoint's model, optimizer, EMA (when both have one) and torch RNG state."""
+    import torch
+    model.load_state_dict(st["model"])
+    opt.load_state_dict(st["opt"])
+    if ema is not None and st.get("ema") is not None:
+        ema.load_state_dict(st["ema"])
+    torch.set_rng_state(st["torch_rng"])
+
+
+def optimizer_step(opt, loss) -> None:
+    """Backpropagate ``loss`` and take one step of ``opt`` (gradients cleared first)."""
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+
+
+def ema_update(ema, model, decay: float, step_count: int) -> None:
+    """Move ``ema``'s weights towards ``model``'s after step ``step_count`` (no-op when ``ema`` is None).
+    The decay warms up as (1 + n) / (10 + n) so early averages are not dominated by the random init;
+    buffers (BatchNorm statistics) are copied, not averaged."""
+    if ema is None:
+        return
+    import torch
+    d = min(decay, (1.0 + step_count) / (10.0 + step_count))
+    with torch.no_grad():
+        torch._foreach_lerp_(list(ema.parameters()), list(model.parameters()), 1.0 - d)
+        for be, b in zip(ema.buffers(), model.buffers()):
+            be.copy_(b)
+
+
 def evaluate(model, x: np.ndarray, y: np.ndarray, batch: int = 500, device="cpu"):
     """(accuracy, mean NLL of the original labels, logits [N,7])."""
     import torch
@@ -138,12 +201,7 @@ def step_batches(x_img: np.ndarray, perm: np.ndarray, batch: int, steps: int, se
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     import torch
-    torch.set_num_threads(args.threads)
-    if args.device == "auto":
-        args.device = "cuda" if torch.cuda.is_available() else "cpu"
-    device = torch.device(args.device)
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True
+    device = setup_device(args)
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     cmd = "python export/face_train.py " + " ".join(argv if argv is not None else sys.argv[1:])
@@ -178,16 +236,8 @@ def main(argv=None) -> int:
         model.load_state_dict(torch.load(args.init, weights_only=False)["model"])
         print(f"initialised from {args.init}", flush=True)
     model = model.to(device).to(memory_format=torch.channels_last)
-    ema = None
-    if args.ema > 0:
-        import copy
-        ema = copy.deepcopy(model)
-        for p_ in ema.parameters():
-            p_.requires_grad_(False)
-    decay, no_decay = [], []
-    for n_, p_ in model.named_parameters():
-        (no_decay if p_.ndim <= 1 else decay).append(p_)
-    groups = [{"params": decay, "weight_decay": args.wd}, {"params": no_decay, "weight_decay": 0.0}]
+    ema = make_ema(model, args.ema)
+    groups = param_groups(model, args.wd)
     if args.opt == "sgd":
         opt = torch.optim.SGD(groups, lr=args.lr, momentum=0.9, nesterov=True)
     else:
@@ -200,11 +250,7 @@ def main(argv=None) -> int:
     start_epoch, best, history, since_best, step_count, train_s = 0, -1.0, [], 0, 0, 0.0
     if args.resume and (out / "last.pt").is_file():
         st = torch.load(out / "last.pt", weights_only=False)
-        model.load_state_dict(st["model"])
-        opt.load_state_dict(st["opt"])
-        if ema is not None and st.get("ema") is not None:
-            ema.load_state_dict(st["ema"])
-        torch.set_rng_state(st["torch_rng"])
+        restore_training(st, model, opt, ema)
         start_epoch, best, history, since_best = st["epoch"] + 1, st["best"], st["history"], st["since_best"]
         step_count, train_s = st["step_count"], st["train_s"]
         print(f"resumed from {out / 'last.pt'} at epoch {start_epoch}", flush=True)
@@ -241,16 +287,9 @@ def main(argv=None) -> int:
             for g in opt.param_groups:
                 g["lr"] = lr
             loss = soft_ce(model(xb), tb)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+            optimizer_step(opt, loss)
             step_count += 1
-            if ema is not None:
-                d = min(args.ema, (1.0 + step_count) / (10.0 + step_count))
-                with torch.no_grad():
-                    torch._foreach_lerp_(list(ema.parameters()), list(model.parameters()), 1.0 - d)
-                    for be, b in zip(ema.buffers(), model.buffers()):
-                        be.copy_(b)
+            ema_update(ema, model, args.ema, step_count)
             tot += float(loss.detach()) * len(idx)
             seen += len(idx)
             if (step + 1) % 50 == 0:

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import pathlib
 import sys
 import time
@@ -44,7 +43,8 @@ from emoedge.evaluation.text import (CARER_LABELS, EKMAN_LABELS, GO_TO_EKMAN, GO
 from emoedge.manifest import MODELS_DIR, update_entry  # noqa: E402
 from emoedge.text_features import N_BLOCKS, FeaturizerOptions, TextFeaturizer  # noqa: E402
 import text_onnx  # noqa: E402
-from text_train import ALPHA, fit_linear, fit_temperature, onnx_logits, softmax  # noqa: E402
+from text_train import (ALPHA, add_data_argument, fit_linear, fit_temperature, onnx_logits, softmax,  # noqa: E402
+                        text_data_dir)
 
 SEED = 0
 NAME = "text-canonical"
@@ -119,18 +119,12 @@ def tfidf(X, idf, nb):
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data", default=None, help="folder with carer_emotion/ and goemotions/ "
-                    "(default: $EMOEDGE_SHARED/data/text or the nearest ../shared/data/text)")
+    add_data_argument(ap)
     ap.add_argument("--carer-C", type=float, nargs="*", default=[0.5, 1.0])
     ap.add_argument("--go-C", type=float, nargs="*", default=[0.05, 0.1, 0.2])
     ap.add_argument("--no-manifest", action="store_true", help="do not write the model into emoedge/models")
     args = ap.parse_args(argv)
-    cands = [pathlib.Path(args.data)] if args.data else (
-        [pathlib.Path(os.environ["EMOEDGE_SHARED"]) / "data" / "text"] if "EMOEDGE_SHARED" in os.environ else []) + \
-        [p / "shared" / "data" / "text" for p in ROOT.parents]
-    data = next((c for c in cands if c.is_dir()), None)
-    if data is None:
-        ap.error("data folder not found; pass --data")
+    data = text_data_dir(ap, args.data)
     t0 = time.time()
     opts = FeaturizerOptions()
     feat = TextFeaturizer(opts)

@@ -72,6 +72,25 @@ class Featurized:
         return out.tocsr()
 
 
+def add_data_argument(ap: argparse.ArgumentParser) -> None:
+    """The ``--data`` option of the text training scripts (resolved by :func:`text_data_dir`)."""
+    ap.add_argument("--data", default=None, help="folder with carer_emotion/ and goemotions/ "
+                    "(default: $EMOEDGE_SHARED/data/text or the nearest ../shared/data/text)")
+
+
+def text_data_dir(ap: argparse.ArgumentParser, data) -> pathlib.Path:
+    """The text data folder: ``data`` (the --data value) when given, else $EMOEDGE_SHARED/data/text, else
+    the nearest ``shared/data/text`` above the checkout. Exits through ``ap.error`` when none exists."""
+    import os
+    cands = [pathlib.Path(data)] if data else (
+        [pathlib.Path(os.environ["EMOEDGE_SHARED"]) / "data" / "text"] if "EMOEDGE_SHARED" in os.environ else []) + \
+        [p / "shared" / "data" / "text" for p in ROOT.parents]
+    found = next((c for c in cands if c.is_dir()), None)
+    if found is None:
+        ap.error(f"data folder not found (tried {cands[0]}); pass --data")
+    return found
+
+
 def fit_linear(A, Y, C):
     """One-vs-rest LinearSVC (squared hinge, L2), one binary problem per column of Y (0/1 [n, K]).
     Returns W float32 [d, K], b float32 [K]."""
@@ -288,18 +307,11 @@ def finish_goemotions(r, opts):
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data", default=None, help="folder with carer_emotion/ and goemotions/ "
-                    "(default: $EMOEDGE_SHARED/data/text or the nearest ../shared/data/text)")
+    add_data_argument(ap)
     ap.add_argument("--only", choices=("carer", "goemotions"), default=None)
     ap.add_argument("--C", type=float, nargs="*", default=None, help="LinearSVC C grid (selected on val/dev)")
     args = ap.parse_args(argv)
-    import os
-    cands = [pathlib.Path(args.data)] if args.data else (
-        [pathlib.Path(os.environ["EMOEDGE_SHARED"]) / "data" / "text"] if "EMOEDGE_SHARED" in os.environ else []) + \
-        [p / "shared" / "data" / "text" for p in ROOT.parents]
-    data = next((c for c in cands if c.is_dir()), None)
-    if data is None:
-        ap.error(f"data folder not found (tried {cands[0]}); pass --data")
+    data = text_data_dir(ap, args.data)
     opts = FeaturizerOptions()
     if args.only in (None, "carer"):
         r = run_carer(data, opts, args.C or (0.5, 1.0))

@@ -1,9 +1,13 @@
+import importlib
 import os
 import pathlib
+import sys
 
 import pytest
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
+
+
 def _find_shared() -> pathlib.Path:
     if os.environ.get("EMOEDGE_SHARED"):
         return pathlib.Path(os.environ["EMOEDGE_SHARED"])
@@ -29,3 +33,17 @@ def shared_data():
     if not DATA.is_dir():
         pytest.skip(f"shared data not found at {DATA} (set EMOEDGE_SHARED)")
     return DATA
+
+
+@pytest.fixture(scope="session")
+def export_module():
+    """``export_module("face_train")`` imports a script of export/ by module name; export/ is on sys.path
+    only while it imports (the scripts import their siblings by plain name)."""
+    def load(name: str):
+        path = str(REPO / "export")
+        sys.path.insert(0, path)
+        try:
+            return importlib.import_module(name)
+        finally:
+            sys.path.remove(path)
+    return load

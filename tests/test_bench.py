@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-SECTIONS = {"frame", "logmel", "fusion", "models", "e2e"}
+SECTIONS = {"frame", "logmel", "fusion", "models", "e2e", "streams"}
 
 
 @pytest.fixture(scope="module")
@@ -56,3 +56,18 @@ def test_out_writes_json_markdown_and_figure(report):
     except ImportError:
         pytest.skip("matplotlib not installed (extra 'bench'): no PNG expected")
     assert (out / "bench.png").stat().st_size > 10_000
+
+
+def test_streams_section_reports_throughput_and_cadence(report):
+    res, _ = report
+    rows = {r["name"]: r for r in res["sections"]["streams"]}
+    one = rows["stream1_frame_30fps_cadence_on"]
+    # cadence on vs detection on every frame, same run: fewer full detections, and not slower
+    assert one["detect_every"] > 1 and one["detections_per_frame"] < 0.5
+    assert one["cpu_ratio"] > 1.0 and one["anchor"].startswith("same engine")
+    for mode in ("unbatched", "batched_wait0", "batched_wait2ms"):
+        for n in (1, 8, 32, 64):
+            r = rows[f"streams_{n}x640x480_15fps_{mode}"]
+            assert r["frames"] == n * round(r["stream_seconds"] * 15) and r["faces_per_frame"] > 0.9
+            assert r["frames_per_s_per_core"] > 0 and r["p99_ms"] >= r["ours_ms"] > 0
+            assert r["max_streams_p99_66ms"] in (0, 1, 8, 32, 64)

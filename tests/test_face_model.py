@@ -2,15 +2,12 @@
 (face-expr-fp32 / face-expr-int8): sha256, I/O, labels, accuracy floor on real PublicTest faces,
 INT8 vs FP32 agreement."""
 import importlib.util
-import pathlib
-import sys
 
 import numpy as np
 import pytest
 
 from emoedge.manifest import load_manifest, sha256_file
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
 FER_LABELS = ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]
 NAMES = ("face-expr-fp32", "face-expr-int8")
 
@@ -86,19 +83,14 @@ def test_default_is_a_face_expr_model():
 
 
 @pytest.mark.slow
-def test_training_smoke_and_export(tmp_path, shared_data):
+def test_training_smoke_and_export(tmp_path, shared_data, export_module):
     """face_train.py --smoke (a few steps on a few hundred faces), then face_export.py into a temporary
     models directory; the exported models are evaluated by the eval command."""
     if importlib.util.find_spec("torch") is None:
         pytest.skip("torch is not installed (it is in the 'train' extra, not 'test')")
     if not (shared_data / "faces" / "fer2013_train.npz").is_file():
         pytest.skip("fer2013_train.npz not found in shared data")
-    sys.path.insert(0, str(REPO / "export"))
-    try:
-        import face_export
-        import face_train
-    finally:
-        sys.path.remove(str(REPO / "export"))
+    face_export, face_train = export_module("face_export"), export_module("face_train")
     out = tmp_path / "run"
     assert face_train.main(["--out", str(out), "--smoke", "--seed", "1"]) == 0
     assert (out / "best.pt").is_file() and (out / "last.pt").is_file()
@@ -118,22 +110,14 @@ def test_training_smoke_and_export(tmp_path, shared_data):
                      "--precision", "int8", "--json", "--manifest", str(mdir / "manifest.json")]) == 0
 
 
-def _export_module(name):
-    sys.path.insert(0, str(REPO / "export"))
-    try:
-        return __import__(name)
-    finally:
-        sys.path.remove(str(REPO / "export"))
-
-
-def test_training_results_do_not_depend_on_workers(tmp_path, shared_data):
+def test_training_results_do_not_depend_on_workers(tmp_path, shared_data, export_module):
     """Each step's augmentation has its own seed and the loader has its own generator, so the run with
     augmentation worker processes equals the in-process run (mixup and EMA on)."""
     if importlib.util.find_spec("torch") is None:
         pytest.skip("torch is not installed (it is in the 'train' extra, not 'test')")
     if not (shared_data / "faces" / "fer2013_train.npz").is_file():
         pytest.skip("fer2013_train.npz not found in shared data")
-    face_train = _export_module("face_train")
+    face_train = export_module("face_train")
     hist = {}
     for w in (0, 1):
         out = tmp_path / f"w{w}"
@@ -145,12 +129,12 @@ def test_training_results_do_not_depend_on_workers(tmp_path, shared_data):
         assert a["val_acc"] == b["val_acc"]
 
 
-def test_pack_split_is_lossless(tmp_path, shared_data):
+def test_pack_split_is_lossless(tmp_path, shared_data, export_module):
     """face_data.pack_split (WebP-lossless transport copy) decodes to the original images and labels."""
     p = shared_data / "faces" / "fer2013_val.npz"
     if not p.is_file():
         pytest.skip(f"{p} not found")
-    face_data = _export_module("face_data")
+    face_data = export_module("face_data")
     z = np.load(p)
     small = tmp_path / "small.npz"
     np.savez(small, images=z["images"][:64], labels=z["labels"][:64], ferplus_votes=z["ferplus_votes"][:64],

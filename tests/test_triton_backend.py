@@ -20,7 +20,7 @@ from emoedge.session import SessionOptions, make_session
 from emoedge.triton.client import TritonOptions, close_connections, connection
 
 #: what the default engine needs (manifest defaults), served by the module's server
-SERVED = ["blazeface-short", "face-expr-int8", "voice-ser-int8", "silero-vad", "text-carer"]
+SERVED = sorted(set(load_manifest().data["defaults"].values()))
 
 
 def _dead_url():

@@ -8,6 +8,7 @@
 #include <stdexcept>
 #include <vector>
 
+#include "bind_util.h"
 #include "detect.h"
 
 namespace py = pybind11;
@@ -19,14 +20,16 @@ using FArr = py::array_t<float, py::array::c_style>;
 
 // Accepts float32 C-contiguous arrays only (no silent copies of other dtypes).
 FArr as_f32(const py::handle& obj, const char* name) {
-  py::array a = py::array::ensure(obj);
-  if (!a) throw py::value_error(std::string(name) + " must be a numpy array");
+  if (!py::isinstance<py::array>(obj))
+    throw py::value_error(std::string(name) + " must be a numpy float32 array, got " +
+                          std::string(py::str(py::type::handle_of(obj).attr("__name__"))));
+  py::array a = py::reinterpret_borrow<py::array>(obj);
   if (!a.dtype().is(py::dtype::of<float>()))
     throw py::value_error(std::string(name) + " must be float32 (got " + std::string(py::str(a.dtype())) +
                           "); pass the onnxruntime output as is or use .astype(np.float32)");
   if (!(a.flags() & py::array::c_style))
     throw py::value_error(std::string(name) + " must be C-contiguous; use np.ascontiguousarray()");
-  return py::reinterpret_borrow<FArr>(a);
+  return py::reinterpret_borrow<FArr>(emoedge_bind::aligned_or_copy(a));
 }
 
 py::dict options_to_dict(const DecodeOptions& o) {

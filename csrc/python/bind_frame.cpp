@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "bind_util.h"
 #include "frame.h"
 
 namespace py = pybind11;
@@ -21,6 +22,8 @@ fr::Image as_image(const py::array& a) {
     throw py::type_error("image must be uint8, got dtype " + std::string(py::str(a.dtype())) + "; convert with np.clip(img, 0, 255).astype(np.uint8)");
   if (a.ndim() != 2 && a.ndim() != 3)
     throw py::value_error("image must be HxW, HxWx3 or HxWx4, got " + std::to_string(a.ndim()) + " dimensions");
+  if (a.ndim() == 3 && a.shape(2) > 4)
+    throw py::value_error("image has " + std::to_string(a.shape(2)) + " channels; expected 1, 3 or 4");
   fr::Image im;
   im.data = static_cast<const uint8_t*>(a.data());
   im.height = static_cast<int>(a.shape(0));
@@ -37,6 +40,9 @@ fr::Output as_output(py::array& o) {
   if (o.dtype().kind() != 'f' || o.itemsize() != 4) throw py::type_error("out must be float32");
   if (o.ndim() != 4) throw py::value_error("out must be indexed [N, C, H, W] (4 dimensions)");
   if (!o.writeable()) throw py::value_error("out is read-only; pass a writeable float32 array");
+  emoedge_bind::require_aligned_out(o, "out");
+  for (int i = 0; i < 4; ++i)
+    if (o.shape(i) > (1 << 30)) throw py::value_error("out dimension " + std::to_string(i) + " is too large");
   fr::Output out;
   out.data = static_cast<float*>(o.mutable_data());
   out.n = static_cast<int>(o.shape(0));
@@ -53,18 +59,7 @@ fr::Output as_output(py::array& o) {
 
 // ---- frame::Options <-> Python (emoedge._native.FrameOptions). Dict form: enums by name, scale/offset as
 // lists of 4 per-output-channel floats (a shorter list is extended with its last value).
-template <typename E>
-E enum_from(py::handle v, const char* field, std::initializer_list<std::pair<const char*, E>> names) {
-  if (py::isinstance<E>(v)) return v.cast<E>();
-  if (py::isinstance<py::str>(v)) {
-    const std::string s = v.cast<std::string>();
-    for (const auto& kv : names)
-      if (s == kv.first) return kv.second;
-  }
-  std::string valid;
-  for (const auto& kv : names) valid += std::string(valid.empty() ? "'" : ", '") + kv.first + "'";
-  throw py::value_error(std::string(field) + "=" + std::string(py::str(py::repr(v))) + " is invalid: use one of " + valid);
-}
+using emoedge_bind::enum_from;
 
 fr::Interp interp_from(py::handle v) {
   return enum_from<fr::Interp>(v, "interp", {{"linear", fr::Interp::Linear}, {"area", fr::Interp::Area}});
@@ -164,8 +159,12 @@ void bind_frame(py::module_& m) {
         const fr::Image im = as_image(image);
         const fr::Output o = as_output(out);
         if (boxes.ndim() != 2 || boxes.shape(1) != 4) throw py::value_error("boxes must have shape [N, 4] (x, y, w, h)");
+        if (boxes.shape(0) > fr::kMaxRegions)
+          throw py::value_error(std::to_string(boxes.shape(0)) + " boxes in one call is above the limit of " +
+                                std::to_string(fr::kMaxRegions) + "; split the batch");
         const int n = static_cast<int>(boxes.shape(0));
-        const double* b = boxes.data();
+        const py::array bb = emoedge_bind::aligned_or_copy(boxes);
+        const double* b = static_cast<const double*>(bb.data());
         py::gil_scoped_release release;
         fr::preprocess_boxes(im, b, n, opt, o);
       },
@@ -181,8 +180,12 @@ void bind_frame(py::module_& m) {
           throw py::value_error("frame_affine supports interp=linear only (cv2.warpAffine has no area mode)");
         if (inverse.ndim() != 2 || inverse.shape(1) != 6)
           throw py::value_error("inverse affine matrices must have shape [N, 6] (row-major 2x3, output -> source)");
+        if (inverse.shape(0) > fr::kMaxRegions)
+          throw py::value_error(std::to_string(inverse.shape(0)) + " affines in one call is above the limit of " +
+                                std::to_string(fr::kMaxRegions) + "; split the batch");
         const int n = static_cast<int>(inverse.shape(0));
-        const double* mp = inverse.data();
+        const py::array ib = emoedge_bind::aligned_or_copy(inverse);
+        const double* mp = static_cast<const double*>(ib.data());
         py::gil_scoped_release release;
         fr::preprocess_affine(im, mp, n, opt, o);
       },

@@ -7,6 +7,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "bind_util.h"
 #include "fusion.h"
 
 namespace py = pybind11;
@@ -56,6 +57,9 @@ void bind_fusion(py::module_& m) {
         require_f32_c(weights, "weights", 1);
         require_f32_c(state, "state", 1);
         require_writable(state, "state");
+        emoedge_bind::require_aligned_out(state, "state");
+        log_probs = emoedge_bind::aligned_or_copy(log_probs);
+        weights = emoedge_bind::aligned_or_copy(weights);
         const std::int64_t mm = log_probs.shape(0), k = log_probs.shape(1);
         if (weights.shape(0) != mm)
           throw py::value_error("weights has " + std::to_string(weights.shape(0)) + " entries but log_probs has " +
@@ -70,6 +74,7 @@ void bind_fusion(py::module_& m) {
           res = py::reinterpret_borrow<py::array>(out);
           require_f32_c(res, "out", 1);
           require_writable(res, "out");
+          emoedge_bind::require_aligned_out(res, "out");
           if (res.shape(0) != k)
             throw py::value_error("out has " + std::to_string(res.shape(0)) + " entries; it needs " + std::to_string(k));
         }
@@ -99,10 +104,14 @@ void bind_fusion(py::module_& m) {
       [](py::array log_probs, py::array weights, py::object mask) -> py::array {
         require_f32_c(log_probs, "log_probs", 2);
         require_f32_c(weights, "weights", 1);
+        log_probs = emoedge_bind::aligned_or_copy(log_probs);
+        weights = emoedge_bind::aligned_or_copy(weights);
         const std::int64_t mm = log_probs.shape(0), k = log_probs.shape(1);
         if (weights.shape(0) != mm)
           throw py::value_error("weights has " + std::to_string(weights.shape(0)) + " entries but log_probs has " +
                                 std::to_string(mm) + " rows (one weight per modality)");
+        if (k < 1 || k > 4096)
+          throw py::value_error("log_probs has " + std::to_string(k) + " columns; the number of labels must be in [1, 4096]");
         py::array mask_arr;
         const std::uint8_t* mk = check_mask(mask, mask_arr, mm, k);
         py::array_t<float> res(k);

@@ -3,12 +3,14 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
 
+#include "bind_util.h"
 #include "logmel.h"
 
 namespace py = pybind11;
@@ -22,6 +24,9 @@ using emoedge::MelScale;
 namespace {
 
 enum class Kind { kF32, kI16 };
+
+// Output values computed per GIL-released slice (~0.1 s of work at the largest n_fft).
+constexpr std::int64_t kSliceValues = std::int64_t(1) << 18;
 
 // Validates a waveform: numpy array, 1-D, int16/float32 (float64 converted), C-contiguous.
 // Returns the (possibly converted) array and its kind.
@@ -41,15 +46,16 @@ py::array as_waveform(py::handle h, Kind* kind, const char* what) {
   const auto size = a.dtype().itemsize();
   if (k == 'i' && size == 2) {
     *kind = Kind::kI16;
-    return py::array_t<std::int16_t, py::array::c_style>::ensure(a);
+    return emoedge_bind::aligned_or_copy(emoedge_bind::convert<std::int16_t, py::array::c_style>(a));
   }
   if (k == 'f' && size == 4) {
     *kind = Kind::kF32;
-    return py::array_t<float, py::array::c_style>::ensure(a);
+    return emoedge_bind::aligned_or_copy(emoedge_bind::convert<float, py::array::c_style>(a));
   }
   if (k == 'f' && size == 8) {  // float64: converted to float32 (a copy)
     *kind = Kind::kF32;
-    return py::array_t<float, py::array::c_style | py::array::forcecast>::ensure(a);
+    return emoedge_bind::aligned_or_copy(
+        emoedge_bind::convert<float, py::array::c_style | py::array::forcecast>(a));
   }
   std::string dt = py::str(a.dtype());
   throw py::type_error(std::string(what) + " dtype " + dt +
@@ -73,20 +79,7 @@ double positive_or_unset(const std::optional<double>& v, const char* field) {
   return *v;
 }
 
-// An enum field set from a Python value: the bound enum, or its name as a string.
-template <typename E>
-E enum_from(py::handle v, const char* field, std::initializer_list<std::pair<const char*, E>> names) {
-  if (py::isinstance<E>(v)) return v.cast<E>();
-  std::string what = py::str(py::repr(v));
-  if (py::isinstance<py::str>(v)) {
-    const std::string s = v.cast<std::string>();
-    for (const auto& kv : names)
-      if (s == kv.first) return kv.second;
-  }
-  std::string valid;
-  for (const auto& kv : names) valid += std::string(valid.empty() ? "'" : ", '") + kv.first + "'";
-  throw py::value_error(std::string(field) + "=" + what + " is invalid: use one of " + valid);
-}
+using emoedge_bind::enum_from;
 
 MelNorm norm_from(py::handle v) {
   if (v.is_none()) return MelNorm::NoNorm;
@@ -145,17 +138,30 @@ py::array_t<float> compute_offline(const LogMel& lm, py::handle x) {
   if (F == 0)
     throw py::value_error("waveform has " + std::to_string(n) + " samples but center=False needs at least n_fft=" +
                           std::to_string(lm.config().n_fft) + ": pass a longer waveform or use center=True");
+  lm.check_output(F);
   py::array_t<float> out({py::ssize_t(F), py::ssize_t(lm.n_mels())});
   float* o = out.mutable_data();
-  if (kind == Kind::kI16) {
-    const auto* p = static_cast<const std::int16_t*>(a.data());
-    py::gil_scoped_release nogil;
-    lm.compute(p, n, o);
-  } else {
+  if (kind != Kind::kI16) {
     const auto* p = static_cast<const float*>(a.data());
     py::gil_scoped_release nogil;
     emoedge::check_finite(p, n, "waveform");
-    lm.compute(p, n, o);
+  }
+  // Slices of frames with the GIL released; Ctrl-C is checked between slices (a long call stays
+  // interruptible), top_db runs over the whole output at the end.
+  const std::int64_t slice = std::max<std::int64_t>(4, kSliceValues / lm.n_mels());
+  for (std::int64_t f0 = 0; f0 < F; f0 += slice) {
+    const std::int64_t f1 = std::min(F, f0 + slice);
+    float* of = o + f0 * lm.n_mels();
+    {
+      py::gil_scoped_release nogil;
+      if (kind == Kind::kI16) lm.compute_frames(static_cast<const std::int16_t*>(a.data()), n, f0, f1, of);
+      else lm.compute_frames(static_cast<const float*>(a.data()), n, f0, f1, of);
+    }
+    if (f1 < F) emoedge_bind::check_signals();
+  }
+  {
+    py::gil_scoped_release nogil;
+    lm.apply_top_db(o, F);
   }
   return out;
 }
@@ -177,7 +183,13 @@ struct TryLock {
 py::array_t<float> stream_accept(StreamBox& s, py::handle chunk, py::handle sample_rate) {
   const auto& c = s.lm->config();
   if (!sample_rate.is_none()) {
-    const long sr = sample_rate.cast<long>();
+    if (PyBool_Check(sample_rate.ptr()))
+      throw py::type_error("sample_rate must be an integer number of Hz, got a bool");
+    // operator.index(): ints and numpy integers; a str/float raises TypeError (the cast gave RuntimeError)
+    const py::object idx = py::reinterpret_steal<py::object>(PyNumber_Index(sample_rate.ptr()));
+    if (!idx) throw py::error_already_set();
+    const long long sr = PyLong_AsLongLong(idx.ptr());
+    if (sr == -1 && PyErr_Occurred()) throw py::error_already_set();
     if (sr != c.sample_rate)
       throw py::value_error("chunk sample_rate=" + std::to_string(sr) + " Hz does not match the stream's " +
                             std::to_string(c.sample_rate) + " Hz: resample the audio to " +
@@ -190,18 +202,28 @@ py::array_t<float> stream_accept(StreamBox& s, py::handle chunk, py::handle samp
   if (s.st.finished()) throw py::value_error("accept() after flush(): call reset() to start a new signal");
   const std::int64_t n = a.shape(0);
   const std::int64_t F = s.st.frames_for_accept(n);
+  s.lm->check_output(F);
   py::array_t<float> out({py::ssize_t(F), py::ssize_t(c.n_mels)});
   float* o = out.mutable_data();
-  if (kind == Kind::kI16) {
-    const auto* p = static_cast<const std::int16_t*>(a.data());
-    py::gil_scoped_release nogil;
-    s.st.accept(p, n, o);
-  } else {
+  if (kind != Kind::kI16) {
     const auto* p = static_cast<const float*>(a.data());
     py::gil_scoped_release nogil;
-    emoedge::check_finite(p, n, "chunk");
-    s.st.accept(p, n, o);
+    emoedge::check_finite(p, n, "chunk");  // before any state changes: a rejected chunk leaves the stream as it was
   }
+  // Long chunks go in pieces (the stream's output does not depend on chunking), checking Ctrl-C between
+  // them; an interrupted call leaves the stream part-way through the chunk (reset() to start over).
+  const std::int64_t piece = std::max<std::int64_t>(std::int64_t(c.hop_length), kSliceValues / c.n_mels * c.hop_length);
+  std::int64_t done = 0;
+  for (std::int64_t i0 = 0; i0 < n; i0 += piece) {
+    const std::int64_t m = std::min(n, i0 + piece) - i0;
+    {
+      py::gil_scoped_release nogil;
+      if (kind == Kind::kI16) done += s.st.accept(static_cast<const std::int16_t*>(a.data()) + i0, m, o + done * c.n_mels);
+      else done += s.st.accept(static_cast<const float*>(a.data()) + i0, m, o + done * c.n_mels);
+    }
+    if (i0 + piece < n) emoedge_bind::check_signals();
+  }
+  if (done != F) throw std::runtime_error("LogMelStream: internal frame count mismatch");
   return out;
 }
 

@@ -111,4 +111,29 @@ TEST_CASE("decode: bad options throw") {
   CHECK_THROWS(decode(f.reg.data(), 8, f.sc.data(), f.anchors.data(), 896, o));
 }
 
+TEST_CASE("decode: min_score 0 with saturated logits gives finite rows; clip and size limits") {
+  Fake f;
+  for (int i = 0; i < 896; ++i) f.put(i, 0.5f, 0.5f, 0.2f, 0.2f, -1e30f);  // all overlap, all at -clip
+  DecodeOptions o;
+  o.min_score = 0.f;
+  o.score_clip = kMaxScoreClip;
+  auto rows = decode(f.reg.data(), 16, f.sc.data(), f.anchors.data(), 896, o);
+  CHECK(!rows.empty());
+  for (float v : rows) CHECK(std::isfinite(v));
+  o.score_clip = 104.f;  // sigmoid(-104) underflows float32: NaN rows before, an error now
+  CHECK_THROWS(decode(f.reg.data(), 16, f.sc.data(), f.anchors.data(), 896, o));
+  o.score_clip = INFINITY;
+  CHECK_THROWS(decode(f.reg.data(), 16, f.sc.data(), f.anchors.data(), 896, o));
+  o = DecodeOptions();
+  o.box_scale = INFINITY;
+  CHECK_THROWS(decode(f.reg.data(), 16, f.sc.data(), f.anchors.data(), 896, o));
+  o = DecodeOptions();
+  std::vector<float> big_reg(std::size_t(kMaxAnchorsDecode + 1) * 16, 0.f), big_sc(kMaxAnchorsDecode + 1, -20.f),
+      big_an(std::size_t(kMaxAnchorsDecode + 1) * 2, 0.5f);
+  CHECK_THROWS(decode(big_reg.data(), 16, big_sc.data(), big_an.data(), kMaxAnchorsDecode + 1, o));
+  const int strides[16] = {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1};
+  const int per[16] = {64, 64, 64, 64, 64, 64, 64, 64, 64, 64, 64, 64, 64, 64, 64, 64};
+  CHECK_THROWS(make_anchors(4096, strides, per, 16));  // 1.7e10 anchors: rejected before allocating
+}
+
 TEST_MAIN()

@@ -1,4 +1,5 @@
 #include <cmath>
+#include <algorithm>
 #include <cstdint>
 #include <limits>
 #include <vector>
@@ -190,6 +191,53 @@ TEST_CASE("SIMD row kernels agree with scalar arithmetic on odd lengths") {
       }
     CHECK(md < 0.05);
   }
+}
+
+TEST_CASE("area: a huge box on a tiny frame is bounded work and sums to exactly 255") {
+  Img a(33, 12, 3);
+  std::fill(a.px.begin(), a.px.end(), uint8_t(255));
+  Options opt = raw();
+  opt.interp = Interp::Area;
+  opt.border_value = 255.f;
+  const double box[4] = {0, 0, 1048576, 1048576};
+  for (Border b : {Border::Constant, Border::Replicate}) {
+    opt.border = b;
+    Out o(1, 3, 4096, 1);
+    preprocess_boxes(a.im, box, 1, opt, o.o);  // walked 2^20 taps per row before (68 s at 32768 rows)
+    float lo = 1e9f, hi = -1e9f;
+    for (float v : o.v) { lo = std::min(lo, v); hi = std::max(hi, v); }
+    CHECK_NEAR(lo, 255.0, 1e-3);
+    CHECK_NEAR(hi, 255.0, 1e-3);
+  }
+}
+
+TEST_CASE("work bounds and pixel-range options are validated") {
+  Img a(8, 8, 3);
+  const double box[4] = {0, 0, 8, 8};
+  Options opt = raw();
+  Out o(1, 3, 4, 4);
+  opt.scale[1] = 1e30f;
+  CHECK_THROWS(preprocess_boxes(a.im, box, 1, opt, o.o));
+  opt = raw();
+  opt.offset[2] = -1e30f;
+  CHECK_THROWS(preprocess_boxes(a.im, box, 1, opt, o.o));
+  opt = raw();
+  opt.letterbox = true;
+  opt.pad_value = 1e38f;
+  CHECK_THROWS(preprocess_boxes(a.im, box, 1, opt, o.o));
+  opt = raw();
+  Output big = o.o;
+  big.n = kMaxRegions + 1;
+  std::vector<double> boxes(4 * std::size_t(kMaxRegions + 1), 1.0);
+  CHECK_THROWS(preprocess_boxes(a.im, boxes.data(), kMaxRegions + 1, opt, big));
+  Output huge = o.o;
+  huge.height = huge.width = kMaxOutputSide;  // 3 x 32768^2 values: above the per-call limit
+  CHECK_THROWS(preprocess_boxes(a.im, box, 1, opt, huge));
+  // misaligned output pointer: rejected (stores through it are undefined)
+  std::vector<unsigned char> raw_out(3 * 16 * sizeof(float) + 8);
+  Output mis = o.o;
+  mis.data = reinterpret_cast<float*>(raw_out.data() + 2);
+  CHECK_THROWS(preprocess_boxes(a.im, box, 1, opt, mis));
 }
 
 TEST_MAIN()

@@ -113,6 +113,15 @@ TEST_CASE("fusion_pool returns a normalised log-distribution; large k uses the h
   CHECK_NEAR(sum(out), 1.0, 1e-5);
 }
 
+TEST_CASE("fusion_pool output stays finite for a huge weight (1e30 gave -inf)") {
+  const float lp[3] = {-0.1f, -2.0f, -5.0f};
+  float w = 1e30f, out[3];
+  emoedge::fusion_pool(lp, &w, 1, 3, out);
+  for (float v : out) CHECK(std::isfinite(v));
+  CHECK_NEAR(out[0], 0.0, 1e-6);
+  CHECK_NEAR(out[1], -1e4, 1e-3);
+}
+
 TEST_CASE("partial label spaces: an unmodelled class takes the row's best modelled value") {
   // modality 0 models all 3 classes, modality 1 models classes 0 and 1 only (class 2: no evidence)
   const std::vector<float> a = {0.5f, 0.3f, 0.2f}, b = {0.9f, 0.1f};

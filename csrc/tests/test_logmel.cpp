@@ -2,6 +2,8 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
+#include <string>
 #include <memory>
 #include <random>
 #include <vector>
@@ -163,6 +165,67 @@ TEST_CASE("validation names the field") {
   CHECK_THROWS(emoedge::check_finite(x.data(), 100, "waveform"));
   x[50] = 0.f;
   emoedge::check_finite(x.data(), 100, "waveform");
+}
+
+TEST_CASE("work bounds: overlap, degenerate bands and output size name their limits") {
+  auto msg = [](void (*mut)(LogMelConfig&)) {
+    LogMelConfig c;
+    mut(c);
+    try { LogMel lm(c); } catch (const std::invalid_argument& e) { return std::string(e.what()); }
+    return std::string();
+  };
+  // the audit's 10 s call: n_fft 65536, hop 1
+  CHECK(msg([](LogMelConfig& c) { c.sample_rate = 22050; c.n_fft = 65536; c.win_length = 46630; c.hop_length = 1; })
+            .find("hop_length >= n_fft / 64 = 1024") != std::string::npos);
+  CHECK(msg([](LogMelConfig& c) { c.n_fft = 512; c.hop_length = 8; }).empty());  // exactly 64x is allowed
+  CHECK(msg([](LogMelConfig& c) { c.n_fft = 512; c.hop_length = 7; }).find("hop_length") != std::string::npos);
+  // fmin ~ fmax: NaN filter weights / silent amin output before; now an error naming the bin width
+  CHECK(msg([](LogMelConfig& c) { c.fmin = 1000.0; c.fmax = 1000.0001; }).find("one FFT bin") != std::string::npos);
+  CHECK(msg([](LogMelConfig& c) { c.sample_rate = 2000000; }).find("sample_rate") != std::string::npos);
+  LogMelConfig c;
+  LogMel lm(c);
+  CHECK_THROWS(lm.check_output(std::int64_t(1) << 30));
+  lm.check_output(1000);
+  // every filter weight is finite for a narrow but legal band
+  LogMelConfig n;
+  n.fmin = 1000.0;
+  n.fmax = 1000.0 + 16000.0 / 512;
+  n.n_mels = 4;
+  for (float w : LogMel(n).dense_filterbank()) CHECK(std::isfinite(w));
+}
+
+TEST_CASE("misaligned waveform pointers give the aligned result (no misaligned loads under UBSan)") {
+  LogMelConfig c;
+  auto lm = std::make_shared<const LogMel>(c);
+  const std::vector<float> x = noise(4000, 7);
+  std::vector<unsigned char> raw(x.size() * sizeof(float) + 8);
+  std::memcpy(raw.data() + 1, x.data(), x.size() * sizeof(float));
+  const float* mis = reinterpret_cast<const float*>(raw.data() + 1);
+  const std::int64_t F = lm->num_frames(4000);
+  std::vector<float> a(std::size_t(F) * c.n_mels), b(a.size());
+  lm->compute(x.data(), 4000, a.data());
+  lm->compute(mis, 4000, b.data());
+  CHECK(max_abs_diff(a.data(), b.data(), a.size()) == 0.0);
+  emoedge::check_finite(mis, 4000, "waveform");
+  LogMelStreamer s(lm);
+  std::vector<float> o(std::size_t(s.frames_for_accept(4000)) * c.n_mels);
+  s.accept(mis, 4000, o.data());
+  CHECK(max_abs_diff(a.data(), o.data(), o.size()) == 0.0);
+  CHECK_THROWS(lm->compute_frames(mis, 4000, 0, 4, b.data()));  // the piecewise entry point rejects it
+}
+
+TEST_CASE("compute_frames pieces + apply_top_db equal compute") {
+  LogMelConfig c;
+  c.top_db = 60.0;
+  LogMel lm(c);
+  const std::vector<float> x = noise(9000, 3);
+  const std::int64_t F = lm.num_frames(9000);
+  std::vector<float> a(std::size_t(F) * c.n_mels), b(a.size());
+  lm.compute(x.data(), 9000, a.data());
+  for (std::int64_t f0 = 0; f0 < F; f0 += 7)
+    lm.compute_frames(x.data(), 9000, f0, std::min<std::int64_t>(F, f0 + 7), b.data() + f0 * c.n_mels);
+  lm.apply_top_db(b.data(), F);
+  CHECK(max_abs_diff(a.data(), b.data(), a.size()) == 0.0);
 }
 
 TEST_MAIN()

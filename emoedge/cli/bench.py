@@ -14,7 +14,7 @@ from typing import Any, Dict
 
 from ..errors import InvalidInputError
 
-FAMILIES = ("frame", "logmel", "fusion", "models", "e2e", "peers")
+FAMILIES = ("frame", "logmel", "fusion", "models", "e2e", "streams", "peers")
 
 
 def available_families():

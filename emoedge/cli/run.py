@@ -15,9 +15,9 @@ from typing import Any, Dict, Optional
 
 def add_engine_arguments(p) -> None:
     from ._common import positive_float, positive_int
-    p.add_argument("--precision", choices=("int8", "fp32"), default=None,
+    p.add_argument("--precision", choices=("int8", "fp32", "fp16"), default=None,
                    help="model precision (default: each model's default in the manifest; a model without the "
-                        "requested variant keeps its default, with a note)")
+                        "requested variant keeps its default, with a note; fp16 is for the GPU backends)")
     p.add_argument("--backend", default="cpu", choices=("cpu", "cuda", "tensorrt", "triton"),
                    help="cpu (default), cuda (emoedge[gpu]), tensorrt, or triton: the models on a Triton Inference "
                         "Server (emoedge[triton]; see --triton-url)")

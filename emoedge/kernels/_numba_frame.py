@@ -87,6 +87,32 @@ def _area_taps(b0, ssize, dn, down):
 
 
 @njit(cache=True)
+def _resolve_merge(idx, w, size, constant):
+    """Taps resolved to frame indices (-1: constant border; replicate clamps) with adjacent equal ones
+    merged, weights summed: a box far outside the frame then costs its in-frame pixels, not its size."""
+    dn, k = idx.shape
+    out_i = np.full((dn, k), -1, np.int64)
+    out_w = np.zeros((dn, k), np.float64)
+    kmax = 1
+    for d in range(dn):
+        n = 0
+        for t in range(k):
+            if w[d, t] == 0.0:
+                continue
+            s = idx[d, t]
+            if s < 0 or s >= size:
+                s = -1 if constant else min(max(s, 0), size - 1)
+            if n > 0 and out_i[d, n - 1] == s:
+                out_w[d, n - 1] += w[d, t]
+            else:
+                out_i[d, n] = s
+                out_w[d, n] = w[d, t]
+                n += 1
+        kmax = max(kmax, n)
+    return out_i[:, :kmax].copy(), out_w[:, :kmax].copy()
+
+
+@njit(cache=True)
 def _sample(img, y, x, cin, constant, bv, acc, wt):
     """acc[c] += wt * pixel(y, x, c) with the border rule."""
     H, W = img.shape[0], img.shape[1]
@@ -138,6 +164,8 @@ def _boxes_kernel(img, boxes, out, area, constant, bv, letterbox, pad_value, gra
         else:
             xi, xw = _linear_taps(bx, bw, rw)
             yi, yw = _linear_taps(by, bh, rh)
+        xi, xw = _resolve_merge(xi, xw, img.shape[1], constant)
+        yi, yw = _resolve_merge(yi, yw, img.shape[0], constant)
         for oy in range(oh):
             for ox in range(ow):
                 dy, dx = oy - ry, ox - rx

@@ -85,8 +85,8 @@ def fusion_step(log_probs, weights, state, has_state, alpha, out=None, mask=None
         if a.ndim != nd:
             raise InvalidInputError(f"{name} must be {nd}-D (got {a.ndim}-D)")
     m, k = log_probs.shape
-    if k < 1:
-        raise InvalidInputError(f"fusion: number of labels k={k} must be >= 1")
+    if k < 1 or k > 4096:
+        raise InvalidInputError(f"fusion: number of labels k={k} must be in [1, 4096]")
     if weights.shape[0] != m:
         raise InvalidInputError(f"weights has {weights.shape[0]} entries but log_probs has {m} rows (one weight per modality)")
     if state.shape[0] != k:

@@ -211,12 +211,19 @@ class LogMel:
         if F == 0:
             raise InvalidInputError(f"waveform has {n} samples but center=False needs at least n_fft={self.n_fft}: "
                              "pass a longer waveform or use center=True")
+        _check_output(F, self.n_mels)
         out = self._frames(_to_f64(x), -(self.n_fft // 2) if self.center else 0, F)
         if self.log_db and self.top_db is not None:
             out = np.maximum(out, out.max() - float(self.top_db))
         return out.astype(np.float32)
 
     __call__ = compute
+
+
+def _check_output(frames: int, n_mels: int) -> None:
+    if frames * n_mels > 1 << 28:
+        raise ValueError(f"the output would have {frames} frames x {n_mels} mels, above the limit of {1 << 28} values "
+                         "(1 GiB float32) per call: pass the signal in shorter pieces or raise hop_length")
 
 
 class LogMelStream:
@@ -275,6 +282,8 @@ class LogMelStream:
             raise InvalidInputError("accept() after flush(): call reset() to start a new signal")
         if x.size == 0:
             return np.zeros((0, lm.n_mels), np.float32)
+        total = self._pad + self._samples + x.size
+        _check_output(((total - lm.n_fft) // lm.hop_length + 1 if total >= lm.n_fft else 0) - self._next, lm.n_mels)
         self._append(_to_f64(x))
         self._samples += x.size
         total = self._pad + self._samples

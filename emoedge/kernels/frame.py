@@ -48,6 +48,10 @@ _BORDER = {"constant": 0, "replicate": 1}
 _LAYOUTS = ("nchw", "nhwc")
 _MAX_COORD = float(1 << 20)
 _MAX_SIDE = 1 << 15
+# Work bounds per call (the C++ kernel enforces the same): regions, output values, |scale| and |offset|.
+_MAX_REGIONS = 4096
+_MAX_OUTPUT_VALUES = 1 << 28
+_MAX_SCALE = 1e6
 
 
 @dataclass(frozen=True)
@@ -199,12 +203,19 @@ def _normalization(mean, std, scale, offset, cout):
             raise InvalidInputError("pass either mean/std or scale/offset, not both")
         s = _per_channel("scale", 1.0 if scale is None else scale, cout)
         o = _per_channel("offset", 0.0 if offset is None else offset, cout)
+        if any(abs(v) > _MAX_SCALE for v in s + o):
+            raise InvalidInputError(f"scale={scale!r}, offset={offset!r} are beyond +-{_MAX_SCALE:g}; outputs must stay finite "
+                             "in float32 (pixel values are 0..255)")
         return s, o
     m = _per_channel("mean", 0.0 if mean is None else mean, cout)
     d = _per_channel("std", 1.0 if std is None else std, cout)
     if any(v == 0 for v in d):
         raise InvalidInputError(f"std={std!r} contains 0; standard deviations must be non-zero")
-    return [1.0 / (255.0 * sd) for sd in d], [-mu / sd for mu, sd in zip(m, d)]
+    s, o = [1.0 / (255.0 * sd) for sd in d], [-mu / sd for mu, sd in zip(m, d)]
+    if any(abs(v) > _MAX_SCALE for v in s + o):
+        raise InvalidInputError(f"mean={mean!r}, std={std!r} give a normalization beyond +-{_MAX_SCALE:g} "
+                         "(out = (x/255 - mean) / std); std must not be tiny, mean/std not huge")
+    return s, o
 
 
 _NORM_CACHE: dict = {}
@@ -273,8 +284,9 @@ def _check_boxes(boxes, full: bool = True) -> np.ndarray:
         raise InvalidInputError(f"boxes have coordinates beyond +-{_MAX_COORD:g} pixels; check the box units (pixels, x, y, w, h)")
     if b.size and ((b[:, 2] <= 0).any() or (b[:, 3] <= 0).any()):
         i = int(np.flatnonzero((b[:, 2] <= 0) | (b[:, 3] <= 0))[0])
-        raise InvalidInputError(f"box {i} = {tuple(b[i])} has a non-positive width or height; boxes are (x, y, w, h) with w, h > 0 "
-                         "(convert x1, y1, x2, y2 boxes to x, y, x2 - x1, y2 - y1)")
+        raise InvalidInputError(f"box {i} = {tuple(float(v) for v in b[i])} has a non-positive width or height; "
+                                "boxes are (x, y, w, h) with w, h > 0 "
+                                "(convert x1, y1, x2, y2 boxes to x, y, x2 - x1, y2 - y1)")
     return np.ascontiguousarray(b)
 
 
@@ -301,6 +313,11 @@ def _check_affines(affines, inverse: bool) -> Tuple[np.ndarray, np.ndarray]:
 
 def _prepare_out(out, n, cout, w, h, layout, single):
     shape = (n, cout, h, w) if layout == "nchw" else (n, h, w, cout)
+    if n > _MAX_REGIONS:
+        raise InvalidInputError(f"{n} regions in one call is above the limit of {_MAX_REGIONS}; split the batch")
+    if n * cout * h * w > _MAX_OUTPUT_VALUES:
+        raise InvalidInputError(f"the output {shape} would hold {n * cout * h * w} values, above the limit of "
+                         f"{_MAX_OUTPUT_VALUES} (1 GiB float32) per call; split the batch or use a smaller size")
     if out is None:
         arr = np.empty(shape, dtype=np.float32)
     else:
@@ -316,8 +333,9 @@ def _prepare_out(out, n, cout, w, h, layout, single):
                              f"allocate np.empty({shape}, np.float32)")
         if not out.flags.writeable:
             raise InvalidInputError("out is read-only; pass a writeable array")
-        if any(s % 4 for s in arr.strides):
-            raise InvalidInputError("out has unaligned strides; pass an aligned float32 array (e.g. np.empty)")
+        if any(s % 4 for s in arr.strides) or not out.flags.aligned:
+            raise InvalidInputError("out is not aligned to 4 bytes (strides or data pointer, e.g. a view at an odd byte "
+                             "offset); pass an aligned float32 array (e.g. np.empty)")
     view = arr if layout == "nchw" else arr.transpose(0, 3, 1, 2)
     return arr, view
 
@@ -350,8 +368,9 @@ def _run(image, boxes, affines, size, *, interpolation, color, mean, std, scale,
     for name, v in (("border_value", border_value), ("pad_value", pad_value)):
         if (type(v) is not int and not isinstance(v, numbers.Real)) or not math.isfinite(float(v)):
             raise InvalidInputError(f"{name}={v!r} must be a finite number (pixel value on the 0..255 scale)")
-    if not 0 <= border_value <= 255:
-        raise InvalidInputError(f"border_value={border_value!r} must be a pixel value in 0..255")
+    for name, v in (("border_value", border_value), ("pad_value", pad_value)):
+        if not 0 <= v <= 255:
+            raise InvalidInputError(f"{name}={v!r} must be a pixel value in 0..255")
     impl = _impl()
     if affines is not None:
         if boxes is not None:
@@ -385,6 +404,7 @@ def _run(image, boxes, affines, size, *, interpolation, color, mean, std, scale,
         if size is None:
             if b.shape[0] != 1:
                 raise InvalidInputError("size=(width, height) is required for a batch of boxes")
+            b = _check_boxes(b)  # the size comes from the box: it must be finite and positive first
             size = (max(1, int(math.floor(b[0, 2] + 0.5))), max(1, int(math.floor(b[0, 3] + 0.5))))
         w, h = _check_size(size)
         n = b.shape[0]

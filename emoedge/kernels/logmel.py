@@ -29,11 +29,13 @@ _cache: Dict[Tuple[Any, ...], Any] = {}
 
 def _kernel(opts: LogMelOptions) -> Any:
     """The (cached) backend object for these options: native LogMel or the numba fallback."""
+    # validate on every call: the key coerces values (int(512.7) == 512), so a cache hit must not stand in
+    # for validating these exact options
+    opts.validate()
     key = opts.normalized()
     k = _cache.get(key)
     if k is None:
-        # validated once here, at the Python boundary, by to_native() / the numba LogMel (the C++
-        # constructor re-checks as the last line of defence)
+        # (the C++ constructor re-checks the options as the last line of defence)
         native = get_native()
         if native is not None:
             k = native.LogMel(opts.to_native())

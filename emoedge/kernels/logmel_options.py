@@ -12,7 +12,13 @@ import numpy as np
 
 from ..errors import InvalidInputError
 
-__all__ = ["LogMelOptions"]
+__all__ = ["LogMelOptions", "MAX_OVERLAP", "MAX_HOP", "MAX_SAMPLE_RATE", "MAX_OUTPUT_VALUES"]
+
+# Work bounds (the C++ kernel enforces the same; errors name them).
+MAX_OVERLAP = 64             # n_fft / hop_length at most
+MAX_HOP = 1 << 20            # samples
+MAX_SAMPLE_RATE = 1 << 20    # Hz
+MAX_OUTPUT_VALUES = 1 << 28  # frames * n_mels per call (1 GiB float32)
 
 
 def _bad(field: str, value: Any, fix: str) -> InvalidInputError:
@@ -65,9 +71,16 @@ class LogMelOptions:
         if wl <= 0 or wl > n_fft:
             raise _bad("win_length", wl, f"use 1 <= win_length <= n_fft ({n_fft}), or raise n_fft to "
                                          f"{1 << max(4, int(wl - 1).bit_length())}")
+        if sr > MAX_SAMPLE_RATE:
+            raise _bad("sample_rate", sr, f"use a rate of at most {MAX_SAMPLE_RATE} Hz")
         hop = _int("hop_length")
         if hop <= 0:
             raise _bad("hop_length", hop, "use a positive hop in samples, e.g. 160 (10 ms at 16 kHz)")
+        if hop * MAX_OVERLAP < n_fft:
+            raise _bad("hop_length", hop, f"frames may overlap at most {MAX_OVERLAP}x, so use hop_length >= "
+                                          f"n_fft / {MAX_OVERLAP} = {-(-n_fft // MAX_OVERLAP)}")
+        if hop > MAX_HOP:
+            raise _bad("hop_length", hop, f"use a hop of at most {MAX_HOP} samples")
         nm = _int("n_mels")
         if nm <= 0 or nm > 4096:
             raise _bad("n_mels", nm, "use 1 <= n_mels <= 4096, e.g. 64")
@@ -88,6 +101,9 @@ class LogMelOptions:
             fmax = sr / 2
         if fmin >= fmax:
             raise _bad("fmin", self.fmin, f"fmin must be below fmax ({fmax:g} Hz): lower fmin or raise fmax")
+        if fmax - fmin < sr / n_fft:
+            raise _bad("fmin", self.fmin, f"fmin..fmax ({fmin:g}..{fmax:g} Hz) is narrower than one FFT bin "
+                                          f"(sample_rate / n_fft = {sr / n_fft:g} Hz): widen the band or raise n_fft")
         if not isinstance(self.center, (bool, np.bool_)):
             raise _bad("center", self.center, "use True or False")
         if self.mel_scale not in ("slaney", "htk"):

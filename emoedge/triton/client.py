@@ -14,6 +14,7 @@ BackendUnavailableError naming each model and what differs, and how to export th
 """
 from __future__ import annotations
 
+import atexit
 import contextlib
 import pathlib
 import threading
@@ -388,8 +389,21 @@ def connection(options: TritonOptions) -> TritonConnection:
     with _conns_lock:
         c = _conns.get(key)
         if c is None:
+            if not _conns and not _atexit_registered:
+                _register_atexit()
             c = _conns[key] = TritonConnection(options)
         return c
+
+
+_atexit_registered = False
+
+
+def _register_atexit() -> None:
+    # Close the shared channels while grpc is still importable: left to garbage collection at interpreter
+    # exit, tritonclient's __del__ runs after grpc's module globals are gone and prints a traceback.
+    global _atexit_registered
+    atexit.register(close_connections)
+    _atexit_registered = True
 
 
 def close_connections() -> None:
