@@ -119,24 +119,18 @@ def main(argv=None) -> int:
             conn = connection(TritonOptions(url=srv.url))
             for eng in (local, remote, mixed):   # warm-up: sessions, numba, first requests
                 run_streams(eng, frs, 2, 4)
+            variants = ((local, "in-process (cpu)", False), (remote, "triton (pytriton, loopback)", True),
+                        (mixed, "triton, detector in-process", True))
             for n in counts:
                 per = max(16, a.frames // n)
-                r = run_streams(local, frs, n, per)
-                r["backend"] = "in-process (cpu)"
-                rows.append(r)
-                print(r, file=sys.stderr)
-                before = conn.statistics(FACE_MODELS)
-                r = run_streams(remote, frs, n, per)
-                r["backend"] = "triton (pytriton, loopback)"
-                r["server"] = stats_delta(before, conn.statistics(FACE_MODELS))
-                rows.append(r)
-                print(r, file=sys.stderr)
-                before = conn.statistics(FACE_MODELS)
-                r = run_streams(mixed, frs, n, per)
-                r["backend"] = "triton, detector in-process"
-                r["server"] = stats_delta(before, conn.statistics(FACE_MODELS))
-                rows.append(r)
-                print(r, file=sys.stderr)
+                for eng, backend, served in variants:
+                    before = conn.statistics(FACE_MODELS) if served else None
+                    r = run_streams(eng, frs, n, per)
+                    r["backend"] = backend
+                    if served:
+                        r["server"] = stats_delta(before, conn.statistics(FACE_MODELS))
+                    rows.append(r)
+                    print(r, file=sys.stderr)
     res = {"machine": f"{platform.machine()}, {os.cpu_count()} logical CPUs (shared with other jobs: loaded)",
            "faces_per_frame": a.faces, "max_batch": a.max_batch, "queue_delay_us": a.queue_delay_us,
            "command": "python benchmarks/bench_triton.py " + " ".join(argv if argv is not None else sys.argv[1:]),
