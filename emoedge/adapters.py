@@ -25,7 +25,9 @@ _CANON = list(CANONICAL)
 def face_evidence(faces: Sequence[FaceObservation], t: float) -> Tuple[List[FaceResult], List[F.ModalityEvidence]]:
     """(pending FaceResults, ModalityEvidence per face) for one frame's faces. Fusion pools the most
     reliable face track (largest, most confidently detected) and smooths every track; the FaceResults get
-    their label and canonical probabilities in :func:`event_from_estimate`."""
+    their label and canonical probabilities in :func:`event_from_estimate`. A face whose probabilities were
+    reused from an earlier frame (``probs_t`` < ``t``, the classification cadence of emoedge.faces) gives
+    evidence timed at ``probs_t``, so fusion weighs it by its real age."""
     out, evs = [], []
     for f in faces:
         labels = list(f.labels)
@@ -34,7 +36,9 @@ def face_evidence(faces: Sequence[FaceObservation], t: float) -> Tuple[List[Face
         score = float(f.score)
         tid = None if f.track_id is None else int(f.track_id)
         rel = float(F.face_reliability(box[2], score))
-        evs.append(F.ModalityEvidence(modality="face", t=t, probs=probs, labels=labels, temperature=1.0,
+        pt = getattr(f, "probs_t", None)
+        et = t if pt is None else min(float(pt), t)
+        evs.append(F.ModalityEvidence(modality="face", t=et, probs=probs, labels=labels, temperature=1.0,
                                       reliability=rel, track_id=tid))
         out.append(FaceResult(box=box, score=score, track_id=tid, label="", probs={},
                               raw_probs=probs_dict(probs, labels), keypoints=_kps(f.keypoints), reliability=rel))

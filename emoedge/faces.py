@@ -16,6 +16,7 @@ streams/threads at once; per-stream state lives in the tracker.
 from __future__ import annotations
 
 import itertools
+import math
 import time
 import warnings
 from dataclasses import asdict, dataclass, field
@@ -57,7 +58,16 @@ class FaceAnalyzerOptions:
     A full detection runs at once when a track's ROI confidence < roi_min_confidence, when less than
     roi_min_inside of a track's box is inside the frame, or when more than scene_change (fraction) of a
     1/16-scale subsample changed by > scene_change_level grey levels since the previous frame
-    (scene_change >= 1 disables that check). Defaults chosen on moving-face clips (export/cadence_eval.py)."""
+    (scene_change >= 1 disables that check). Defaults chosen on moving-face clips (export/cadence_eval.py).
+
+    Classification cadence (per track, with a tracker): the expression model runs on a tracked face at
+    most every ``classify_every`` frames (1 = every frame); in between the face reports the probabilities of
+    its last classification with that frame's time (``Face.probs_t``, so fusion ages the evidence). A face
+    is classified at once when its track is new, on a full-detection frame (the cadence re-detects early
+    when the ROI confidence drops, i.e. when the face's appearance changed), or when its box centre moved
+    more than ``classify_max_move`` box widths or its width changed by more than ``classify_max_scale``
+    (fraction) since its last classification. Default chosen on the label-paired fusion evaluation
+    (export/cadence_fusion_eval.py --classify-every) and moving-face clips."""
     min_score: float = 0.5
     nms_iou: float = 0.3
     max_faces: int = 0
@@ -75,6 +85,9 @@ class FaceAnalyzerOptions:
     roi_min_inside: float = 0.8
     scene_change: float = 0.3
     scene_change_level: float = 32.0
+    classify_every: int = 4
+    classify_max_move: float = 0.25
+    classify_max_scale: float = 0.15
 
     def validate(self) -> "FaceAnalyzerOptions":
         self.detector_options()
@@ -91,6 +104,13 @@ class FaceAnalyzerOptions:
         if not (0.0 <= float(self.scene_change)) or not (0.0 <= float(self.scene_change_level) <= 255.0):
             raise InvalidInputError(f"FaceAnalyzerOptions.scene_change={self.scene_change!r} must be >= 0 (>= 1: off) "
                                     f"and scene_change_level={self.scene_change_level!r} in [0, 255]")
+        ce = self.classify_every
+        if isinstance(ce, bool) or int(ce) != ce or ce < 1:
+            raise InvalidInputError(f"FaceAnalyzerOptions.classify_every={ce!r} must be an int >= 1 (1 = every frame)")
+        for k in ("classify_max_move", "classify_max_scale"):
+            v = float(getattr(self, k))
+            if not (v >= 0.0):
+                raise InvalidInputError(f"FaceAnalyzerOptions.{k}={getattr(self, k)!r} must be >= 0 (box widths / fraction)")
         if self.precision not in (None, "fp32", "int8", "fp16"):
             raise InvalidInputError(f"FaceAnalyzerOptions.precision={self.precision!r} must be 'fp32', 'int8', 'fp16' or None")
         return self
@@ -114,7 +134,10 @@ class FaceAnalyzerOptions:
 class Located:
     """Stage 1 of FaceAnalyzer.analyze for one frame: boxes float64 [K, 4] (x, y, w, h px), scores [K],
     keypoints [K, 6, 2] px, track ids (None without a tracker), detected (full-frame detector ran),
-    detect_ms (time of this stage), reason (why the detector ran: 'cadence', 'low confidence', ...)."""
+    detect_ms (time of this stage), reason (why the detector ran: 'cadence', 'low confidence', ...),
+    t (the frame's time), classify (bool [K]: the faces whose crop goes to the expression model on this
+    frame; None = all; see classify_every), frame_index (the tracker's index of this frame), expressions
+    (each face's classification record on its track; None without a tracker)."""
     boxes: np.ndarray
     scores: np.ndarray
     keypoints: np.ndarray
@@ -122,6 +145,25 @@ class Located:
     detected: bool
     detect_ms: float
     reason: Optional[str] = None
+    t: Optional[float] = None
+    classify: Optional[np.ndarray] = None
+    frame_index: int = 0
+    expressions: "Optional[List[_Expression]]" = field(default=None, repr=False)
+
+    @property
+    def n_classify(self) -> int:
+        """How many crops this frame sends to the expression model."""
+        return len(self.boxes) if self.classify is None else int(np.count_nonzero(self.classify))
+
+
+@dataclass
+class _Expression:
+    """A track's last classification (in ``Track.state['expression']``): probabilities, frame time,
+    tracker frame index and box."""
+    probs: Optional[np.ndarray]  # None until the frame's faces() ran
+    t: Optional[float]
+    frame: int
+    box: Tuple[float, float, float, float]
 
 
 @dataclass
@@ -133,7 +175,9 @@ class Face:
     from the tracker (None without one); labels: the expression model's labels, in its output order;
     probs: float32 [len(labels)], temperature-calibrated softmax (sums to 1); timing: ms per stage of
     this frame (detect_ms, align_ms, classify_ms; detect_ms is 0 on tracked-only frames);
-    detected: False when the box was predicted by the tracker instead of the detector.
+    detected: False when the box was predicted by the tracker instead of the detector; classified: False
+    when ``probs`` are the track's last classification, reused (see ``classify_every``); probs_t: time (s) of
+    the frame whose crop gave ``probs`` (None when analyze() got no time).
     """
     box: Tuple[float, float, float, float]
     score: float
@@ -143,6 +187,8 @@ class Face:
     probs: np.ndarray
     timing: Dict[str, float] = field(default_factory=dict, repr=False)
     detected: bool = True
+    classified: bool = True
+    probs_t: Optional[float] = None
 
     @property
     def label(self) -> str:
@@ -153,7 +199,8 @@ class Face:
         return {"box": [float(v) for v in self.box], "score": float(self.score),
                 "keypoints": np.asarray(self.keypoints, float).round(2).tolist(), "track_id": self.track_id,
                 "label": self.label, "probs": {k: float(p) for k, p in zip(self.labels, self.probs)},
-                "timing": dict(self.timing), "detected": self.detected}
+                "timing": dict(self.timing), "detected": self.detected, "classified": self.classified,
+                "probs_t": self.probs_t}
 
 
 class FaceAnalyzer:
@@ -247,7 +294,7 @@ class FaceAnalyzer:
         if tracker is None:
             rows = self.detector.detect_array(frame, checked=True)
             return Located(rows[:, :4].astype(np.float64), rows[:, 4], rows[:, 5:17].reshape(-1, 6, 2), None, True,
-                           (time.perf_counter_ns() - t0) / 1e6, "no tracker")
+                           (time.perf_counter_ns() - t0) / 1e6, "no tracker", t)
         o = self.options
         reason = tracker.detection_reason
         if reason is None and o.scene_change < 1.0:
@@ -261,12 +308,14 @@ class FaceAnalyzer:
         if reason is None and not live:
             tracker.skip()
             return Located(np.zeros((0, 4)), np.zeros(0, np.float32), np.zeros((0, 6, 2), np.float32), [], False,
-                           (time.perf_counter_ns() - t0) / 1e6, None)
+                           (time.perf_counter_ns() - t0) / 1e6, None, t, None, tracker.frame_index - 1, [])
         if reason is None:
             out = self._relocate(frame, tracker, live, t)
             if out is not None:
-                b, sc, kp, ids = out
-                return Located(b, sc, kp, ids, False, (time.perf_counter_ns() - t0) / 1e6, None)
+                b, sc, kp, tracks = out
+                need, exprs = self._to_classify(tracker, tracks, b, False, t)
+                return Located(b, sc, kp, [tr.track_id for tr in tracks], False, (time.perf_counter_ns() - t0) / 1e6,
+                               None, t, need, tracker.frame_index - 1, exprs)
             reason = tracker.detection_reason or "roi"
         rows = self.detector.detect_array(frame, checked=True)
         boxes, scores, kps = rows[:, :4].astype(np.float64), rows[:, 4], rows[:, 5:17].reshape(-1, 6, 2)
@@ -274,11 +323,38 @@ class FaceAnalyzer:
         if o.roi == "template" and tracker.options.detect_every > 1:
             from .roi import take_templates
             take_templates(frame, tracks)
+        need, exprs = self._to_classify(tracker, tracks, boxes, True, t)
         return Located(boxes, scores, kps, [tr.track_id for tr in tracks], True,
-                       (time.perf_counter_ns() - t0) / 1e6, reason)
+                       (time.perf_counter_ns() - t0) / 1e6, reason, t, need, tracker.frame_index - 1, exprs)
+
+    def _to_classify(self, tracker: "FaceTracker", tracks: "List[Track]", boxes: np.ndarray, detected: bool,
+                     t: Optional[float]) -> "Tuple[Optional[np.ndarray], List[_Expression]]":
+        """Which faces to classify on this frame (the classification cadence, see FaceAnalyzerOptions;
+        None = all) and each face's classification record (new for the classified ones). Decided here, at
+        locate time, and recorded on each classified track at once (its
+        probabilities follow in faces()), so that a later frame of the same stream located before this
+        one finished (a scheduler batch) decides as if the frames had run one by one.
+        Called after the tracker advanced: this frame's index is ``tracker.frame_index - 1``."""
+        o = self.options
+        now = tracker.frame_index - 1
+        need = np.ones(len(tracks), bool)
+        exprs: List[_Expression] = []
+        for i, tr in enumerate(tracks):
+            x, y, w, h = (float(v) for v in boxes[i])
+            c = tr.state.get("expression")
+            if c is not None and not detected and o.classify_every > 1 and now - c.frame < o.classify_every:
+                cx, cy, cw = c.box[0] + c.box[2] / 2, c.box[1] + c.box[3] / 2, max(c.box[2], 1e-6)
+                moved = math.hypot(x + w / 2 - cx, y + h / 2 - cy) / cw
+                if moved <= o.classify_max_move and abs(w / cw - 1.0) <= o.classify_max_scale:
+                    need[i] = False
+                    exprs.append(c)
+                    continue
+            c = tr.state["expression"] = _Expression(None, t, now, (x, y, w, h))
+            exprs.append(c)
+        return (None if need.all() else need), exprs
 
     def _relocate(self, frame: np.ndarray, tracker: "FaceTracker", live: "List[Track]", t: Optional[float]
-                  ) -> Optional[Tuple[np.ndarray, np.ndarray, np.ndarray, List[int]]]:
+                  ) -> "Optional[Tuple[np.ndarray, np.ndarray, np.ndarray, List[Track]]]":
         """ROI re-localisation of the live tracks, or None when a full detection is needed instead
         (a track's confidence dropped or it is leaving the frame; the tracker records why)."""
         o = self.options
@@ -288,7 +364,7 @@ class FaceAnalyzer:
             boxes = np.array([tr.box for tr in tracks], np.float64).reshape(-1, 4)
             scores = np.array([tr.score for tr in tracks], np.float32)
             kps = np.stack([tr.keypoints if tr.keypoints is not None else np.zeros((6, 2), np.float32) for tr in tracks])
-            return boxes, scores, kps, [tr.track_id for tr in tracks]
+            return boxes, scores, kps, tracks
         if o.roi == "template":
             boxes, kps, conf = roi.relocate_template(frame, live)
         else:
@@ -304,23 +380,47 @@ class FaceAnalyzer:
         tracker.relocate(live, boxes, kps, conf, t=t)
         # the score reported is the track's detector score (fusion weighs faces by it); the ROI
         # confidence is on the Track
-        return boxes, np.array([tr.score for tr in live], np.float32), kps, [tr.track_id for tr in live]
+        return boxes, np.array([tr.score for tr in live], np.float32), kps, list(live)
 
     def crops(self, frame: np.ndarray, loc: "Located") -> np.ndarray:
-        """Stage 2: the expression model's inputs [K, ...] for the located faces (one native call)."""
-        return align_faces(frame, loc.boxes, loc.keypoints, size=self.input_size, spec=self.crop, layout=self.layout,
+        """Stage 2: the expression model's inputs [loc.n_classify, ...] for the located faces that are
+        classified on this frame (``loc.classify``; all by default), in one native call."""
+        boxes, kps = loc.boxes, loc.keypoints
+        if loc.classify is not None:
+            boxes, kps = boxes[loc.classify], kps[loc.classify]
+        return align_faces(frame, boxes, kps, size=self.input_size, spec=self.crop, layout=self.layout,
                            **self.preprocess_kwargs)
 
     def faces(self, loc: "Located", probs: np.ndarray, align_ms: float = 0.0, classify_ms: float = 0.0) -> List[Face]:
-        """Stage 4: Face results from stage 1's ``loc`` and stage 3's ``probs`` [K, len(labels)]."""
+        """Stage 4: Face results from stage 1's ``loc`` and stage 3's ``probs`` [loc.n_classify, len(labels)]
+        (faces not classified on this frame get their track's last probabilities). Records each classified
+        tracked face's probabilities on its Track for the classification cadence."""
         timing = {"detect_ms": loc.detect_ms if loc.detected else 0.0, "align_ms": align_ms, "classify_ms": classify_ms}
         if not loc.detected:
             timing["roi_ms"] = loc.detect_ms
         boxes, scores, kps, ids = loc.boxes, loc.scores, loc.keypoints, loc.track_ids
-        return [Face(box=(float(boxes[i, 0]), float(boxes[i, 1]), float(boxes[i, 2]), float(boxes[i, 3])),
-                     score=float(scores[i]), keypoints=np.array(kps[i], np.float32),
-                     track_id=None if ids is None else ids[i], labels=self.labels, probs=probs[i], timing=timing,
-                     detected=loc.detected) for i in range(len(boxes))]
+        n = len(boxes)
+        if len(probs) != loc.n_classify:
+            raise InvalidInputError(f"faces(): {len(probs)} rows of probabilities for {loc.n_classify} classified faces")
+        out: List[Face] = []
+        j = 0
+        for i in range(n):
+            box = (float(boxes[i, 0]), float(boxes[i, 1]), float(boxes[i, 2]), float(boxes[i, 3]))
+            c = loc.expressions[i] if loc.expressions is not None else None
+            if loc.classify is None or loc.classify[i]:
+                p, pt, fresh = probs[j], loc.t, True
+                j += 1
+                if c is not None:
+                    c.probs = p
+            else:
+                if c is None or c.probs is None:
+                    raise InvalidInputError("faces(): the frames of a stream must finish in the order they were located "
+                                            "(a reused classification is not there yet)")
+                p, pt, fresh = c.probs, c.t, False
+            out.append(Face(box=box, score=float(scores[i]), keypoints=np.array(kps[i], np.float32),
+                            track_id=None if ids is None else ids[i], labels=self.labels, probs=p, timing=timing,
+                            detected=loc.detected, classified=fresh, probs_t=pt))
+        return out
 
     def new_tracker(self, phase: Optional[int] = None) -> "FaceTracker":
         """A fresh per-stream FaceTracker with this analyzer's detection cadence (``detect_every``,

@@ -2,15 +2,19 @@
 tri-modal streams (same development data, same report part, the fitted FusionOptions from the manifest),
 with the face evidence taken from the face *pipeline* on frames instead of the dataset crops.
 
-One command (CPU, a few minutes):  python export/cadence_fusion_eval.py [--streams 1000] [--cadence 1,8]
-Writes export/results/fusion_eval_frames.json and prints a table.
+One command (CPU, a few minutes per setting):
+    python export/cadence_fusion_eval.py [--streams 1000] [--cadence 1,8] [--classify-every 1,2,4,8]
+Writes export/results/fusion_eval_frames.json and prints a table. Settings: every detect_every of --cadence
+with classify_every 1, and the last detect_every with every other --classify-every value; the first
+(detect_every, classify_every 1) is the reference.
 
 Each stream's ``n`` FER2013 images (the report half of PublicTest, as fusion_eval draws them) are pasted
 (bicubic, 150-220 px) into 640x480 grey-noise frames 0.1 s apart along a straight trajectory (5-15 px per
 frame, random direction; export/cadence_eval.py's renderer) and analyzed by FaceAnalyzer with a
 per-stream tracker at each detection cadence. The face found at the pasted position (centre within 0.25
-face sizes, plausible size) gives that frame's calibrated probabilities; no face found -> no face evidence
-for that frame (and "face_last" counts as wrong). Voice and text evidence are fusion_eval's. The streams,
+face sizes, plausible size) gives that frame's calibrated probabilities, as face evidence timed at the frame
+they were computed on (``Face.probs_t``: earlier than the frame when the classification cadence reused a
+track's last classification); no face found -> no face evidence for that frame (and "face_last" counts as wrong). Voice and text evidence are fusion_eval's. The streams,
 targets and images are identical for every cadence, so the accuracy differences are paired.
 
 Note: every frame shows another FER image (fusion_eval's streams use distinct images), so the ROI template
@@ -43,11 +47,11 @@ OUT = ROOT / "export" / "results" / "fusion_eval_frames.json"
 class PipelineFaces:
     """Face evidence of one stream from the face pipeline on rendered frames (see module docstring)."""
 
-    def __init__(self, images, detect_every: int, seed: int):
+    def __init__(self, images, detect_every: int, seed: int, classify_every: int = 1):
         from emoedge.faces import FaceAnalyzer, FaceAnalyzerOptions
         self.images, self.seed = images, seed
-        self.fa = FaceAnalyzer(FaceAnalyzerOptions(detect_every=detect_every))
-        self.frames = self.found = self.detections = 0
+        self.fa = FaceAnalyzer(FaceAnalyzerOptions(detect_every=detect_every, classify_every=classify_every))
+        self.frames = self.found = self.detections = self.classified = 0
 
     def __call__(self, n_frames: int, s: int, fi) -> list:
         rng = np.random.default_rng([self.seed, s, n_frames])
@@ -66,10 +70,12 @@ class PipelineFaces:
             faces = self.fa.analyze(fr, t=0.1 * j, tracker=tracker)
             d = [CE.match_distance(f.box, g) for f in faces]
             hit = faces[int(np.argmin(d))] if d and min(d) <= 1.0 else None
-            out.append(None if hit is None else np.asarray(hit.probs, np.float64))
+            pt = None if hit is None else (0.1 * j if hit.probs_t is None else hit.probs_t)
+            out.append(None if hit is None else (np.asarray(hit.probs, np.float64), pt))
             self.frames += 1
             self.found += hit is not None
             self.detections += bool(faces) and faces[0].detected
+            self.classified += hit is not None and hit.classified
         return out
 
 
@@ -96,13 +102,13 @@ def simulate(preds, report, emotions, n_frames, n_streams, seed, face_fn, labels
         st = {k: F.FusionState(opts) for k in ("face_smoothed", "face_voice", "all_three")}
         for j in range(n_frames):
             t = j * dt
-            f_ev = [] if pipe[j] is None else [F.ModalityEvidence("face", t, probs=pipe[j], labels=labels,
+            f_ev = [] if pipe[j] is None else [F.ModalityEvidence("face", pipe[j][1], probs=pipe[j][0], labels=labels,
                                                                   temperature=1.0, track_id=1)]
             ef = st["face_smoothed"].update(t, f_ev)
             efv = st["face_voice"].update(t, f_ev + ([v_ev] if j == j_voice else []))
             eall = st["all_three"].update(t, f_ev + ([v_ev] if j == j_voice else []) + ([t_ev] if j == 0 else []))
         res["face_last"][s] = pipe[-1] is not None and CANONICAL.index(
-            F.FusionState(opts).update(0.0, [F.ModalityEvidence("face", 0.0, probs=pipe[-1], labels=labels,
+            F.FusionState(opts).update(0.0, [F.ModalityEvidence("face", 0.0, probs=pipe[-1][0], labels=labels,
                                                                 temperature=1.0)]).label) == e
         res["face_smoothed"][s] = any(p is not None for p in pipe) and CANONICAL.index(ef.label) == e
         res["face_voice"][s] = CANONICAL.index(efv.label) == e
@@ -117,6 +123,7 @@ def main(argv=None) -> int:
     ap.add_argument("--frames", default="1,5", help="comma-separated numbers of face frames per stream")
     ap.add_argument("--voice-at", default="start,end")
     ap.add_argument("--cadence", default="1,8", help="detect_every values to compare (the first is the reference)")
+    ap.add_argument("--classify-every", default="1", help="classify_every values (with the last detect_every)")
     ap.add_argument("--out", default=str(OUT))
     args = ap.parse_args(argv)
     t0 = time.perf_counter()
@@ -134,15 +141,17 @@ def main(argv=None) -> int:
     configs = [(int(n), va) for n in args.frames.split(",") for va in args.voice_at.split(",")
                if int(n) > 1 or va == args.voice_at.split(",")[0]]
     cadences = [int(c) for c in args.cadence.split(",")]
+    ces = [int(c) for c in args.classify_every.split(",")]
+    settings = [(cad, 1) for cad in cadences] + [(cadences[-1], ce) for ce in ces if ce != 1]
     rows, pipes, ref = [], {}, {}
-    for cad in cadences:
-        fn = pipes[cad] = PipelineFaces(images, cad, args.seed)
+    for cad, ce in settings:
+        fn = pipes[(cad, ce)] = PipelineFaces(images, cad, args.seed, ce)
         for n, va in configs:
             res = simulate(preds, report, emotions, n, args.streams, args.seed, fn, fn.fa.labels, voice_at=va, opts=opts,
                            text_rel=trel)
             acc = {k: round(float(v.mean()), 4) for k, v in res.items()}
-            row = {"detect_every": cad, "frames": n, "voice_at": va if n > 1 else "with the frame", "accuracy": acc}
-            if cad == cadences[0]:
+            row = {"detect_every": cad, "classify_every": ce, "frames": n, "voice_at": va if n > 1 else "with the frame", "accuracy": acc}
+            if (cad, ce) == settings[0]:
                 ref[(n, va)] = res
             else:
                 r0 = ref[(n, va)]
@@ -150,22 +159,26 @@ def main(argv=None) -> int:
                 row["ci95_all_three_minus_reference"] = [round(100 * x, 2) for x in FE.bootstrap_ci(
                     res["all_three"].astype(float), r0["all_three"].astype(float), seed=args.seed)]
             rows.append(row)
-            print(f"detect_every={cad:>2} frames={n} voice_at={row['voice_at']:<14} " +
+            print(f"detect_every={cad:>2} classify_every={ce} frames={n} voice_at={row['voice_at']:<14} " +
                   " ".join(f"{k} {v:.3f}" for k, v in acc.items()) +
                   (f"  vs reference (points): {row['minus_reference_points']}" if "minus_reference_points" in row else ""),
                   flush=True)
     out = {"what": "fusion_eval's tri-modal label-paired streams (report part, fitted fusion options) with the face "
                    "evidence from the face pipeline on rendered frames, per detection cadence",
            "n_streams": args.streams, "seed": args.seed, "reference_detect_every": cadences[0], "results": rows,
-           "pipeline": {str(c): {"frames": f.frames, "face_found_fraction": round(f.found / max(f.frames, 1), 4),
-                                 "full_detections_per_frame": round(f.detections / max(f.frames, 1), 4)}
-                        for c, f in pipes.items()},
+           "pipeline": {f"{c}/{ce}": {"detect_every": c, "classify_every": ce, "frames": f.frames,
+                                       "face_found_fraction": round(f.found / max(f.frames, 1), 4),
+                                       "full_detections_per_frame": round(f.detections / max(f.frames, 1), 4),
+                                       "classified_fraction_of_found": round(f.classified / max(f.found, 1), 4)}
+                        for (c, ce), f in pipes.items()},
            "fusion_options": opts.to_dict(), "face_model": preds["face"]["name"],
-           "command": f"python export/cadence_fusion_eval.py --streams {args.streams} --cadence {args.cadence}",
+           "command": f"python export/cadence_fusion_eval.py --streams {args.streams} --cadence {args.cadence} "
+                      f"--classify-every {args.classify_every}",
            "seconds": round(time.perf_counter() - t0, 1)}
-    for c, f in pipes.items():
-        print(f"detect_every={c}: face found in {f.found}/{f.frames} frames, {f.detections / max(f.frames, 1):.3f} "
-              "full detections per frame")
+    for (c, ce), f in pipes.items():
+        print(f"detect_every={c} classify_every={ce}: face found in {f.found}/{f.frames} frames, "
+              f"{f.detections / max(f.frames, 1):.3f} full detections per frame, "
+              f"{f.classified / max(f.found, 1):.3f} of the found faces classified")
     CE.write_report(args.out, out)
     return 0
 

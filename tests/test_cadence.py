@@ -2,6 +2,7 @@
 faces pasted into 640x480 frames along trajectories (export/cadence_eval.py's generator): ids stay
 stable, new faces are found within N frames, lost faces are dropped, cuts and faces leaving the frame
 trigger a full detection at once."""
+import dataclasses
 import math
 import pathlib
 import sys
@@ -165,3 +166,64 @@ def test_options_validation():
     with pytest.raises(ValueError, match="scene_change"):
         FaceAnalyzerOptions(scene_change=-1).validate()
     assert math.isfinite(FaceAnalyzerOptions().roi_min_confidence)
+
+
+def test_classification_cadence(fer, analyzers):
+    """classify_every = K: a tracked face is classified on its first frame, on every full detection and at
+    least every K frames; in between it reports the probabilities of its last classification, timed at
+    that frame (probs_t), and the evidence a stream builds from it carries that time."""
+    every, _ = analyzers
+    K = 4
+    fa = FaceAnalyzer(FaceAnalyzerOptions(detect_every=N, classify_every=K), manifest=every.manifest)
+    clip, _ = _clip("pan", fer, 1, 0.9, every)
+    tr = fa.new_tracker()
+    last = {}   # track id -> (frame index, probs, t) of its last classification
+    n_cls = n_faces = 0
+    for i, (fr, _) in enumerate(CE.frames_of(clip)):
+        t = i / 30
+        faces = fa.analyze(fr, t=t, tracker=tr)
+        for f in faces:
+            n_faces += 1
+            if f.track_id not in last or f.detected:
+                assert f.classified, f"frame {i}: a new track / a detection frame must be classified"
+            if f.classified:
+                n_cls += 1
+                assert f.probs_t == t
+                last[f.track_id] = (i, f.probs, t)
+            else:
+                j, p, pt = last[f.track_id]
+                assert i - j < K, f"frame {i}: face {f.track_id} not classified for {i - j} frames (K={K})"
+                assert f.probs is p and f.probs_t == pt < t
+    assert n_faces > 40 and n_cls <= 0.6 * n_faces, (n_cls, n_faces)
+    # the evidence a stream builds from a reused classification is timed at the frame it came from
+    from emoedge import adapters
+    reused = [f for f in faces if not f.classified] or [dataclasses.replace(faces[0], classified=False, probs_t=t - 0.1)]
+    _, ev = adapters.face_evidence(reused, t)
+    assert ev[0].t == reused[0].probs_t < t
+
+
+def test_classification_cadence_move_and_scale_trigger():
+    """A face that moved or changed size a lot since its last classification is classified again at once."""
+    fa = FaceAnalyzer(FaceAnalyzerOptions(classify_every=8, classify_max_move=0.25, classify_max_scale=0.15))
+    tr = FaceTracker(TrackerOptions(detect_every=8))
+    tracks = tr.update([[100, 100, 80, 80]], [0.9])
+    need, ex = fa._to_classify(tr, tracks, np.array([[100, 100, 80, 80.0]]), True, 0.0)
+    assert need is None and ex[0].frame == 0
+    ex[0].probs = np.full(len(fa.labels), 1 / len(fa.labels), np.float32)
+    for box, want in (([104, 101, 80, 80], False), ([100 + 0.3 * 80, 100, 80, 80], True),
+                      ([100, 100, 80 * 1.2, 80 * 1.2], True)):
+        tr.relocate(tracks, [box], confidences=[0.9])
+        need, ex2 = fa._to_classify(tr, tracks, np.array([box], float), False, 0.1)
+        got = need is None or bool(need[0])
+        assert got == want, (box, need)
+        if got:  # reset the reference back to the first box for the next case
+            tracks[0].state["expression"] = ex[0]
+    every = FaceAnalyzer(FaceAnalyzerOptions(classify_every=1), manifest=fa.manifest)
+    tr2 = every.new_tracker()
+    t2 = tr2.update([[100, 100, 80, 80]], [0.9])
+    tr2.relocate(t2, [[101, 100, 80, 80]], confidences=[0.9])
+    assert every._to_classify(tr2, t2, np.array([[101, 100, 80, 80.0]]), False, 0.1)[0] is None
+    with pytest.raises(ValueError, match="classify_every"):
+        FaceAnalyzerOptions(classify_every=0).validate()
+    with pytest.raises(ValueError, match="classify_max_move"):
+        FaceAnalyzerOptions(classify_max_move=-1).validate()
