@@ -149,3 +149,8 @@ def fusion_step(log_probs: np.ndarray, weights: np.ndarray, state: np.ndarray, h
                 out: object = None, mask: Optional[np.ndarray] = None) -> np.ndarray:
     """One fusion step (log-linear pool over partial label spaces, then exponential smoothing of the state in
     place)."""
+
+# ----------------------------------------------------------------------------- roi
+def roi_match(windows: np.ndarray, templates: np.ndarray) -> npt.NDArray[np.float64]:
+    """Template re-localisation (emoedge.roi): windows float32 [K, n_scales, S, S], templates float32 [K, T, T]
+    -> float64 [K, 4]: the best peak's sub-pixel (x, y), its NCC value (cv2 TM_CCOEFF_NORMED) and scale index."""

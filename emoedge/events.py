@@ -22,7 +22,7 @@ def probs_dict(p: Any, labels: Sequence[str] = CANONICAL) -> Dict[str, float]:
     p = np.asarray(p, dtype=np.float64).reshape(-1)
     if p.shape[0] != len(labels):
         raise InvalidInputError(f"probability vector has {p.shape[0]} entries, labels has {len(labels)}")
-    return {str(k): round(float(v), 6) for k, v in zip(labels, p)}
+    return {str(k): round(v, 6) for k, v in zip(labels, p.tolist())}  # tolist: Python floats, same rounding
 
 
 def _clean(x: Any) -> Any:

@@ -537,6 +537,21 @@ def _check_time(t, what: str) -> float:
     return tf
 
 
+def _same_output(a: ModalityEvidence, b: ModalityEvidence, bt: float) -> bool:
+    """True when ``b`` (at time ``bt``) is the same model output as the held ``a``: same time, probabilities,
+    labels and temperature (no logits), so its calibration can be reused."""
+    if a.logits is not None or b.logits is not None or a.probs is None or b.probs is None:
+        return False
+    if float(a.t) != bt or a.temperature != b.temperature:
+        return False
+    pa, pb = a.probs, b.probs
+    if pa is not pb:
+        if not (isinstance(pa, np.ndarray) and isinstance(pb, np.ndarray)) or pa.shape != pb.shape \
+                or not np.array_equal(pa, pb):
+            return False
+    return a.labels is b.labels or list(a.labels) == list(b.labels)
+
+
 class FusionState:
     """Per-stream fusion state: latest evidence per (modality, track id), the smoothing state, and
     per-face-track smoothing. Not thread-safe (one per stream); cheap to create.
@@ -671,10 +686,15 @@ class FusionState:
         r = float(ev.reliability)
         if not (math.isfinite(r) and 0.0 <= r <= 1.0):
             raise InvalidInputError(f"{ev.modality} reliability={ev.reliability!r} must be in [0, 1]")
-        c, mk = calibrate_partial(ev.probs, ev.labels, ev.temperature, logits=ev.logits, canonical=self.labels,
-                                  eps=self.options.eps, bias=self.options.bias.get(ev.modality))
         if ev.track_id is not None and ev.modality == "face":
             self._check_track_time(ev.track_id, t)
+        held = self._latest.get((ev.modality, ev.track_id))
+        if held is not None and _same_output(held.ev, ev, et):
+            # the same model output again (a face track's reused classification, see emoedge.faces
+            # classify_every): its calibration is already held; only the reliability may differ
+            return _Stored(ev=ev, probs=held.probs, logp=held.logp, mask=held.mask)
+        c, mk = calibrate_partial(ev.probs, ev.labels, ev.temperature, logits=ev.logits, canonical=self.labels,
+                                  eps=self.options.eps, bias=self.options.bias.get(ev.modality))
         return _Stored(ev=ev, probs=c, logp=_safe_log(c), mask=mk.astype(np.uint8))
 
     def _commit(self, s: _Stored) -> Optional[_Stored]:

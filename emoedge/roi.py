@@ -5,9 +5,9 @@ Two ways, chosen by ``FaceAnalyzerOptions.roi``:
 * ``"template"`` (default): at each detection a small grey template of every face box is cut from the
   frame (``TEMPLATE`` x ``TEMPLATE`` px, native frame kernel). On later frames a search window around the
   track's predicted box (``1 + 2 * SEARCH_MARGIN`` box sizes) is resampled at three scales in one native
-  call, and ``cv2.matchTemplate`` (normalised cross-correlation) finds the best position and scale, refined
-  to sub-pixel by a parabola through the peak. Confidence = the peak correlation (-1..1). Keypoints
-  follow the box (translation + scale of the detection's keypoints). About 0.05 ms per face.
+  call, and the native ``roi_match`` (normalised cross-correlation, cv2's TM_CCOEFF_NORMED) finds the best
+  position and scale, refined to sub-pixel by a parabola through the peak. Confidence = the peak
+  correlation (-1..1). Keypoints follow the box (translation + scale of the detection's keypoints).
 * ``"detector"``: BlazeFace on a square region of interest (``DETECTOR_ROI`` box widths) around the
   predicted box, letterboxed into the detector input by the native kernel; confidence = detector score.
   As accurate as a detection (new keypoints) and sees small faces larger, but costs one detector run
@@ -18,12 +18,12 @@ triggers a full detection at once.
 """
 from __future__ import annotations
 
-from typing import Any, Dict, Optional, Sequence, Tuple
+from typing import Any, Dict, Sequence, Tuple
 
 import numpy as np
 
 __all__ = ["TEMPLATE", "SEARCH_MARGIN", "SCALES", "take_templates", "relocate_template", "relocate_detector",
-           "scene_changed", "inside_fraction"]
+           "scene_changed", "inside_fraction", "match_reference"]
 
 TEMPLATE = 16          # template side (px); a face box resampled to 16x16 grey
 SEARCH_MARGIN = 0.375  # search window: the box grown by this many box sizes on each side (moves up to
@@ -62,54 +62,72 @@ def _peak(m: np.ndarray) -> Tuple[float, float, float]:
     return x, y, float(v)
 
 
+def match_reference(windows: np.ndarray, templates: np.ndarray) -> np.ndarray:
+    """Reference of the native ``roi_match`` (cv2.matchTemplate TM_CCOEFF_NORMED + ``_peak`` per window):
+    windows float32 [K, n_scales, S, S], templates float32 [K, T, T] -> float64 [K, 4] (x, y, value, scale)."""
+    import cv2
+    k, ns, S, _ = windows.shape
+    out = np.zeros((k, 4))
+    for i in range(k):
+        best = None
+        for j in range(ns):
+            px, py, v = _peak(cv2.matchTemplate(windows[i, j], templates[i], cv2.TM_CCOEFF_NORMED))
+            if best is None or v > best[2]:
+                best = (px, py, v, j)
+        out[i] = best
+    return out
+
+
+def _match(windows: np.ndarray, templates: np.ndarray) -> np.ndarray:
+    from ._native_loader import get_native
+    nat = get_native()
+    if nat is not None and hasattr(nat, "roi_match"):
+        res: np.ndarray = nat.roi_match(windows, templates)
+        return res
+    return match_reference(windows, templates)
+
+
 def relocate_template(frame: np.ndarray, tracks: Sequence) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Re-localise ``tracks`` (each with a ``template`` from ``take_templates``) in ``frame``.
 
     Returns (boxes float64 [K, 4] x, y, w, h pixels; keypoints float32 [K, 6, 2]; confidence float32 [K],
     the normalised cross-correlation of the best match, -1..1). A track without a template gets its
-    predicted box and confidence -1 (so the caller re-detects)."""
-    import cv2
+    predicted box and confidence -1 (so the caller re-detects). The windows of all tracks are resampled in
+    one native call and matched in another (``emoedge._native.roi_match``, GIL released; the cv2 reference
+    ``match_reference`` when the extension is missing)."""
     from . import kernels
     k = len(tracks)
     T = TEMPLATE
     S = int(round(T * (1 + 2 * SEARCH_MARGIN)))
-    out_b = np.zeros((k, 4))
     out_k = np.zeros((k, 6, 2), np.float32)
     conf = np.full(k, -1.0, np.float32)
     if not k:
+        return np.zeros((k, 4)), out_k, conf
+    bv = np.array([(*tr.box, *tr.velocity) for tr in tracks], np.float64).reshape(k, 6)
+    x, y, w, h, vx, vy = bv.T
+    out_b = np.stack([x + vx, y + vy, w, h], axis=1)   # predicted boxes (kept where nothing matches)
+    cx, cy = x + w / 2 + vx, y + h / 2 + vy
+    sc = np.asarray(SCALES)[None, :]
+    rw, rh = w[:, None] * sc * (S / T), h[:, None] * sc * (S / T)   # [K, n_scales]
+    regions = np.stack([cx[:, None] - rw / 2, cy[:, None] - rh / 2, rw, rh], axis=2).reshape(-1, 4)
+    has = [i for i, tr in enumerate(tracks) if tr.template is not None]
+    if not has:
         return out_b, out_k, conf
-    regions = np.empty((k * len(SCALES), 4))
-    for i, tr in enumerate(tracks):
-        x, y, w, h = tr.box
-        cx, cy = x + w / 2 + tr.velocity[0], y + h / 2 + tr.velocity[1]
-        for j, s in enumerate(SCALES):
-            rw, rh = w * s * S / T, h * s * S / T
-            regions[i * len(SCALES) + j] = (cx - rw / 2, cy - rh / 2, rw, rh)
-    win = kernels.preprocess_batch(frame, regions, size=(S, S), **_GRAY)
-    # all windows of one track stacked into one image: one matchTemplate call per track (rows of the
-    # result that straddle two windows are ignored); the call overhead dominates at this size
-    stack = win.reshape(k, len(SCALES) * S, S)
-    M = S - T + 1  # valid positions per window and axis
-    for i, tr in enumerate(tracks):
-        x, y, w, h = tr.box
-        out_b[i] = (x + tr.velocity[0], y + tr.velocity[1], w, h)
-        if tr.template is None:
-            continue
-        full = cv2.matchTemplate(stack[i], tr.template, cv2.TM_CCOEFF_NORMED)
-        best: Optional[Tuple[float, float, float, int]] = None
-        for j in range(len(SCALES)):
-            px, py, v = _peak(full[j * S:j * S + M])
-            if best is None or v > best[2]:
-                best = (px, py, v, j)
-        assert best is not None
-        px, py, v, j = best
-        rx, ry, rw, rh = regions[i * len(SCALES) + j]
-        nw, nh = w * SCALES[j], h * SCALES[j]
-        ncx = rx + (px + T / 2) * rw / S
-        ncy = ry + (py + T / 2) * rh / S
+    if len(has) < k:
+        regions = regions.reshape(k, len(SCALES), 4)[has].reshape(-1, 4)
+    win = kernels.preprocess_batch(frame, regions, size=(S, S), **_GRAY).reshape(len(has), len(SCALES), S, S)
+    tpl = np.stack([tracks[i].template for i in has]).astype(np.float32, copy=False)
+    peaks = _match(win, tpl)
+    for r, i in enumerate(has):
+        px, py, v, j = peaks[r]
+        j = int(j)
+        rx, ry, rwj, rhj = regions[r * len(SCALES) + j]
+        nw, nh = w[i] * SCALES[j], h[i] * SCALES[j]
+        ncx = rx + (px + T / 2) * rwj / S
+        ncy = ry + (py + T / 2) * rhj / S
         out_b[i] = (ncx - nw / 2, ncy - nh / 2, nw, nh)
         conf[i] = v if np.isfinite(v) else -1.0
-        out_k[i] = _move_keypoints(tr, (ncx, ncy), nw)
+        out_k[i] = _move_keypoints(tracks[i], (ncx, ncy), nw)
     return out_b, out_k, conf
 
 

@@ -649,10 +649,45 @@ def case_stream(rng):
     return desc, call
 
 
+def case_roi(rng):
+    """emoedge._native.roi_match: shapes, dtypes, layouts, flat and non-finite windows."""
+    from emoedge._native_loader import get_native
+    nat = get_native()
+    k = _pick(rng, [0, 1, 2, 5, int(rng.integers(0, 20))])
+    ns = _pick(rng, [1, 3, 0, 65, int(rng.integers(1, 6))])
+    t = _pick(rng, [16, 1, 8, 0, int(rng.integers(1, 40))])
+    s = _pick(rng, [22, t, t - 1, 1025, int(rng.integers(1, 60))])
+    kt = _pick(rng, [k, k + 1], p=[0.9, 0.1])
+    dt = _pick(rng, [np.float32, np.float64, np.uint8], p=[0.85, 0.1, 0.05])
+    win = (rng.random((k, ns, max(s, 0), max(s, 0))) * 255).astype(dt) if s <= 200 else np.zeros((k, ns, 1, 1), dt)
+    tpl = (rng.random((kt, max(t, 0), max(t, 0))) * 255).astype(np.float32)
+    q = rng.random()
+    if q < 0.1 and win.size:
+        win[...] = 7.0   # flat windows: correlation 0
+    elif q < 0.15 and win.size and win.dtype.kind == "f":
+        win.flat[int(rng.integers(0, win.size))] = _pick(rng, [np.nan, np.inf])
+    elif q < 0.2:
+        win = win[..., ::-1]  # not C-contiguous
+    elif q < 0.25:
+        win = win.reshape(-1) if win.size else win[0:0]
+    nonfinite = win.dtype.kind == "f" and win.size and not np.isfinite(win).all()
+    desc = dict(fn="_native.roi_match", windows=(win.shape, str(win.dtype)), templates=tpl.shape, q=round(q, 3))
+
+    def call():
+        out = nat.roi_match(win, tpl)
+        if out.shape != (k, 4):
+            raise Failure(f"output shape {out.shape}, expected {(k, 4)}")
+        if not nonfinite:
+            _finite(out, "roi_match")
+            if out.size and (np.abs(out[:, 2]) > 1 + 1e-6).any():
+                raise Failure(f"correlation outside [-1, 1]: {out[:, 2]}")
+    return desc, call
+
+
 TARGETS = {
     "frame": case_frame, "frame_batch": case_frame_batch, "frame_native": case_frame_native,
     "logmel": case_logmel, "logmel_stream": case_logmel_stream, "mel_filterbank": case_mel_filterbank,
-    "detect": case_detect, "fusion": case_fusion, "misc": case_misc, "stream": case_stream,
+    "detect": case_detect, "fusion": case_fusion, "misc": case_misc, "stream": case_stream, "roi": case_roi,
 }
 
 

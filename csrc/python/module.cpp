@@ -13,6 +13,7 @@ void bind_frame(py::module_& m);
 void bind_logmel(py::module_& m);
 void bind_detect(py::module_& m);
 void bind_fusion(py::module_& m);
+void bind_roi(py::module_& m);
 
 #ifndef EMOEDGE_VERSION
 #define EMOEDGE_VERSION "dev"
@@ -26,7 +27,7 @@ PyObject* g_invalid_type = nullptr;
 }  // namespace
 
 PYBIND11_MODULE(_native, m) {
-  m.doc() = "emoedge native kernels (frame preprocessing, log-mel, detection decode, fusion)";
+  m.doc() = "emoedge native kernels (frame preprocessing, log-mel, detection decode, fusion, ROI template matching)";
   // Errors map to Python types in one place: the bindings' argument checks (py::value_error /
   // py::type_error) and the kernels' std::invalid_argument arrive as emoedge.errors.InvalidInputError
   // (a ValueError) and InvalidTypeError (a TypeError). Local: other pybind11 modules keep their mapping.
@@ -55,4 +56,5 @@ PYBIND11_MODULE(_native, m) {
   bind_logmel(m);
   bind_detect(m);
   bind_fusion(m);
+  bind_roi(m);
 }
