@@ -62,9 +62,11 @@ def test_streams_section_reports_throughput_and_cadence(report):
     res, _ = report
     rows = {r["name"]: r for r in res["sections"]["streams"]}
     one = rows["stream1_frame_30fps_cadence_on"]
-    # cadence on vs detection on every frame, same run: fewer full detections, and not slower
-    assert one["detect_every"] > 1 and one["detections_per_frame"] < 0.5
-    assert one["cpu_ratio"] > 1.0 and one["anchor"].startswith("same engine")
+    # cadences on vs detection and classification on every frame, same run: fewer full detections, not slower
+    assert one["detect_every"] > 1 and one["classify_every"] > 1 and one["detections_per_frame"] < 0.5
+    assert one["cpu_ratio"] > 1.0 and one["anchor"].startswith("same pipeline, both cadences off")
+    det = rows["stream1_frame_30fps_cadence_on_vs_detect_cadence_only"]
+    assert det["anchor_ms"] > 0 and det["ours_ms"] > 0 and "classify_every=1" in det["anchor"]
     for mode in ("unbatched", "batched_wait0", "batched_wait2ms"):
         for n in (1, 8, 32, 64):
             r = rows[f"streams_{n}x640x480_15fps_{mode}"]

@@ -1,8 +1,10 @@
 """Throughput of many streams on one engine (`emoedge bench --only streams`), 1 thread:
 
 * ``stream1_frame_30fps_cadence_on``: one stream, 640x480 frames with one real face (the demo clip,
-  pushed at 30 fps), ``push_frame`` median/p99 with the default detection cadence; anchor: the same with
-  detection on every frame (``detect_every=1``), interleaved in the same run. Target median <= 0.5 ms.
+  pushed at 30 fps), ``push_frame`` median/p99 with the default detection and classification cadences;
+  anchor: the same with both off (``detect_every=1, classify_every=1``: detection and the expression model on
+  every frame), interleaved in the same run; ``..._vs_detect_cadence_only``: against the detection cadence
+  alone (``classify_every=1``). Target median <= 0.5 ms.
   ``stream1_frame_30fps_cadence_{on,off}_vs_fer``: the same streams against the fer package's
   ``detect_emotions`` on the same frames (when fer + TensorFlow import; target >= 100x with cadence on).
 * ``streams_N``, N = 1, 8, 32, 64 (and more in the full run until p99 > 66 ms): N simulated 640x480
@@ -37,10 +39,11 @@ def _frames(n: int):
     return sample_frames(n)
 
 
-def _engine(detect_every=None):
+def _engine(detect_every=None, classify_every=None):
     from ..engine import Engine
     from ..faces import FaceAnalyzerOptions
-    fo = None if detect_every is None else FaceAnalyzerOptions(detect_every=detect_every)
+    kw = {k: v for k, v in (("detect_every", detect_every), ("classify_every", classify_every)) if v is not None}
+    fo = FaceAnalyzerOptions(**kw) if kw else None
     return Engine(voice=False, text=False, threads=1, face_options=fo)
 
 
@@ -126,33 +129,40 @@ def _stream_row(name, r, batch, wait):
 
 
 def _one_stream_rows(quick: bool, frames) -> list:
-    on, off = _engine(), _engine(detect_every=1)
-    s_on, s_off = on.stream(), off.stream()
-    i = [0, 0]
-    cpu: tuple = ([], [])  # thread CPU time per call: what other jobs on a shared machine do not inflate
+    on, off, det = _engine(), _engine(detect_every=1, classify_every=1), _engine(classify_every=1)
+    s_on, s_off, s_det = on.stream(), off.stream(), det.stream()
+    cpu: dict = {"on": [], "off": [], "det": []}  # thread CPU time per call: other jobs on a shared machine do not inflate it
 
-    def ours():
-        c0 = _cpu_ns()
-        s_on.push_frame(frames[i[0] % len(frames)], i[0] / 30.0)
-        cpu[0].append(_cpu_ns() - c0)
-        i[0] += 1
+    def pusher(st, key):
+        i = [0]
 
-    def every():
-        c0 = _cpu_ns()
-        s_off.push_frame(frames[i[1] % len(frames)], i[1] / 30.0)
-        cpu[1].append(_cpu_ns() - c0)
-        i[1] += 1
+        def push():
+            c0 = _cpu_ns()
+            st.push_frame(frames[i[0] % len(frames)], i[0] / 30.0)
+            cpu[key].append(_cpu_ns() - c0)
+            i[0] += 1
+        return push
+    ours, every, detect_only = pusher(s_on, "on"), pusher(s_off, "off"), pusher(s_det, "det")
     reps = 200 if quick else 1500
     a, b = compare(ours, every, reps, warmup=10, rounds=5)
     st = {k: round(float(v["p50"]), 4) for k, v in s_on.stats.latency.percentiles().items()}
     dets = s_on._tracker.detections / max(1, s_on.stats.frames_processed)
-    rows = [row("stream1_frame_30fps_cadence_on", a, b, anchor="same engine, detection on every frame (detect_every=1)",
+    o = on.face.options
+    rows = [row("stream1_frame_30fps_cadence_on", a, b,
+                anchor="same pipeline, both cadences off (detect_every=1, classify_every=1)",
                 anchor_version=None, threads=1, p99_ms=float(np.percentile(a, 99)) / 1e6,
-                detect_every=on.face.options.detect_every, detections_per_frame=round(dets, 4),
+                detect_every=o.detect_every, classify_every=o.classify_every, detections_per_frame=round(dets, 4),
                 faces_per_frame=round(s_on.stats.faces / max(1, s_on.stats.frames_processed), 3),
-                cpu_p50_ms=float(np.median(cpu[0])) / 1e6, anchor_cpu_p50_ms=float(np.median(cpu[1])) / 1e6,
-                cpu_ratio=float(np.median(cpu[1]) / np.median(cpu[0])), stage_p50_ms=st,
+                cpu_p50_ms=float(np.median(cpu["on"])) / 1e6, anchor_cpu_p50_ms=float(np.median(cpu["off"])) / 1e6,
+                cpu_mean_ms=float(np.mean(cpu["on"])) / 1e6, anchor_cpu_mean_ms=float(np.mean(cpu["off"])) / 1e6,
+                cpu_ratio=float(np.median(cpu["off"]) / np.median(cpu["on"])), stage_p50_ms=st,
                 target_ms=0.5, meets_target=bool(np.median(a) / 1e6 <= 0.5))]
+    cpu["on"].clear()
+    a2, b2 = compare(ours, detect_only, reps, warmup=10, rounds=5)
+    rows.append(row("stream1_frame_30fps_cadence_on_vs_detect_cadence_only", a2, b2,
+                    anchor="same pipeline, detection cadence only (classify_every=1)", anchor_version=None, threads=1,
+                    cpu_p50_ms=float(np.median(cpu["on"])) / 1e6, anchor_cpu_p50_ms=float(np.median(cpu["det"])) / 1e6,
+                    cpu_mean_ms=float(np.mean(cpu["on"])) / 1e6, anchor_cpu_mean_ms=float(np.mean(cpu["det"])) / 1e6))
     rows.append(_fer_row("stream1_frame_30fps_cadence_on_vs_fer", ours, frames, quick))
     rows.append(_fer_row("stream1_frame_30fps_cadence_off_vs_fer", every, frames, quick))
     return rows
