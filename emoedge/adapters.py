@@ -115,4 +115,4 @@ def _kps(k: object) -> Optional[List[Tuple[float, float]]]:
     if k is None:
         return None
     a = np.asarray(k, dtype=np.float64).reshape(-1, 2)
-    return [(float(x), float(y)) for x, y in a]
+    return [(x, y) for x, y in a.tolist()]   # tolist: Python floats in one call

@@ -18,6 +18,7 @@ triggers a full detection at once.
 """
 from __future__ import annotations
 
+import math
 from typing import Any, Dict, Sequence, Tuple
 
 import numpy as np
@@ -103,30 +104,38 @@ def relocate_template(frame: np.ndarray, tracks: Sequence) -> Tuple[np.ndarray, 
     conf = np.full(k, -1.0, np.float32)
     if not k:
         return np.zeros((k, 4)), out_k, conf
-    bv = np.array([(*tr.box, *tr.velocity) for tr in tracks], np.float64).reshape(k, 6)
-    x, y, w, h, vx, vy = bv.T
-    out_b = np.stack([x + vx, y + vy, w, h], axis=1)   # predicted boxes (kept where nothing matches)
-    cx, cy = x + w / 2 + vx, y + h / 2 + vy
-    sc = np.asarray(SCALES)[None, :]
-    rw, rh = w[:, None] * sc * (S / T), h[:, None] * sc * (S / T)   # [K, n_scales]
-    regions = np.stack([cx[:, None] - rw / 2, cy[:, None] - rh / 2, rw, rh], axis=2).reshape(-1, 4)
-    has = [i for i, tr in enumerate(tracks) if tr.template is not None]
+    # plain Python per track: a stream has a handful of faces, and numpy's per-call cost dominates at that size
+    ns = len(SCALES)
+    out_b = np.empty((k, 4))
+    regions = []
+    has = []
+    for i, tr in enumerate(tracks):
+        x, y, w, h = tr.box
+        vx, vy = tr.velocity
+        out_b[i] = (x + vx, y + vy, w, h)   # the predicted box, kept where nothing matches
+        if tr.template is None:
+            continue
+        has.append(i)
+        cx, cy = x + w / 2 + vx, y + h / 2 + vy
+        for sc in SCALES:
+            rw, rh = w * sc * S / T, h * sc * S / T
+            regions.append((cx - rw / 2, cy - rh / 2, rw, rh))
     if not has:
         return out_b, out_k, conf
-    if len(has) < k:
-        regions = regions.reshape(k, len(SCALES), 4)[has].reshape(-1, 4)
-    win = kernels.preprocess_batch(frame, regions, size=(S, S), **_GRAY).reshape(len(has), len(SCALES), S, S)
-    tpl = np.stack([tracks[i].template for i in has]).astype(np.float32, copy=False)
-    peaks = _match(win, tpl)
+    reg = np.array(regions, np.float64)
+    win = kernels.preprocess_batch(frame, reg, size=(S, S), **_GRAY).reshape(len(has), ns, S, S)
+    tpl = np.array([tracks[i].template for i in has], np.float32)
+    peaks = _match(win, tpl).tolist()
     for r, i in enumerate(has):
         px, py, v, j = peaks[r]
         j = int(j)
-        rx, ry, rwj, rhj = regions[r * len(SCALES) + j]
-        nw, nh = w[i] * SCALES[j], h[i] * SCALES[j]
+        rx, ry, rwj, rhj = regions[r * ns + j]
+        w, h = tracks[i].box[2], tracks[i].box[3]
+        nw, nh = w * SCALES[j], h * SCALES[j]
         ncx = rx + (px + T / 2) * rwj / S
         ncy = ry + (py + T / 2) * rhj / S
         out_b[i] = (ncx - nw / 2, ncy - nh / 2, nw, nh)
-        conf[i] = v if np.isfinite(v) else -1.0
+        conf[i] = v if math.isfinite(v) else -1.0
         out_k[i] = _move_keypoints(tracks[i], (ncx, ncy), nw)
     return out_b, out_k, conf
 
