@@ -387,6 +387,10 @@ class FaceAnalyzer:
         classified on this frame (``loc.classify``; all by default), in one native call."""
         boxes, kps = loc.boxes, loc.keypoints
         if loc.classify is not None:
+            if not loc.classify.any():   # nothing to classify on this frame (the usual case between classifications)
+                w, h = self.input_size
+                c = 1 if self.preprocess_kwargs.get("color", "gray") == "gray" else 3   # align_faces' default: gray
+                return np.zeros((0, c, h, w) if self.layout == "nchw" else (0, h, w, c), np.float32)
             boxes, kps = boxes[loc.classify], kps[loc.classify]
         return align_faces(frame, boxes, kps, size=self.input_size, spec=self.crop, layout=self.layout,
                            **self.preprocess_kwargs)

@@ -613,9 +613,13 @@ class FusionState:
         mods = sorted(chosen)
         mask = None
         if mods:
-            lp = np.stack([chosen[m][2].logp for m in mods])
+            if len(mods) == 1:  # the common case of a frame: one modality (numpy's stack costs more than the work)
+                only = chosen[mods[0]][2]
+                lp, mk = only.logp[None, :], only.mask[None, :]
+            else:
+                lp = np.stack([chosen[m][2].logp for m in mods])
+                mk = np.stack([chosen[m][2].mask for m in mods])
             w = np.array([chosen[m][0] for m in mods], dtype=np.float32)
-            mk = np.stack([chosen[m][2].mask for m in mods])
             if not mk.all():  # some modality lacks some class: it carries no evidence about it
                 mask = mk
         else:
