@@ -271,7 +271,7 @@ def voice_inputs(name: str, manifest, data: pathlib.Path, n_clips: int, batch: i
 
 def text_inputs(entry: dict, data: pathlib.Path, n: int, batch: int = 16) -> Inputs:
     from emoedge.evaluation.text import load_carer
-    from emoedge.text_features import N_BLOCKS, FeaturizerOptions, TextFeaturizer
+    from emoedge.text_features import FeaturizerOptions, TextFeaturizer
     texts, _ = load_carer(data / "text" / "carer_emotion" / "val.txt")
     texts = texts[:n]
     f = TextFeaturizer(FeaturizerOptions.from_dict(entry["featurizer"]))
@@ -280,7 +280,7 @@ def text_inputs(entry: dict, data: pathlib.Path, n: int, batch: int = 16) -> Inp
         fs = [f.featurize(t) for t in texts[s:s + batch]]
         fs = [x for x in fs if x.indices.size]
         feeds.append({"indices": np.concatenate([x.indices for x in fs]), "tf": np.concatenate([x.tf for x in fs]),
-                      "segment": np.concatenate([x.blocks + r * N_BLOCKS for r, x in enumerate(fs)]),
+                      "segment": np.concatenate([x.blocks + r * f.n_blocks for r, x in enumerate(fs)]),
                       "n_texts": np.array([len(fs)], np.int64)})
     return Inputs("text", feeds, f"CARER val, first {len(texts)} texts, batches of {batch}")
 
