@@ -29,7 +29,10 @@ emoedge.fusion.text_reliability.
 Tried on the same held-out rows and not used (GoEmotions 2-fold macro-F1 of the plain LinearSVC expert:
 0.589): NB weighting (0.588), logistic regression (0.585), 28 fine labels with max over each Ekman class
 (0.576) or stacked (0.587), CARER rows added to the GoEmotions expert (0.584 / 0.566 at weight 0.3 / 1),
-thresholds from 5-fold out-of-fold train scores (no gain), 2^20 buckets (0.586).
+thresholds from 5-fold out-of-fold train scores (no gain), an argmax fallback when no class passes its
+threshold (0.585-0.591), 2^20 buckets (0.586), a fastText-style network (hashed embedding bag, 32 dims, ReLU,
+torch; 0.580 alone, +0.007 averaged with the linear expert, at its best epoch picked on the same rows).
+The averaged ensemble below (0.590) is kept as a selection candidate.
 """
 from __future__ import annotations
 
