@@ -177,8 +177,10 @@ def clip_probs(model, clips, W, H, min_fill, pad, batch=256):
     x = np.concatenate(wins)
     owner = np.asarray(owner)
     model.eval()
+    dev = next(model.parameters()).device     # CPU here; a GPU in export/voice_group.py
     with torch.no_grad():
-        lg = np.concatenate([model(torch.from_numpy(x[i:i + batch])).numpy() for i in range(0, len(x), batch)])
+        lg = np.concatenate([model(torch.from_numpy(x[i:i + batch]).to(dev)).cpu().numpy()
+                             for i in range(0, len(x), batch)])
     p = softmax(lg).astype(np.float64)
     out = np.zeros((len(clips), p.shape[1]))
     np.add.at(out, owner, p)
