@@ -269,7 +269,7 @@ class TextFeaturizer:
         # salted pre-hashes of every feature, one fmix64 pass at the end
         parts, sizes = [], [0, 0, 0, 0]
         lo, hi = o.word_ngrams
-        pw = _POW[ends] * (G[ends] - G[starts]) if hi >= 1 or self._cues else None
+        pw = _POW[ends] * (G[ends] - G[starts])  # uni-gram pre-hashes (also what the cue block hashes)
         if hi >= 1:
             if lo <= 1:
                 parts.append(pw ^ self._word_salts[1])
