@@ -308,6 +308,7 @@ def main(argv=None) -> int:
         # the recipe's cross-validation (out-of-fold) numbers; INT8 vs FP32 from the fold models through the runtime
         for prec in ("fp32", "int8"):
             metrics[prec] = {"cv": cv["summary"], "cv_runtime": cv.get("runtime", {}).get(prec),
+                             "cv_dir": cv["recipe_dir"],
                              "note": "out-of-fold numbers of the recipe's 5 fold models (same recipe, trained "
                                      "without the scored speakers); this model itself trained on every speaker"}
         rt = cv.get("runtime", {})
