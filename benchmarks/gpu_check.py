@@ -234,14 +234,18 @@ def face_inputs(entry: dict, data: pathlib.Path, n: int, batch: int = 64) -> Inp
 
 
 def voice_inputs(name: str, manifest, data: pathlib.Path, n_clips: int, batch: int = 64) -> Inputs:
-    """Log-mel windows of held-out clips, made by the voice pipeline itself (VoiceModel.predict_clip on a
-    CPU session whose feeds are recorded)."""
+    """Log-mel windows of held-out clips (a final fit on every speaker: actors 17-20, for the GPU-vs-CPU
+    comparison only), made by the voice pipeline itself (VoiceModel.predict_clip on a CPU session whose
+    feeds are recorded)."""
     from emoedge.evaluation.voice import load_pack
     from emoedge.voice import VoiceModel
     e = manifest.entry(name)
     mets = e.get("metrics") or {}
     sets = [(v["file"], v["speakers"]) for v in mets.values() if isinstance(v, dict) and v.get("file") and v.get("speakers")]
     sets.sort(key=lambda s: not s[0].startswith("ravdess"))
+    if not sets and mets.get("cv"):
+        # a final fit on every speaker (metrics = its recipe's CV): any clips serve a GPU-vs-CPU comparison
+        sets = [("ravdess_speech_actors01-20_16k.npz", [17, 18, 19, 20])]
     if not sets:
         raise RuntimeError(f"{name}: no held-out speaker set in its manifest metrics")
     file, speakers = sets[0]
@@ -271,7 +275,7 @@ def voice_inputs(name: str, manifest, data: pathlib.Path, n_clips: int, batch: i
 
 def text_inputs(entry: dict, data: pathlib.Path, n: int, batch: int = 16) -> Inputs:
     from emoedge.evaluation.text import load_carer
-    from emoedge.text_features import N_BLOCKS, FeaturizerOptions, TextFeaturizer
+    from emoedge.text_features import FeaturizerOptions, TextFeaturizer
     texts, _ = load_carer(data / "text" / "carer_emotion" / "val.txt")
     texts = texts[:n]
     f = TextFeaturizer(FeaturizerOptions.from_dict(entry["featurizer"]))
@@ -280,7 +284,7 @@ def text_inputs(entry: dict, data: pathlib.Path, n: int, batch: int = 16) -> Inp
         fs = [f.featurize(t) for t in texts[s:s + batch]]
         fs = [x for x in fs if x.indices.size]
         feeds.append({"indices": np.concatenate([x.indices for x in fs]), "tf": np.concatenate([x.tf for x in fs]),
-                      "segment": np.concatenate([x.blocks + r * N_BLOCKS for r, x in enumerate(fs)]),
+                      "segment": np.concatenate([x.blocks + r * f.n_blocks for r, x in enumerate(fs)]),
                       "n_texts": np.array([len(fs)], np.int64)})
     return Inputs("text", feeds, f"CARER val, first {len(texts)} texts, batches of {batch}")
 

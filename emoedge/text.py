@@ -27,7 +27,7 @@ import numpy as np
 from .errors import InvalidInputError, ModelError
 from .manifest import load_manifest
 from .session import SessionOptions, make_session
-from .text_features import N_BLOCKS, FeaturizerOptions, TextFeaturizer
+from .text_features import FeaturizerOptions, TextFeaturizer
 
 if TYPE_CHECKING:  # pragma: no cover
     from .options import RuntimeOptions
@@ -102,7 +102,7 @@ class TextModel:
         self.reliability_params = {k: float(v) for k, v in rel.items() if k in ("scale", "coverage_floor", "margin_scale")}
         self.featurizer = featurizer
         self._session = session
-        self._n_blocks = N_BLOCKS
+        self._n_blocks = featurizer.n_blocks  # segment = text * n_blocks + block
 
     @classmethod
     def load(cls, name: Optional[str] = None, precision: Optional[str] = None, *, manifest=None,

@@ -4,6 +4,7 @@ Pipeline (``TextFeaturizer.featurize(text)``)::
 
     text --NFKC--> lowercase --control/format chars and U+FFFD -> space--> tokens (re: \\w+ | one symbol)
          --truncate to max_tokens--> word 1..2-grams and char 3..5-grams of "<token>"
+         [+ cue-context words: the cue_window tokens after each cue token, e.g. "feel"]
          --hash (polynomial mod 2^64 + murmur3 fmix64, seeded, salted per kind/n)--> bucket ids
          --count--> (unique bucket ids int64 [n], sublinear tf = 1 + ln(count) float32 [n])
 
@@ -12,10 +13,14 @@ IDF weighting and L2 normalisation happen inside the ONNX graph (the IDF table i
 Hash (stable, documented, language-independent; not Python's salted ``hash()``): for a code-point
 sequence c_0..c_{L-1}, ``P = sum_k c_k * B^(L-1-k) mod 2^64`` with ``B = HASH_BASE``; a feature's
 bucket is ``fmix64(P ^ salt) & (buckets - 1)`` where ``salt = fmix64(seed * 2^32 + kind * 256 + n)``
-(kind 1 = word n-gram over token hashes, 2 = char n-gram). Word uni-grams hash "<token>", word
-bi-grams hash the pair of their uni-gram values ``fmix64(P1 * BIGRAM_MUL + P2)``. Char n-grams are
-windows of "<token>" that stay within the token (fastText style). ``reference_bucket`` is a
-scalar, loop-based implementation of the same definition, used by the tests.
+(kind 1 = word n-gram over token hashes, 2 = char n-gram, 3 = cue-context word). Word uni-grams hash
+"<token>", word bi-grams hash the pair of their uni-gram values ``fmix64(P1 * BIGRAM_MUL + P2)``. Char
+n-grams are windows of "<token>" that stay within the token (fastText style). Cue-context words (a fourth
+block, only when ``cue_words`` and ``cue_window`` are set) are the tokens at positions i+1..i+cue_window
+after each token i that is one of ``cue_words``, hashed like uni-grams with the kind-3 salt: "i feel so
+lonely" with cue "feel" adds "so" and "lonely" to that block, so the words that say what is felt count
+apart from the rest of the sentence. ``reference_bucket`` is a scalar, loop-based implementation of the
+same definition, used by the tests.
 """
 from __future__ import annotations
 
@@ -32,9 +37,10 @@ HASH_BASE = 0x100000001B3  # the (odd) FNV-64 prime, used as polynomial base
 MASK64 = (1 << 64) - 1
 HASH_BASE_INV = pow(HASH_BASE, -1, 1 << 64)
 BIGRAM_MUL = 0x9E3779B97F4A7C15
-KIND_WORD, KIND_CHAR = 1, 2
-N_BLOCKS = 3  # word uni-grams, word bi-grams, char n-grams
-_BLOCK_IDS = np.arange(N_BLOCKS, dtype=np.int64)
+KIND_WORD, KIND_CHAR, KIND_CUE = 1, 2, 3
+N_BLOCKS = 3  # word uni-grams, word bi-grams, char n-grams (+ 1 cue-context block where options enable it)
+MAX_CUE_WINDOW = 16
+_BLOCK_IDS = np.arange(N_BLOCKS + 1, dtype=np.int64)
 
 _TOKEN_RE = re.compile(r"\w+|[^\w\s]")
 # C0/C1 controls, zero-width and bidi format characters, BOM, replacement char -> space.
@@ -49,7 +55,9 @@ class FeaturizerOptions:
     max_tokens: tokens kept after tokenization (the rest is dropped, ``truncated`` is set).
     max_chars: characters of input looked at (bounds time for huge inputs; applied before NFKC).
     max_word_chars: code points kept of one token (longer runs, e.g. unsegmented CJK, are cut).
-    seed: hash seed (changing it changes every bucket; models are trained for one seed)."""
+    seed: hash seed (changing it changes every bucket; models are trained for one seed).
+    cue_words/cue_window: tokens (normalized: lower case) after which the next ``cue_window`` tokens also
+    go into a fourth feature block (block 3); empty / 0 disables it (then there are 3 blocks)."""
     buckets: int = 1 << 18
     word_ngrams: Tuple[int, int] = (1, 2)
     char_ngrams: Tuple[int, int] = (3, 5)
@@ -58,6 +66,13 @@ class FeaturizerOptions:
     max_word_chars: int = 24
     seed: int = 0x5EED
     hash: str = "poly64-fmix64-v1"
+    cue_words: Tuple[str, ...] = ()
+    cue_window: int = 0
+
+    @property
+    def n_blocks(self) -> int:
+        """Feature blocks: 3, or 4 with the cue-context block."""
+        return N_BLOCKS + (1 if self.cue_words and self.cue_window > 0 else 0)
 
     def validate(self) -> "FeaturizerOptions":
         b = int(self.buckets)
@@ -73,6 +88,12 @@ class FeaturizerOptions:
                 raise InvalidInputError(f"FeaturizerOptions.{name}={getattr(self, name)!r}: must be >= 1")
         if int(self.max_tokens) * (int(self.max_word_chars) + 2) > _POW_N:
             raise InvalidInputError(f"FeaturizerOptions: max_tokens * (max_word_chars + 2) must be <= {_POW_N}")
+        if not 0 <= int(self.cue_window) <= MAX_CUE_WINDOW:
+            raise InvalidInputError(f"FeaturizerOptions.cue_window={self.cue_window!r}: must be in [0, {MAX_CUE_WINDOW}]")
+        if isinstance(self.cue_words, str) or not all(isinstance(w, str) and w and tokenize(normalize(w)) == [w]
+                                                      for w in self.cue_words):
+            raise InvalidInputError(f"FeaturizerOptions.cue_words={self.cue_words!r}: need a tuple of single "
+                                    "normalized tokens (lower case, no spaces or punctuation), e.g. ('feel', 'felt')")
         if self.hash != "poly64-fmix64-v1":
             raise InvalidInputError(f"FeaturizerOptions.hash={self.hash!r}: only 'poly64-fmix64-v1' is implemented")
         return self
@@ -81,6 +102,10 @@ class FeaturizerOptions:
         d = asdict(self)
         d["word_ngrams"] = list(self.word_ngrams)
         d["char_ngrams"] = list(self.char_ngrams)
+        if not self.n_blocks > N_BLOCKS:  # entries of 3-block models stay as they were
+            del d["cue_words"], d["cue_window"]
+        else:
+            d["cue_words"] = list(self.cue_words)
         return d
 
     @classmethod
@@ -89,6 +114,8 @@ class FeaturizerOptions:
         for k in ("word_ngrams", "char_ngrams"):
             if k in d:
                 d[k] = tuple(int(v) for v in d[k])
+        if "cue_words" in d:
+            d["cue_words"] = tuple(str(v) for v in d["cue_words"])
         known = set(cls.__dataclass_fields__)
         unknown = set(d) - known
         if unknown:
@@ -128,8 +155,11 @@ def poly_hash(s: str) -> int:
 
 def reference_bucket(kind: str, gram, opts: FeaturizerOptions) -> int:
     """Bucket of one feature by the documented definition, in plain Python (slow; for tests).
-    kind 'word': gram is a tuple of 1 or 2 tokens; kind 'char': gram is a string window of "<token>"."""
+    kind 'word': gram is a tuple of 1 or 2 tokens; kind 'char': gram is a string window of "<token>";
+    kind 'cue': gram is the one token that follows a cue token."""
     m = opts.buckets - 1
+    if kind == "cue":
+        return _fmix64_int(poly_hash("<" + gram + ">") ^ salt(opts.seed, KIND_CUE, 1)) & m
     if kind == "char":
         return _fmix64_int(poly_hash(gram) ^ salt(opts.seed, KIND_CHAR, len(gram))) & m
     ps = [poly_hash("<" + t + ">") for t in gram]
@@ -184,8 +214,8 @@ def to_text(text) -> str:
 @dataclass
 class Features:
     """Hashed features of one text: ``indices`` int64 [n] (bucket ids), ``tf`` float32 [n] (1 + ln count),
-    ``blocks`` int64 [n] (0 word uni-gram, 1 word bi-gram, 2 char n-gram; (block, index) pairs are
-    unique), ``n_tokens`` (tokens used) and ``truncated`` (input was cut)."""
+    ``blocks`` int64 [n] (0 word uni-gram, 1 word bi-gram, 2 char n-gram, 3 cue-context word; (block,
+    index) pairs are unique), ``n_tokens`` (tokens used) and ``truncated`` (input was cut)."""
     indices: np.ndarray
     tf: np.ndarray
     blocks: np.ndarray
@@ -204,6 +234,9 @@ class TextFeaturizer:
         clo, chi = o.char_ngrams
         self._char_n = np.arange(max(clo, 1), chi + 1, dtype=np.int64) if chi >= 1 else np.zeros(0, np.int64)
         self._char_salt_arr = np.array([salt(o.seed, KIND_CHAR, int(n)) for n in self._char_n], dtype=np.uint64)
+        self.n_blocks = o.n_blocks
+        self._cues = frozenset(o.cue_words) if self.n_blocks > N_BLOCKS else frozenset()
+        self._cue_salt = np.uint64(salt(o.seed, KIND_CUE, 1))
 
     def tokens(self, text) -> Tuple[list, bool]:
         """(tokens, truncated) for str/bytes ``text``."""
@@ -219,8 +252,8 @@ class TextFeaturizer:
 
     def hashed(self, toks: list) -> Tuple[np.ndarray, np.ndarray]:
         """(bucket ids uint64 [n], block ids int64 [n]) of all features of a token list, with repeats.
-        Blocks: 0 = word uni-grams, 1 = word bi-grams, 2 = char n-grams (each block is L2-normalised
-        separately in the model)."""
+        Blocks: 0 = word uni-grams, 1 = word bi-grams, 2 = char n-grams, 3 = cue-context words (only
+        with cue options; each block is L2-normalised separately in the model)."""
         o = self.opts
         if not toks:
             return np.zeros(0, dtype=np.uint64), np.zeros(0, dtype=np.int64)
@@ -234,10 +267,10 @@ class TextFeaturizer:
         G = np.zeros(L + 1, dtype=np.uint64)
         np.cumsum(c * _POW_INV[1:L + 1], out=G[1:])
         # salted pre-hashes of every feature, one fmix64 pass at the end
-        parts, sizes = [], [0, 0, 0]
+        parts, sizes = [], [0, 0, 0, 0]
         lo, hi = o.word_ngrams
+        pw = _POW[ends] * (G[ends] - G[starts])  # uni-gram pre-hashes (also what the cue block hashes)
         if hi >= 1:
-            pw = _POW[ends] * (G[ends] - G[starts])
             if lo <= 1:
                 parts.append(pw ^ self._word_salts[1])
                 sizes[0] = pw.size
@@ -252,6 +285,14 @@ class TextFeaturizer:
                 e = st + self._char_n[ni]
                 parts.append((_POW[e] * (G[e] - G[st])) ^ self._char_salt_arr[ni])
                 sizes[2] = st.size
+        if self._cues:
+            cue = [i for i, t in enumerate(toks) if t in self._cues]
+            if cue:
+                n, w = len(toks), self.opts.cue_window
+                pos = np.array([j for i in cue for j in range(i + 1, min(i + 1 + w, n))], dtype=np.int64)
+                if pos.size:
+                    parts.append(pw[pos] ^ self._cue_salt)
+                    sizes[3] = pos.size
         if not parts:
             return np.zeros(0, dtype=np.uint64), np.zeros(0, dtype=np.int64)
         h = _fmix64(np.concatenate(parts) if len(parts) > 1 else parts[0]) & self._mask
@@ -267,10 +308,11 @@ class TextFeaturizer:
         tf = (1.0 + np.log(cnt)).astype(np.float32)
         return Features(key & (self.opts.buckets - 1), tf, key // self.opts.buckets, len(toks), truncated)
 
-    def to_csr(self, texts, n_blocks: int = N_BLOCKS):
+    def to_csr(self, texts, n_blocks: Optional[int] = None):
         """scipy.sparse CSR [len(texts), n_blocks * buckets] of sublinear tf, column = block * buckets +
-        bucket (training helper; needs scipy)."""
+        bucket (training helper; needs scipy). ``n_blocks`` defaults to the featurizer's."""
         import scipy.sparse as sp
+        n_blocks = self.n_blocks if n_blocks is None else int(n_blocks)
         indptr = [0]
         inds, vals = [], []
         for t in texts:

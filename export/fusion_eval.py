@@ -160,6 +160,41 @@ def _heldout_speakers(entry: dict, corpus: str = "ravdess"):
     return None
 
 
+def voice_cv_dir(entry: dict):
+    """A final-fit voice model (trained on every released speaker) names its recipe's CV folder
+    (metrics.cv_dir, export/voice_export.py --cv); None for a model with held-out speakers."""
+    d = (entry.get("metrics") or {}).get("cv_dir")
+    return None if d is None else ROOT / d
+
+
+def oof_voice_predictions(d, vm, cv_dir):
+    """Out-of-fold clip probabilities for every RAVDESS actor: each clip is scored by the recipe's CV fold
+    model (runs/cv/RECIPE/models, same recipe and precision as the shipped model) that did not train on its
+    actor, so no voice prediction used here comes from a model that saw the speaker."""
+    from emoedge.evaluation.voice import CV_FOLDS
+    from emoedge.voice import VoiceModel
+    man = cv_dir / "models" / "manifest.json"
+    if not man.is_file():
+        raise SystemExit(f"{man} is missing: run `python export/voice_cv.py export-folds {cv_dir.name}` first "
+                         "(the shipped voice model trained on every actor, so fusion uses its CV fold models)")
+    spk = d["speaker"].astype(int)
+    a, o = d["audio"], d["offsets"]
+    idx_all, probs = [], []
+    prec = vm.entry.get("precision", "int8")
+    for k, actors in enumerate(CV_FOLDS["ravdess"]):
+        fm = VoiceModel(name=f"voice-cv-fold{k}-{prec}", manifest=man, vad=False)
+        for i in np.flatnonzero(np.isin(spk, actors)):
+            cp = fm.predict_clip(a[o[i]:o[i + 1]].astype(np.float32) / 32768.0, 16000)
+            probs.append(cp.probs if cp.probs is not None else np.full(len(fm.labels), 1.0 / len(fm.labels)))
+            idx_all.append(i)
+    order = np.argsort(idx_all)
+    idx = np.asarray(idx_all)[order]
+    desc = (f"RAVDESS actors 1-20 ({len(idx)} clips) out of fold: each clip scored by the {prec} CV fold model of "
+            f"{cv_dir.relative_to(ROOT)} that did not train on its actor (the shipped model, {vm.name}, is the same "
+            "recipe fitted on every actor)")
+    return np.asarray(probs, np.float64)[order], tuple(vm.labels), 1.0, idx, vm.name, desc
+
+
 def voice_predictions(d, args):
     """(probs [N, L] model order, labels, temperature still to apply, clip indices, model name, split)."""
     spk = d["speaker"].astype(int)
@@ -177,6 +212,9 @@ def voice_predictions(d, args):
         idx_te = np.flatnonzero(np.isin(spk, sv.heldout_actors))
         p = sv.fit_predict(d, idx_tr, idx_te)
         return p, sv.labels, sv.temperature, idx_te, sv.name, sv.split
+    cv_dir = voice_cv_dir(vm.entry)
+    if cv_dir is not None:
+        return oof_voice_predictions(d, vm, cv_dir)
     held = _heldout_speakers(vm.entry) or (17, 18, 19, 20)
     idx = np.flatnonzero(np.isin(spk, held))
     a, o = d["audio"], d["offsets"]
@@ -230,13 +268,26 @@ def text_predictions(name=None):
                     coverage=np.array([p.coverage for p in preds]), y=y, src=src, name=m.name, entry=m.entry)
 
 
+def load_manifest_entry(name: str) -> dict:
+    """The manifest entry of a model name ({} for the stand-in)."""
+    from emoedge.manifest import load_manifest
+    try:
+        return dict(load_manifest().entry(name))
+    except Exception:
+        return {}
+
+
 def _models_key(args) -> str:
     import hashlib
     from emoedge.manifest import load_manifest
     m = load_manifest()
     names = [args.face_model or _face_entry()[0]["name"], args.voice_model or m.find("voice"),
              args.text_model or m.find("text")]
-    h = hashlib.sha256(json.dumps([[n, m.entry(n).get("sha256")] for n in names]).encode()).hexdigest()[:16]
+    parts = [[n, m.entry(n).get("sha256")] for n in names]
+    cv_dir = voice_cv_dir(m.entry(names[1]))
+    if cv_dir is not None and (cv_dir / "models" / "manifest.json").is_file():   # its fold models score the voices
+        parts.append(hashlib.sha256((cv_dir / "models" / "manifest.json").read_bytes()).hexdigest())
+    h = hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:16]
     return h
 
 
@@ -260,7 +311,8 @@ def dev_predictions(args, use_cache: bool = True) -> dict:
     vp, vl, vT, vidx, vname, vsplit = voice_predictions(vd, args)
     vnames = [str(x) for x in vd["label_names"]]
     voice = dict(probs=vp, labels=tuple(vl), T=vT, y=_canon_idx(vnames)[vd["labels"][vidx].astype(int)],
-                 speaker=vd["speaker"][vidx].astype(int), name=vname, split=vsplit)
+                 speaker=vd["speaker"][vidx].astype(int), name=vname, split=vsplit,
+                 entry=load_manifest_entry(vname))
     text = text_predictions(args.text_model)
     text["T"] = 1.0
     out = dict(face=face, voice=voice, text=text, key=key, seconds=time.perf_counter() - t0)

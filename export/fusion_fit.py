@@ -190,8 +190,11 @@ def main(argv=None) -> int:
     names = {"face": preds["face"]["name"], "voice": preds["voice"]["name"], "text": preds["text"]["name"]}
     fitted_on = {
         "face": f"FER2013 PublicTest, fit half ({int(split['face'].sum())} of {len(split['face'])} images, seed {args.seed})",
-        "voice": f"RAVDESS actors {split['voice_fit_actors']} ({int(split['voice'].sum())} clips; held out of the voice "
-                 f"model's training; actors {split['voice_report_actors']} are kept for reporting)",
+        "voice": (f"RAVDESS actors {split['voice_fit_actors']} ({int(split['voice'].sum())} clips; "
+                  + ("out-of-fold predictions of the voice recipe's CV fold models, so no clip was scored by a model "
+                     "trained on its actor" if FE.voice_cv_dir(preds["voice"].get("entry") or {}) is not None
+                     else "held out of the voice model's training")
+                  + f"; actors {split['voice_report_actors']} are kept for reporting)"),
         "text": f"GoEmotions dev single-label rows + CARER val, fit half ({int(split['text'].sum())} of {len(split['text'])} lines)",
     }
     print(json.dumps({"weights": dict(zip(MODS, np.round(res["weights"], 4).tolist())),

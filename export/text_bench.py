@@ -35,6 +35,9 @@ def reference_featurize(feat, text):
         w = "<" + t + ">"
         keys += [2 * o.buckets + reference_bucket("char", w[i:i + n], o)
                  for n in range(o.char_ngrams[0], o.char_ngrams[1] + 1) for i in range(len(w) - n + 1)]
+    if o.n_blocks > 3:  # cue-context block: the cue_window tokens after each cue token
+        keys += [3 * o.buckets + reference_bucket("cue", u, o)
+                 for i, t in enumerate(toks) if t in o.cue_words for u in toks[i + 1:i + 1 + o.cue_window]]
     k, c = np.unique(np.asarray(keys, np.int64), return_counts=True)
     return k, c
 

@@ -3,8 +3,8 @@
 Inputs (all dynamic):
   indices  int64   [N]     unique bucket ids of all texts of the batch, concatenated
   tf       float32 [N]     sublinear term frequency (1 + ln count) of each id
-  segment  int64   [N]     b * K + k for a feature of text b in block k (K = 3 blocks: word uni-grams,
-                           word bi-grams, char n-grams)
+  segment  int64   [N]     b * K + k for a feature of text b in block k (K = len(alpha) blocks: word
+                           uni-grams, word bi-grams, char n-grams[, cue-context words])
   n_texts  int64   [1]     B, the number of texts in the batch
 Output:
   logits   float32 [B, C]  = sum_k alpha_k * (sum_{i in (b, k)} w_i W[indices_i]) / ||w||_(b,k) + bias,
@@ -181,7 +181,7 @@ def build_mixture(W: np.ndarray, b: np.ndarray, idf: np.ndarray, alpha, *, exper
         outputs.append(helper.make_tensor_value_info(expert1_scores, TensorProto.FLOAT, ["B", len(e1["cols"])]))
     if known is not None:
         inits += [numpy_helper.from_array(np.asarray(known, np.uint8), "known"),
-                  numpy_helper.from_array(np.array(3, np.int64), "Kblk"),
+                  numpy_helper.from_array(np.array(len(alpha), np.int64), "Kblk"),
                   numpy_helper.from_array(np.array(0, np.int64), "zero_i"),
                   numpy_helper.from_array(np.array(1e-6, np.float32), "tiny")]
         nodes += [

@@ -60,6 +60,13 @@ def train(recipe: str, train_args) -> int:
     return 0
 
 
+def fold_ckpts(d: pathlib.Path, k: int) -> list:
+    """A fold's model: foldK/voice_cnn.pt (one CNN, export/voice_train.py) or the members
+    foldK/seed*/voice_cnn.pt of an ensemble trained at once (export/voice_group.py)."""
+    one = d / f"fold{k}" / "voice_cnn.pt"
+    return [one] if one.is_file() else sorted((d / f"fold{k}").glob("seed*/voice_cnn.pt"))
+
+
 def _stats(v):
     v = np.asarray(v, np.float64)
     return {"mean": float(v.mean()), "std": float(v.std(ddof=1)) if len(v) > 1 else None,
@@ -81,11 +88,12 @@ def summarize(recipe: str, write: bool = True, folds=None) -> dict:
         raise SystemExit(f"no finished fold in {d}")
     reps = [json.loads((d / f"fold{k}" / "fold_eval.json").read_text()) for k in folds]
     args = None
-    ck = d / "fold0" / "voice_cnn.pt"
-    if ck.is_file():
+    cks = fold_ckpts(d, folds[0])
+    if cks:
         import torch
-        a = torch.load(ck, map_location="cpu", weights_only=False)["args"]
-        args = {k: v for k, v in a.items() if k not in ("fold", "out", "smoke", "no_export")}
+        a = torch.load(cks[0], map_location="cpu", weights_only=False)["args"]
+        args = {k: v for k, v in a.items() if k not in ("fold", "out", "smoke", "no_export", "seed")}
+        args["seeds"] = [torch.load(c, map_location="cpu", weights_only=False)["args"]["seed"] for c in cks]
     out = {"recipe": str(recipe), "train_args": args, "folds_scored": folds,
            "folds": {c: [list(vd.FOLDS[c][k]) for k in folds] for c in vd.FOLDS},
            "std": f"sample standard deviation over the {len(folds)} folds (ddof=1)"}
@@ -128,7 +136,7 @@ def oof_windows(recipe: str):
     xs, ys = [], []
     clips = None
     for k in folds_done(recipe):
-        members, cks = ve.load_members([d / f"fold{k}" / "voice_cnn.pt"])
+        members, cks = ve.load_members(fold_ckpts(d, k))
         ck = cks[0]
         if clips is None:
             clips, _ = vd.load_clips(kernels.LogMelOptions(**ck["logmel"]), log=log)
@@ -136,8 +144,10 @@ def oof_windows(recipe: str):
         W, H, mf, pad = ck["window_frames"], ck["hop_frames"], ck["min_fill_frames"], ck["pad_value"]
         win = np.concatenate([clip_windows(c, W, H, mf, pad) for c in held])
         lab = np.concatenate([np.full(len(clip_windows(c, W, H, mf, pad)), c.label) for c in held])
-        with torch.no_grad():
-            lg = np.concatenate([members[0](torch.from_numpy(win[i:i + 256])).numpy() for i in range(0, len(win), 256)])
+        with torch.no_grad():     # the ensemble graph's output: log of the mean member probability
+            lg = np.concatenate([np.log(np.clip(np.mean([torch.softmax(m(torch.from_numpy(win[i:i + 256])), 1).numpy()
+                                                          for m in members], axis=0), 1e-6, None))
+                                 for i in range(0, len(win), 256)])
         xs.append(lg)
         ys.append(lab)
     return np.concatenate(xs), np.concatenate(ys)
@@ -173,7 +183,7 @@ def export_folds(recipe: str, crops=(None, 1.0)) -> dict:
     clips = None
     done = folds_done(recipe)
     for k in done:
-        members, cks = ve.load_members([d / f"fold{k}" / "voice_cnn.pt"])
+        members, cks = ve.load_members(fold_ckpts(d, k))
         model, ck = ve.build_graph(members, cks)
         if clips is None:
             opts = kernels.LogMelOptions(**ck["logmel"])

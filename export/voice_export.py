@@ -27,7 +27,7 @@ sys.path.insert(0, str(ROOT / "export"))
 import voice_data as vd  # noqa: E402
 
 MODELS = ROOT / "emoedge" / "models"
-MADE_BY = ("nohup python export/voice_train.py > runs/voice_train.log 2>&1 "
+MADE_BY = ("python export/voice_train.py "
            "(defaults: three CNNs, --seed 5,6,7, trained one after the other and exported as one ensemble graph; "
            "export only: python export/voice_export.py --ckpt runs/voice/seed5/voice_cnn.pt "
            "runs/voice/seed6/voice_cnn.pt runs/voice/seed7/voice_cnn.pt)")
@@ -277,7 +277,14 @@ def main(argv=None) -> int:
         if args.selection_note:
             split_desc["heldout"] = ("RAVDESS actors 17-20 (240 clips) + EmoDB speakers 03, 08 (boredom skipped); "
                                      "never trained on; used for temperature fitting and reporting; " + args.selection_note)
-    made_by = MADE_BY + "; this export: python export/voice_export.py --ckpt " + " ".join(
+    group = cks[0].get("args", {}).get("group")
+    trained_by = ""
+    if group:   # trained at once by export/voice_group.py (e.g. in the GPU job)
+        a = cks[0]["args"]
+        trained_by = (f"; trained by: python export/voice_group.py --fold {fold} --seeds "
+                      f"{','.join(str(s) for s in group['seeds'])} --epochs {a['epochs']} --out "
+                      f"{_rel(pathlib.Path(args.ckpt[0]).parent.parent)} (on {group['device']}; export/voice_gpu_job.py)")
+    made_by = MADE_BY + trained_by + "; this export: python export/voice_export.py --ckpt " + " ".join(
         _rel(a) for a in args.ckpt) + (f" --cv {_rel(args.cv)}" if args.cv else "")
     common = {
         "task": "voice", "family": "voice-ser", "labels": list(ck["labels"]), "output": "logits",
@@ -308,6 +315,7 @@ def main(argv=None) -> int:
         # the recipe's cross-validation (out-of-fold) numbers; INT8 vs FP32 from the fold models through the runtime
         for prec in ("fp32", "int8"):
             metrics[prec] = {"cv": cv["summary"], "cv_runtime": cv.get("runtime", {}).get(prec),
+                             "cv_dir": cv["recipe_dir"],
                              "note": "out-of-fold numbers of the recipe's 5 fold models (same recipe, trained "
                                      "without the scored speakers); this model itself trained on every speaker"}
         rt = cv.get("runtime", {})

@@ -30,7 +30,8 @@ case "${1:-stage}" in
     fi
     ;;
   run)
-    budget=${2:-400}
+    budget=${2:-400}; mkdir -p runs
+    if ls .whl/*.whl >/dev/null 2>&1; then $PY -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site; fi
     $PY export/voice_gpu_data.py unpack .gpu/voice /tmp/shared || exit 1
     export EMOEDGE_SHARED=/tmp/shared
     nvidia-smi -L

@@ -154,25 +154,16 @@ def main(argv=None) -> int:
     out.mkdir(parents=True, exist_ok=True)
 
     from emoedge import kernels
-    from emoedge.voice import min_fill_frames
     opts = kernels.LogMelOptions()
     clips, skipped = vd.load_clips(opts, log=log, limit=args.limit)
     train, held = vd.split(clips, args.fold)
-    hl = opts.hop_length
-    W = int(round(args.window_s * opts.sample_rate / hl))
-    H = int(round(args.hop_s * opts.sample_rate / hl))
-    min_fill = min_fill_frames(args.min_fill_s, hl, opts.sample_rate)
-    pad = float(kernels.log_mel(np.zeros(4 * opts.n_fft, np.float32), opts)[2, 0])
+    W, H, min_fill, pad = vt.window_geometry(opts, args.window_s, args.hop_s, args.min_fill_s)
     allf = np.concatenate([c.frames for c in train])
     band_mean, band_std = allf.mean(0), allf.std(0)
     factors = tuple(float(f) for f in args.speed.split(",") if f.strip())
     if factors:
-        import dataclasses
         var = vd.speed_variants(clips, opts, factors, log=log, cache_dir=None if args.limit else "")
-        pos = {(c.corpus, c.index): j for j, c in enumerate(clips)}
-        base = list(train)
-        for f in factors:
-            train = train + [dataclasses.replace(c, frames=var[f][pos[(c.corpus, c.index)]]) for c in base]
+        train = vt.with_speed_variants(train, clips, var, factors)
     log(f"fold {args.fold}: train {len(train)} windows-sources (incl. speed variants), held-out {len(held)} clips; "
         f"seeds {seeds} on {dev}")
 

@@ -137,6 +137,27 @@ class Sampler:
         return x, y
 
 
+def window_geometry(opts, window_s: float, hop_s: float, min_fill_s: float):
+    """(W, H, min_fill frames, pad dB): the window contract of emoedge.voice for these options."""
+    from emoedge import kernels
+    from emoedge.voice import min_fill_frames
+    hl = opts.hop_length
+    W = int(round(window_s * opts.sample_rate / hl))
+    H = int(round(hop_s * opts.sample_rate / hl))
+    pad = float(kernels.log_mel(np.zeros(4 * opts.n_fft, np.float32), opts)[2, 0])
+    return W, H, min_fill_frames(min_fill_s, hl, opts.sample_rate), pad
+
+
+def with_speed_variants(train, src, var, factors):
+    """``train`` plus, per factor, each training clip's speed-perturbed frames (``var[f]`` is in ``src`` order)."""
+    import dataclasses
+    pos = {(c.corpus, c.index): j for j, c in enumerate(src)}
+    out = list(train)
+    for f in factors:
+        out += [dataclasses.replace(c, frames=var[f][pos[(c.corpus, c.index)]]) for c in train]
+    return out
+
+
 clip_windows = vd.clip_windows  # lives in voice_data (voice_export uses it too, without importing this script)
 
 
@@ -299,26 +320,17 @@ def main(argv=None) -> int:
     train, held = vd.split(clips, args.fold)
     if args.smoke:
         train, held = clips[:30], clips[30:40] or clips[:5]
-    hl = opts.hop_length
-    W = int(round(args.window_s * opts.sample_rate / hl))
-    H = int(round(args.hop_s * opts.sample_rate / hl))
-    from emoedge.voice import min_fill_frames
-    min_fill = min_fill_frames(args.min_fill_s, hl, opts.sample_rate)
-    pad = float(kernels.log_mel(np.zeros(4 * opts.n_fft, np.float32), opts)[2, 0])
+    W, H, min_fill, pad = window_geometry(opts, args.window_s, args.hop_s, args.min_fill_s)
     allf = np.concatenate([c.frames for c in train])
     band_mean, band_std = allf.mean(0), allf.std(0)
     log(f"train {len(train)} clips, held-out {len(held)} clips; W={W} H={H} min_fill={min_fill} pad={pad:.1f} dB")
     noises = noise_bank(opts, args.seed)
     factors = tuple(float(f) for f in args.speed.split(",") if f.strip())
     if factors:
-        import dataclasses
         # variants of every clip (one cache for all folds), then the training clips' ones
         src = train if args.smoke else clips
         var = vd.speed_variants(src, opts, factors, log=log, cache_dir=None if args.smoke else "")
-        pos = {(c.corpus, c.index): j for j, c in enumerate(src)}
-        base = list(train)
-        for f in factors:
-            train = train + [dataclasses.replace(c, frames=var[f][pos[(c.corpus, c.index)]]) for c in base]
+        train = with_speed_variants(train, src, var, factors)
         log(f"speed perturbation {factors}: {len(train)} training clips incl. variants")
     sampler = Sampler(train, W, min_fill, pad, band_mean, noises, args.seed, short_p=args.short_p,
                       keep_padding=bool(args.mask))

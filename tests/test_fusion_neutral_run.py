@@ -2,8 +2,8 @@
 clip whose face and voice are neutral, with a neutral text line, reports neutral. Also the event-time rule
 (events follow the stream clock; ``trigger_t`` is the trigger's own time).
 
-The clip is built from development data (../shared): a FER2013 PublicTest image and a RAVDESS clip of a
-held-out actor that the bundled face and voice models read as neutral (that is the test's precondition, so
+The clip is built from development data (../shared): a FER2013 PublicTest image and a RAVDESS clip of
+actor 19 or 20 that the bundled face and voice models read as neutral (that is the test's precondition, so
 they are picked by the models' own outputs), the face upscaled to 240 px in a 480x360 frame (BlazeFace's
 reliable range), the speech as the video's audio track."""
 from __future__ import annotations
@@ -52,7 +52,7 @@ def _neutral_voice(data):
             pn = float(cp.probs[list(vm.labels).index("neutral")] + cp.probs[list(vm.labels).index("calm")])
             if best is None or pn > best[0]:
                 best = (pn, x)
-    assert best is not None and best[0] > 0.6, "no held-out RAVDESS neutral clip read as neutral by the voice model"
+    assert best is not None and best[0] > 0.6, "no RAVDESS 19/20 neutral clip read as neutral by the voice model"
     return best[1]
 
 

@@ -29,6 +29,10 @@ def reference_features(text, opts):
         w = "<" + t + ">"
         for n in range(max(clo, 1), chi + 1):
             out += [(2, reference_bucket("char", w[i:i + n], opts)) for i in range(len(w) - n + 1)] if chi else []
+    if opts.cue_words and opts.cue_window:
+        for i, t in enumerate(toks):
+            if t in opts.cue_words:
+                out += [(3, reference_bucket("cue", u, opts)) for u in toks[i + 1:i + 1 + opts.cue_window]]
     return sorted(out)
 
 
@@ -49,6 +53,36 @@ def test_vectorized_hash_matches_scalar_reference(text):
 def test_vectorized_hash_matches_reference_on_any_text(text):
     opts = FeaturizerOptions(buckets=1 << 12, max_tokens=16, max_word_chars=8)
     assert vectorized_features(text, opts) == reference_features(text, opts)
+
+
+CUE = FeaturizerOptions(cue_words=("feel", "felt"), cue_window=3)
+
+
+@pytest.mark.parametrize("text", ["i feel so very lonely today", "feel", "i feel", "i feel feel felt sad !",
+                                  "nothing to see here", "I FELT 😀 ok"])
+def test_cue_block_matches_scalar_reference(text):
+    assert vectorized_features(text, CUE) == reference_features(text, CUE)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.sampled_from(["feel", "felt", "so", "sad", "x", "😀", "don't", "."]), max_size=30).map(" ".join))
+def test_cue_block_matches_reference_on_any_sequence(text):
+    opts = FeaturizerOptions(buckets=1 << 10, max_tokens=12, cue_words=("feel", "felt"), cue_window=2)
+    assert vectorized_features(text, opts) == reference_features(text, opts)
+
+
+def test_cue_block_content():
+    """The cue block holds exactly the cue_window tokens after each cue; without cue options there are 3 blocks."""
+    f = TextFeaturizer(CUE).featurize("i feel so lonely and tired now")
+    assert TextFeaturizer(CUE).n_blocks == 4 and TextFeaturizer().n_blocks == 3
+    want = sorted({reference_bucket("cue", t, CUE) for t in ("so", "lonely", "and")})
+    assert sorted(f.indices[f.blocks == 3].tolist()) == want
+    # the other blocks are unchanged by the cue option
+    g = TextFeaturizer().featurize("i feel so lonely and tired now")
+    assert sorted(zip(f.blocks[f.blocks < 3].tolist(), f.indices[f.blocks < 3].tolist())) == \
+        sorted(zip(g.blocks.tolist(), g.indices.tolist()))
+    assert (TextFeaturizer(CUE).featurize("nothing here").blocks < 3).all()
+    assert reference_bucket("cue", "lonely", CUE) != reference_bucket("word", ("lonely",), CUE)
 
 
 def test_golden_hash_values():
@@ -109,3 +143,9 @@ def test_options_validate_and_roundtrip():
         FeaturizerOptions(buckets=1000).validate()
     with pytest.raises(InvalidInputError, match="unknown"):
         FeaturizerOptions.from_dict({"bukets": 4})
+    assert FeaturizerOptions.from_dict(CUE.to_dict()) == CUE
+    assert "cue_words" not in o.to_dict()  # 3-block models' manifest entries stay as they were
+    for bad in (dict(cue_words=("Feel",)), dict(cue_words="feel"), dict(cue_words=("feel so",)),
+                dict(cue_window=17)):
+        with pytest.raises(InvalidInputError, match="cue"):
+            FeaturizerOptions(**bad).validate()

@@ -113,3 +113,41 @@ def test_export_graph_equals_training_model(vm, pool, mask):
     e = vm.VoiceEnsemble([m], [200]).eval()
     with torch.no_grad():
         torch.testing.assert_close(e(x), torch.log_softmax(m(x), dim=1), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("pool,mask", [("mean", False), ("stats", True)])
+def test_grouped_training_network_equals_its_members(vm, pool, mask, monkeypatch):
+    """export/voice_group.py trains K seeds as one grouped network: forward outputs, gradients and the weights
+    written back must be each member's own (so each member trains as it would alone)."""
+    import torch
+    import voice_group as vg
+    members = []
+    for s in (1, 2, 3):
+        torch.manual_seed(s)
+        m = vm.VoiceCNN(widths=(8, 8, 16, 16), pool=pool, mask=mask, pad_value=-100.0)
+        m.set_norm(np.full(64, -50.0), np.full(64, 15.0))
+        members.append(m)
+    g = vg.GroupedVoiceCNN(members)
+    xs = [torch.randn(4, 200, 64) * 15 - 50 for _ in members]
+    xs[1][:2, :120] = -100.0                                         # short, left-padded utterances
+    ys = [torch.randint(0, 8, (4,)) for _ in members]
+    for mod in [g, *members]:
+        mod.train()
+        mod.drop.p = 0.0                                             # dropout masks differ by construction
+    out = g.forward_normalized(torch.cat([g.normalize(x) for x in xs], dim=1))
+    sum(torch.nn.functional.cross_entropy(out[:, k], y) for k, y in enumerate(ys)).backward()
+    for k, (m, x, y) in enumerate(zip(members, xs, ys)):
+        ref = m(x)
+        torch.testing.assert_close(out[:, k], ref, rtol=1e-5, atol=1e-5)
+        torch.nn.functional.cross_entropy(ref, y).backward()
+        gw = g.features[3][0].weight.grad.chunk(3)[k]
+        torch.testing.assert_close(gw, m.features[3][0].weight.grad, rtol=1e-4, atol=1e-6)
+    with torch.no_grad():                                            # perturb, then write back
+        for p in g.parameters():
+            p.add_(0.01)
+    g.eval()
+    g.unpack_into(members)
+    z = torch.cat([g.normalize(x) for x in xs], dim=1)
+    for k, (m, x) in enumerate(zip(members, xs)):
+        m.eval()
+        torch.testing.assert_close(g.forward_normalized(z)[:, k], m(x), rtol=1e-5, atol=1e-5)
