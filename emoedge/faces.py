@@ -85,7 +85,7 @@ class FaceAnalyzerOptions:
     roi_min_inside: float = 0.8
     scene_change: float = 0.3
     scene_change_level: float = 32.0
-    classify_every: int = 4
+    classify_every: int = 8
     classify_max_move: float = 0.25
     classify_max_scale: float = 0.15
 
