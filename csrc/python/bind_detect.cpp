@@ -20,16 +20,7 @@ using FArr = py::array_t<float, py::array::c_style>;
 
 // Accepts float32 C-contiguous arrays only (no silent copies of other dtypes).
 FArr as_f32(const py::handle& obj, const char* name) {
-  if (!py::isinstance<py::array>(obj))
-    throw py::value_error(std::string(name) + " must be a numpy float32 array, got " +
-                          std::string(py::str(py::type::handle_of(obj).attr("__name__"))));
-  py::array a = py::reinterpret_borrow<py::array>(obj);
-  if (!a.dtype().is(py::dtype::of<float>()))
-    throw py::value_error(std::string(name) + " must be float32 (got " + std::string(py::str(a.dtype())) +
-                          "); pass the onnxruntime output as is or use .astype(np.float32)");
-  if (!(a.flags() & py::array::c_style))
-    throw py::value_error(std::string(name) + " must be C-contiguous; use np.ascontiguousarray()");
-  return py::reinterpret_borrow<FArr>(emoedge_bind::aligned_or_copy(a));
+  return emoedge_bind::as_f32_c(obj, name, "pass the onnxruntime output as is or use .astype(np.float32)");
 }
 
 py::dict options_to_dict(const DecodeOptions& o) {

@@ -15,16 +15,7 @@ namespace {
 using FArr = py::array_t<float, py::array::c_style>;
 
 FArr as_f32(const py::handle& obj, const char* name) {
-  if (!py::isinstance<py::array>(obj))
-    throw py::type_error(std::string(name) + " must be a numpy float32 array, got " +
-                         std::string(py::str(py::type::handle_of(obj).attr("__name__"))));
-  py::array a = py::reinterpret_borrow<py::array>(obj);
-  if (!a.dtype().is(py::dtype::of<float>()))
-    throw py::value_error(std::string(name) + " must be float32 (got " + std::string(py::str(a.dtype())) +
-                          "); use .astype(np.float32)");
-  if (!(a.flags() & py::array::c_style))
-    throw py::value_error(std::string(name) + " must be C-contiguous; use np.ascontiguousarray()");
-  return py::reinterpret_borrow<FArr>(emoedge_bind::aligned_or_copy(a));
+  return emoedge_bind::as_f32_c(obj, name, "use .astype(np.float32)");
 }
 
 // windows float32 [K, n_scales, S, S], templates float32 [K, T, T] -> float64 [K, 4]: (x, y, value, scale)

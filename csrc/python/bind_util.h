@@ -8,6 +8,7 @@
 #include <initializer_list>
 #include <string>
 #include <utility>
+#include <vector>
 
 namespace emoedge_bind {
 
@@ -32,6 +33,22 @@ inline py::array aligned_or_copy(py::array a) {
   py::array c(a.dtype(), std::vector<py::ssize_t>(a.shape(), a.shape() + a.ndim()));
   std::memcpy(c.mutable_data(), a.data(), static_cast<std::size_t>(a.nbytes()));
   return c;
+}
+
+// A float32 C-contiguous input array, never silently converted from another dtype or layout (a misaligned
+// view becomes an aligned copy). Not an array: TypeError (InvalidTypeError, also a ValueError); wrong dtype or
+// layout: ValueError naming the fix; `dtype_fix` is how to get float32 (e.g. "use .astype(np.float32)").
+inline py::array_t<float, py::array::c_style> as_f32_c(const py::handle& obj, const char* name, const char* dtype_fix) {
+  if (!py::isinstance<py::array>(obj))
+    throw py::type_error(std::string(name) + " must be a numpy float32 array, got " +
+                         std::string(py::str(py::type::handle_of(obj).attr("__name__"))));
+  py::array a = py::reinterpret_borrow<py::array>(obj);
+  if (!a.dtype().is(py::dtype::of<float>()))
+    throw py::value_error(std::string(name) + " must be float32 (got " + std::string(py::str(a.dtype())) + "); " +
+                          dtype_fix);
+  if (!(a.flags() & py::array::c_style))
+    throw py::value_error(std::string(name) + " must be C-contiguous; use np.ascontiguousarray()");
+  return py::reinterpret_borrow<py::array_t<float, py::array::c_style>>(aligned_or_copy(a));
 }
 
 // Outputs written in place cannot be copied: reject a misaligned one with the fix.
