@@ -290,6 +290,7 @@ def test_zz_server_gone_mid_stream_raises_not_hangs(server):
     BackendUnavailableError within the deadline instead of hanging."""
     from emoedge.bench.e2e import sample_frames
     from emoedge.engine import Engine
+    from emoedge.faces import FaceAnalyzerOptions
     eng = Engine(backend="triton", triton_url=server.url, triton_timeout_s=2.0, voice=False, text=False)
     s = eng.stream()
     f = sample_frames(1)[0]
@@ -297,6 +298,9 @@ def test_zz_server_gone_mid_stream_raises_not_hangs(server):
     server.stop()
     t0 = time.monotonic()
     with pytest.raises(BackendUnavailableError, match=server.url.replace(".", r"\.")):
-        s.push_frame(f, 0.1)
+        # between classifications (classify_every) a tracked face makes no server call; the first push that
+        # does call it must raise
+        for i in range(1, 2 * FaceAnalyzerOptions().classify_every + 2):
+            s.push_frame(f, 0.1 * i)
     assert time.monotonic() - t0 < 5.0
 
