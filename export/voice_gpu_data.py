@@ -55,8 +55,12 @@ def pack(out: pathlib.Path, part_mb: float) -> None:
 
 def unpack(src: pathlib.Path, dest: pathlib.Path) -> None:
     idx = json.loads((src / "index.json").read_text())
+    missing = [i for i in range(idx["parts"]) if not (src / f"part{i}").is_file()]
+    if missing:
+        raise SystemExit(f"{src}: part(s) {missing} missing: carry every part file (one per device call)")
     data = b"".join((src / f"part{i}").read_bytes() for i in range(idx["parts"]))
-    assert len(data) == idx["bytes"], "a part is missing or truncated"
+    if len(data) != idx["bytes"]:
+        raise SystemExit(f"{src}: {len(data)} bytes in the parts, {idx['bytes']} expected: a part is truncated")
     d = dest / "data" / "speech"
     d.mkdir(parents=True, exist_ok=True)
     for f in idx["files"]:
