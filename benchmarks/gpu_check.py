@@ -237,15 +237,10 @@ def voice_inputs(name: str, manifest, data: pathlib.Path, n_clips: int, batch: i
     """Log-mel windows of held-out clips (a final fit on every speaker: actors 17-20, for the GPU-vs-CPU
     comparison only), made by the voice pipeline itself (VoiceModel.predict_clip on a CPU session whose
     feeds are recorded)."""
-    from emoedge.evaluation.voice import load_pack
+    from emoedge.evaluation.voice import comparison_speaker_sets, load_pack
     from emoedge.voice import VoiceModel
-    e = manifest.entry(name)
-    mets = e.get("metrics") or {}
-    sets = [(v["file"], v["speakers"]) for v in mets.values() if isinstance(v, dict) and v.get("file") and v.get("speakers")]
+    sets = [(v["file"], v["speakers"]) for v in comparison_speaker_sets(manifest.entry(name))]
     sets.sort(key=lambda s: not s[0].startswith("ravdess"))
-    if not sets and mets.get("cv"):
-        # a final fit on every speaker (metrics = its recipe's CV): any clips serve a GPU-vs-CPU comparison
-        sets = [("ravdess_speech_actors01-20_16k.npz", [17, 18, 19, 20])]
     if not sets:
         raise RuntimeError(f"{name}: no held-out speaker set in its manifest metrics")
     file, speakers = sets[0]

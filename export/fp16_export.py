@@ -424,23 +424,10 @@ def eval_face(entry: dict, runners: Dict[str, object], data: pathlib.Path, limit
 
 
 def voice_sets(entry: dict) -> List[dict]:
-    """Held-out speaker sets named in the source entry's metrics ({key, file, speakers})."""
-    sets = []
-    mets = entry.get("metrics") or {}
-    if isinstance(mets, dict):
-        for k, v in sorted(mets.items()):
-            if isinstance(v, dict) and v.get("file") and v.get("speakers"):
-                sets.append({"key": k, "file": v["file"], "speakers": [int(s) for s in v["speakers"]]})
-    if not sets and isinstance(mets, dict) and mets.get("cv"):
-        # a final fit on every speaker has no held-out set: FP16 is compared with FP32 on the former
-        # held-out speakers, which this model trained on (agreement and accuracy delta, not held-out accuracy)
-        note = ("speakers the model trained on (final fit on every speaker): compares FP16 with FP32 only; "
-                "the model's accuracy is its cross-validation (metrics.cv)")
-        sets = [{"key": "ravdess_trained_17-20", "file": "ravdess_speech_actors01-20_16k.npz",
-                 "speakers": [17, 18, 19, 20], "note": note},
-                {"key": "emodb_trained_03-08", "file": "emodb_speakers_no15-16_16k.npz", "speakers": [3, 8],
-                 "note": note}]
-    return sets
+    """Speaker sets the FP16 variant is compared on ({key, file, speakers[, note]}; see
+    emoedge.evaluation.voice.comparison_speaker_sets)."""
+    from emoedge.evaluation.voice import comparison_speaker_sets
+    return comparison_speaker_sets(entry)
 
 
 def eval_voice(name: str, entry: dict, runners: Dict[str, object], data: pathlib.Path, limit: int,

@@ -270,10 +270,11 @@ def text_predictions(name=None):
 
 def load_manifest_entry(name: str) -> dict:
     """The manifest entry of a model name ({} for the stand-in)."""
+    from emoedge.errors import ModelNotFoundError
     from emoedge.manifest import load_manifest
     try:
-        return dict(load_manifest().entry(name))
-    except Exception:
+        return load_manifest().entry(name)
+    except ModelNotFoundError:
         return {}
 
 

@@ -137,17 +137,15 @@ def oof_windows(recipe: str):
     clips = None
     for k in folds_done(recipe):
         members, cks = ve.load_members(fold_ckpts(d, k))
-        ck = cks[0]
+        model, ck = ve.build_graph(members, cks)     # the exported function: log of the mean member probability
         if clips is None:
             clips, _ = vd.load_clips(kernels.LogMelOptions(**ck["logmel"]), log=log)
         _, held = vd.split(clips, k)
         W, H, mf, pad = ck["window_frames"], ck["hop_frames"], ck["min_fill_frames"], ck["pad_value"]
         win = np.concatenate([clip_windows(c, W, H, mf, pad) for c in held])
         lab = np.concatenate([np.full(len(clip_windows(c, W, H, mf, pad)), c.label) for c in held])
-        with torch.no_grad():     # the ensemble graph's output: log of the mean member probability
-            lg = np.concatenate([np.log(np.clip(np.mean([torch.softmax(m(torch.from_numpy(win[i:i + 256])), 1).numpy()
-                                                          for m in members], axis=0), 1e-6, None))
-                                 for i in range(0, len(win), 256)])
+        with torch.no_grad():
+            lg = np.concatenate([model(torch.from_numpy(win[i:i + 256])).numpy() for i in range(0, len(win), 256)])
         xs.append(lg)
         ys.append(lab)
     return np.concatenate(xs), np.concatenate(ys)

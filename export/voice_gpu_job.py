@@ -113,24 +113,18 @@ def run(args) -> dict:
 
 
 def summary(out: pathlib.Path) -> dict:
-    """Per recipe: out-of-fold accuracy of the ensemble per fold, mean over folds (complete recipes only)."""
+    """Per recipe with a finished fold: export/voice_cv.py's CV summary (out-of-fold accuracy per fold, mean,
+    std) over the folds that finished."""
+    import voice_cv
     res = {}
     for r in RECIPES:
-        folds = {}
-        for k in range(5):
-            f = task_dir(out, r, k) / "fold_eval.json"
-            if f.is_file():
-                folds[k] = json.loads(f.read_text())
-        if not folds:
+        d = out / r
+        done = voice_cv.folds_done(d) if (d / "fold0").exists() else []
+        if not done:
             continue
-        row = {"folds_done": sorted(folds)}
-        for s in ("full", "crop1s", "crop0.6s"):
-            for c in ("ravdess", "emodb"):
-                v = [folds[k][s][c]["accuracy"] for k in sorted(folds)]
-                row[f"{c}_{s}"] = {"mean": sum(v) / len(v), "per_fold": v}
-        res[r] = row
-        log(f"{r}: folds {row['folds_done']} RAVDESS {row['ravdess_full']['mean']:.4f} "
-            f"EmoDB {row['emodb_full']['mean']:.4f} RAVDESS 1 s {row['ravdess_crop1s']['mean']:.4f}")
+        res[r] = voice_cv.summarize(d, write=False, folds=done)
+        log(f"{r}: folds {done} RAVDESS {res[r]['ravdess_full']['mean']:.4f} EmoDB {res[r]['emodb_full']['mean']:.4f} "
+            f"RAVDESS 1 s {res[r]['ravdess_crop1s']['mean']:.4f}")
     return res
 
 
@@ -138,7 +132,7 @@ def pack(out: pathlib.Path, dest: pathlib.Path, job: dict, part_mb: float = 15.0
     """Everything small, all final-fit students, and the fold checkpoints of the two best complete
     student recipes by CV (RAVDESS full clips), as results.tar.xz split into part files."""
     cv = job.get("cv", {})
-    complete = [r for r in STUDENTS if cv.get(r, {}).get("folds_done") == [0, 1, 2, 3, 4]]
+    complete = [r for r in STUDENTS if cv.get(r, {}).get("folds_scored") == [0, 1, 2, 3, 4]]
     best = sorted(complete, key=lambda r: -cv[r]["ravdess_full"]["mean"])[:2]
     job["packed_fold_checkpoints"] = best
     buf = io.BytesIO()

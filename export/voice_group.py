@@ -35,7 +35,7 @@ import voice_train as vt  # noqa: E402
 
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
-from voice_model import VoiceCNN, count_params, downsample_mask, pool_time  # noqa: E402
+from voice_model import VoiceCNN, count_params, downsample_mask, pool_time, real_frames  # noqa: E402
 
 log = vt.log
 
@@ -80,7 +80,7 @@ class GroupedVoiceCNN(nn.Module):
         """[B, T, M] dB -> [B, 1, M, T], exactly VoiceCNN.normalize (global normalisation)."""
         z = (x - self.mean) * self.inv_std
         if self.mask:
-            z = z * (x.amax(dim=2, keepdim=True) > self.pad_value + 1.0).to(x.dtype)
+            z = z * real_frames(x, self.pad_value)
         return z.transpose(1, 2).unsqueeze(1)
 
     def forward_normalized(self, z: torch.Tensor) -> torch.Tensor:
@@ -278,18 +278,7 @@ def ensemble_report(out: pathlib.Path, seeds) -> dict:
             continue
         p = np.mean([z[key] for z in zs], axis=0)
         arrays[key] = p
-        name = key[len("probs_"):]
-        rep[name] = {}
-        for corpus in ("ravdess", "emodb"):
-            j = arrays["corpus"] == corpus
-            if not j.any():
-                continue
-            q = p[j].copy()
-            if corpus == "emodb":
-                calm, neutral = vd.MODEL_LABELS.index("calm"), vd.MODEL_LABELS.index("neutral")
-                q[:, neutral] += q[:, calm]
-                q[:, calm] = 0
-            rep[name][corpus] = {"accuracy": float(np.mean(q.argmax(1) == arrays["labels"][j])), "n": int(j.sum())}
+        rep[key[len("probs_"):]] = vt.accuracy_by_corpus(p, arrays["labels"], arrays["corpus"])
     rep["members"] = [int(s) for s in seeds]
     np.savez(out / "fold_eval.npz", **arrays)
     (out / "fold_eval.json").write_text(json.dumps(rep, indent=1))

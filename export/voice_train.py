@@ -210,18 +210,22 @@ def clip_probs(model, clips, W, H, min_fill, pad, batch=256):
 
 def corpus_accuracy(probs, clips) -> dict:
     """Clip accuracy per corpus (EmoDB: calm folded into neutral, as emoedge eval voice does)."""
+    return accuracy_by_corpus(probs, np.array([c.label for c in clips]), np.array([c.corpus for c in clips]))
+
+
+def accuracy_by_corpus(probs, labels, corpora) -> dict:
+    """{corpus: {accuracy, n}} of per-clip probabilities [N, C] against labels [N] (EmoDB: calm folded into neutral)."""
     calm, neutral = vd.MODEL_LABELS.index("calm"), vd.MODEL_LABELS.index("neutral")
     res = {}
     for corpus in ("ravdess", "emodb"):
-        j = [i for i, c in enumerate(clips) if c.corpus == corpus]
-        if not j:
+        j = np.flatnonzero(corpora == corpus)
+        if not len(j):
             continue
         p = probs[j].copy()
         if corpus == "emodb":
             p[:, neutral] += p[:, calm]
             p[:, calm] = 0
-        y = np.array([clips[i].label for i in j])
-        res[corpus] = {"accuracy": float(np.mean(p.argmax(1) == y)), "n": len(j)}
+        res[corpus] = {"accuracy": float(np.mean(p.argmax(1) == labels[j])), "n": int(len(j))}
     return res
 
 

@@ -201,6 +201,24 @@ def trained_speakers(entry: dict, corpus: Optional[str]):
     return set(int(s) for s in ts[corpus])
 
 
+def comparison_speaker_sets(entry: dict) -> List[dict]:
+    """Speaker sets to compare variants of a voice model on (FP16 vs FP32, GPU vs CPU): the held-out sets named
+    in the entry's metrics ({key, file, speakers}). A final fit on every speaker (metrics = its recipe's CV) has
+    none; it gets RAVDESS actors 17-20 and EmoDB 03/08 with a ``note`` that they were trained on, so the numbers
+    compare the variants only."""
+    mets = entry.get("metrics") or {}
+    sets = [{"key": k, "file": v["file"], "speakers": [int(x) for x in v["speakers"]]}
+            for k, v in sorted(mets.items()) if isinstance(v, dict) and v.get("file") and v.get("speakers")]
+    if not sets and mets.get("cv"):
+        note = ("speakers the model trained on (final fit on every speaker): compares variants only; "
+                "the model's accuracy is its cross-validation (metrics.cv)")
+        sets = [{"key": "ravdess_trained_17-20", "file": "ravdess_speech_actors01-20_16k.npz",
+                 "speakers": [17, 18, 19, 20], "note": note},
+                {"key": "emodb_trained_03-08", "file": "emodb_speakers_no15-16_16k.npz", "speakers": [3, 8],
+                 "note": note}]
+    return sets
+
+
 def evaluate_folds(path, folds, *, name: Optional[str] = None, precision: Optional[str] = None, manifest=None,
                    fold_models: Optional[str] = None, crop_s: Optional[float] = None, vad_gate: bool = False,
                    limit: Optional[int] = None) -> dict:
