@@ -81,7 +81,7 @@ def main(argv=None) -> int:
     ap.add_argument("command", choices=("pack", "unpack"))
     ap.add_argument("src_or_out")
     ap.add_argument("dest", nargs="?")
-    ap.add_argument("--part-mb", type=float, default=26.0)
+    ap.add_argument("--part-mb", type=float, default=24.0)
     a = ap.parse_args(argv)
     if a.command == "pack":
         pack(pathlib.Path(a.src_or_out), a.part_mb)

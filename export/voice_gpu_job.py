@@ -32,9 +32,17 @@ RECIPES = {
     "A200": ([f"--epochs={EPOCHS}"], STUDENT_SEEDS),
     "B200": ([f"--epochs={EPOCHS}", "--pool=stats", "--mask=1", "--short-p=0.3"], STUDENT_SEEDS),
     "KD200": ([f"--epochs={EPOCHS}", "--kd-alpha=0.5", "--kd-t=2"], STUDENT_SEEDS),
+    # five narrower members (about A200's multiply-adds in all) with B200's short-utterance options
+    "N200": ([f"--epochs={EPOCHS}", "--widths=16,24,48,96", "--pool=stats", "--mask=1", "--short-p=0.3"], "5,6,7,8,9"),
 }
 FOLDS = (0, 1, 2, 3, 4, -1)
-STUDENTS = ("A200", "B200", "KD200")
+STUDENTS = ("A200", "B200", "KD200", "N200")
+#: the first session (2026-12-04): every recipe, every fold; "-1" is the final fit on every speaker
+PLAN_ALL = [(r, f) for r in ("T200", "A200", "B200", "KD200") for f in FOLDS]
+#: the second session: A200's folds again (its fold checkpoints feed the fusion evaluation), B200 complete,
+#: N200 new
+PLAN_2 = [(r, f) for r in ("A200", "B200", "N200") for f in FOLDS if (r, f) != ("A200", -1)]
+PLANS = {"all": PLAN_ALL, "second": PLAN_2}
 
 
 def log(*a):
@@ -54,7 +62,7 @@ def run(args) -> dict:
         "import sys; sys.path.insert(0, 'export'); import voice_data as vd; from emoedge import kernels; "
         "o = kernels.LogMelOptions(); c, _ = vd.load_clips(o); vd.speed_variants(c, o, (0.9, 1.1))")], cwd=ROOT)
     log(f"feature caches ready in {time.time() - t0:.0f}s")
-    pending = [(r, f) for r in ("T200", "A200", "B200", "KD200") for f in FOLDS]
+    pending = list(PLANS[args.plan])
     running, status = {}, {}
     deadline = t0 + args.budget_s
     while pending or running:
@@ -128,13 +136,27 @@ def summary(out: pathlib.Path) -> dict:
     return res
 
 
+def _half_checkpoint(path: pathlib.Path) -> bytes:
+    """A fold checkpoint with its float tensors stored as float16 (half the bytes back; load_state_dict casts them
+    back to float32, and fold checkpoints only score out-of-fold clips)."""
+    import torch
+    ck = torch.load(path, map_location="cpu", weights_only=False)
+    # weights only: the normalisation buffers and BatchNorm statistics are small and stay exact
+    keep = ("mean", "std", "running_")
+    ck["state_dict"] = {k: (v.half() if v.is_floating_point() and not any(w in k for w in keep) else v)
+                        for k, v in ck["state_dict"].items()}
+    ck["stored_as"] = "float16"
+    b = io.BytesIO()
+    torch.save(ck, b)
+    return b.getvalue()
+
+
 def pack(out: pathlib.Path, dest: pathlib.Path, job: dict, part_mb: float = 15.0) -> None:
-    """Everything small, all final-fit students, and the fold checkpoints of the two best complete
-    student recipes by CV (RAVDESS full clips), as results.tar.xz split into part files."""
+    """Everything small, all final-fit students (float32), and the fold checkpoints (float16) of every complete
+    student recipe, as results.tar.xz split into part files (the device returns at most 8 files, 64 MiB)."""
     cv = job.get("cv", {})
     complete = [r for r in STUDENTS if cv.get(r, {}).get("folds_scored") == [0, 1, 2, 3, 4]]
-    best = sorted(complete, key=lambda r: -cv[r]["ravdess_full"]["mean"])[:2]
-    job["packed_fold_checkpoints"] = best
+    job["packed_fold_checkpoints"] = complete
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w:xz", preset=1) as tar:
         for p in sorted(out.rglob("*")):
@@ -143,7 +165,13 @@ def pack(out: pathlib.Path, dest: pathlib.Path, job: dict, part_mb: float = 15.0
             rel = p.relative_to(out)
             if p.name == "voice_cnn.pt":
                 recipe, where = rel.parts[0], rel.parts[1]
-                if recipe == "T200" or (where != "final" and recipe not in best):
+                if recipe == "T200" or (where != "final" and recipe not in complete):
+                    continue
+                if where != "final":
+                    data = _half_checkpoint(p)
+                    ti = tarfile.TarInfo(str(rel))
+                    ti.size = len(data)
+                    tar.addfile(ti, io.BytesIO(data))
                     continue
             tar.add(p, arcname=str(rel))
         data = json.dumps(job, indent=1).encode()
@@ -157,14 +185,15 @@ def pack(out: pathlib.Path, dest: pathlib.Path, job: dict, part_mb: float = 15.0
     for i in range(0, len(blob), step):
         (dest / f"results.tar.xz.{n}").write_bytes(blob[i:i + step])
         n += 1
-    log(f"packed {len(blob) / 1e6:.1f} MB into {n} parts under {dest} (fold checkpoints of {best})")
+    log(f"packed {len(blob) / 1e6:.1f} MB into {n} parts under {dest} (fold checkpoints of {complete})")
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default=str(ROOT / "runs" / "gpu"))
     ap.add_argument("--budget-s", type=float, default=420.0, help="training budget from the start (seconds)")
-    ap.add_argument("--workers", type=int, default=16)
+    ap.add_argument("--workers", type=int, default=18)
+    ap.add_argument("--plan", default="second", choices=sorted(PLANS), help="which (recipe, fold) tasks to run")
     ap.add_argument("--pack", default=None, help="folder for the packed results (the device's $OUT)")
     args = ap.parse_args(argv)
     try:
