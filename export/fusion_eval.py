@@ -36,6 +36,8 @@ import numpy as np
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+if str(ROOT / "export") not in sys.path:      # voice_cv (fold-model lookup), also when loaded by file path
+    sys.path.insert(0, str(ROOT / "export"))
 
 from emoedge import fusion as F  # noqa: E402
 from emoedge.labels import CANONICAL, to_canonical  # noqa: E402
@@ -169,14 +171,17 @@ def voice_cv_dir(entry: dict):
 
 def oof_voice_predictions(d, vm, cv_dir):
     """Out-of-fold clip probabilities for every RAVDESS actor: each clip is scored by the recipe's CV fold
-    model (runs/cv/RECIPE/models, same recipe and precision as the shipped model) that did not train on its
+    model (runs/cv/RECIPE/models, or the published export/results/voice_cv/RECIPE; same recipe and precision
+    as the shipped model) that did not train on its
     actor, so no voice prediction used here comes from a model that saw the speaker."""
     from emoedge.evaluation.voice import CV_FOLDS
     from emoedge.voice import VoiceModel
-    man = cv_dir / "models" / "manifest.json"
+    import voice_cv
+    man = voice_cv.fold_models_manifest(cv_dir)
     if not man.is_file():
-        raise SystemExit(f"{man} is missing: run `python export/voice_cv.py export-folds {cv_dir.name}` first "
-                         "(the shipped voice model trained on every actor, so fusion uses its CV fold models)")
+        raise SystemExit(f"no fold models of {cv_dir.name}: neither {cv_dir / 'models'} nor {man.parent} exists; run "
+                         f"`python export/voice_cv.py export-folds {cv_dir.name}` first (the shipped voice model "
+                         "trained on every actor, so fusion uses its CV fold models)")
     spk = d["speaker"].astype(int)
     a, o = d["audio"], d["offsets"]
     idx_all, probs = [], []
@@ -190,7 +195,7 @@ def oof_voice_predictions(d, vm, cv_dir):
     order = np.argsort(idx_all)
     idx = np.asarray(idx_all)[order]
     desc = (f"RAVDESS actors 1-20 ({len(idx)} clips) out of fold: each clip scored by the {prec} CV fold model of "
-            f"{cv_dir.relative_to(ROOT)} that did not train on its actor (the shipped model, {vm.name}, is the same "
+            f"{man.parent.relative_to(ROOT)} that did not train on its actor (the shipped model, {vm.name}, is the same "
             "recipe fitted on every actor)")
     return np.asarray(probs, np.float64)[order], tuple(vm.labels), 1.0, idx, vm.name, desc
 
@@ -286,8 +291,11 @@ def _models_key(args) -> str:
              args.text_model or m.find("text")]
     parts = [[n, m.entry(n).get("sha256")] for n in names]
     cv_dir = voice_cv_dir(m.entry(names[1]))
-    if cv_dir is not None and (cv_dir / "models" / "manifest.json").is_file():   # its fold models score the voices
-        parts.append(hashlib.sha256((cv_dir / "models" / "manifest.json").read_bytes()).hexdigest())
+    if cv_dir is not None:
+        import voice_cv
+        fm = voice_cv.fold_models_manifest(cv_dir)
+        if fm.is_file():                          # its fold models score the voices
+            parts.append(hashlib.sha256(fm.read_bytes()).hexdigest())
     h = hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:16]
     return h
 

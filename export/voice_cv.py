@@ -10,9 +10,13 @@ utterances; every released clip is longer than 1.2 s, so the crops are the only 
     python export/voice_cv.py summary A40 B40          # per-fold table, mean +- std, paired differences
     python export/voice_cv.py export-folds B40         # fold models -> ONNX FP32 + INT8 + manifest, then
                                                        # the same CV through the runtime (emoedge eval voice --folds)
+    python export/voice_cv.py publish A200             # the INT8 fold models -> export/results/voice_cv/A200 (tracked)
 
 Everything goes under runs/cv/RECIPE/ (git-ignored): foldK/voice_cnn.pt, foldK/fold_eval.{json,npz},
-summary.json, models/{manifest.json, voice-cv-foldK-{fp32,int8}.onnx}, runtime.json.
+summary.json, models/{manifest.json, voice-cv-foldK-{fp32,int8}.onnx}, runtime.json. `publish` copies the
+shipped recipe's INT8 fold models (about 1 MB each) with their manifest, summary and runtime CV into the tracked
+folder export/results/voice_cv/RECIPE, so the CV (`emoedge eval voice --folds --fold-models`) and the fusion fit
+and evaluation (which score voices out of fold) can be reproduced from a checkout, without retraining.
 """
 from __future__ import annotations
 
@@ -32,6 +36,7 @@ sys.path.insert(0, str(ROOT / "export"))
 import voice_data as vd  # noqa: E402
 
 CV_ROOT = ROOT / "runs" / "cv"
+PUBLISHED_ROOT = ROOT / "export" / "results" / "voice_cv"
 N_FOLDS = 5
 SETS = ("full", "crop1s", "crop0.6s")
 
@@ -222,6 +227,41 @@ def export_folds(recipe: str, crops=(None, 1.0)) -> dict:
     return rt
 
 
+def publish(recipe: str, precision: str = "int8") -> pathlib.Path:
+    """Copy the recipe's fold models of one precision (export-folds first) with a manifest of just those
+    entries, and the CV summary / runtime CV / temperature JSON, into PUBLISHED_ROOT/RECIPE (replaced whole)."""
+    import shutil
+    from emoedge.manifest import update_entry
+    d = cv_dir(recipe)
+    man = d / "models" / "manifest.json"
+    if not man.is_file():
+        raise SystemExit(f"{man} is missing: run `python export/voice_cv.py export-folds {recipe}` first")
+    entries = {n: e for n, e in json.loads(man.read_text())["models"].items() if e.get("precision") == precision}
+    if not entries:
+        raise SystemExit(f"{man} has no {precision} entries")
+    dest = PUBLISHED_ROOT / d.name
+    tmp = PUBLISHED_ROOT / f".{d.name}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    for name, e in sorted(entries.items()):
+        shutil.copyfile(d / "models" / e["file"], tmp / e["file"])
+        update_entry(name, {k: v for k, v in e.items() if k not in ("sha256", "bytes")}, path=tmp / "manifest.json")
+    for f in ("summary.json", "runtime.json", "temperature.json"):
+        if (d / f).is_file():
+            shutil.copyfile(d / f, tmp / f)
+    shutil.rmtree(dest, ignore_errors=True)
+    tmp.rename(dest)
+    log(f"published {len(entries)} {precision} fold models of {recipe} to {dest}")
+    return dest
+
+
+def fold_models_manifest(recipe_dir: pathlib.Path) -> pathlib.Path:
+    """The fold-models manifest of a recipe's CV folder: runs/cv/RECIPE/models (export-folds, this machine)
+    when present, else the published copy export/results/voice_cv/RECIPE (tracked)."""
+    local = recipe_dir / "models" / "manifest.json"
+    return local if local.is_file() else PUBLISHED_ROOT / recipe_dir.name / "manifest.json"
+
+
 def load_cv(recipe: str) -> dict:
     d = cv_dir(recipe)
     out = {"summary": summarize(recipe, write=False), "recipe_dir": f"runs/cv/{d.name}"}
@@ -240,7 +280,7 @@ def main(argv=None) -> int:
         i = argv.index("--")
         argv, extra = argv[:i], argv[i + 1:]
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("command", choices=("train", "summary", "export-folds", "temperature"))
+    ap.add_argument("command", choices=("train", "summary", "export-folds", "temperature", "publish"))
     ap.add_argument("recipes", nargs="+")
     a = ap.parse_args(argv)
     if a.command == "train":
@@ -250,6 +290,9 @@ def main(argv=None) -> int:
         return 0
     if a.command == "temperature":
         print(oof_temperature(a.recipes[0]))
+        return 0
+    if a.command == "publish":
+        publish(a.recipes[0])
         return 0
     export_folds(a.recipes[0])
     return 0

@@ -151,3 +151,45 @@ def test_grouped_training_network_equals_its_members(vm, pool, mask, monkeypatch
     for k, (m, x) in enumerate(zip(members, xs)):
         m.eval()
         torch.testing.assert_close(g.forward_normalized(z)[:, k], m(x), rtol=1e-5, atol=1e-5)
+
+
+def _voice_cv_module():
+    import importlib.util
+    import sys
+    sys.path.insert(0, str(REPO / "export"))
+    spec = importlib.util.spec_from_file_location("voice_cv", REPO / "export" / "voice_cv.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_publish_copies_one_precision_of_the_fold_models_with_their_manifest(tmp_path, monkeypatch):
+    from emoedge.manifest import update_entry
+    vc = _voice_cv_module()
+    recipe = tmp_path / "runs" / "R1"
+    (recipe / "fold0").mkdir(parents=True)
+    md = recipe / "models"
+    md.mkdir()
+    for k in range(2):
+        for p in ("fp32", "int8"):
+            (md / f"voice-cv-fold{k}-{p}.onnx").write_bytes(f"{k}{p}".encode() * 10)
+            update_entry(f"voice-cv-fold{k}-{p}", {"task": "voice", "precision": p, "file": f"voice-cv-fold{k}-{p}.onnx",
+                                                   "trained_speakers": {"ravdess": [k + 2]}}, path=md / "manifest.json")
+    (recipe / "summary.json").write_text('{"recipe": "R1"}')
+    monkeypatch.setattr(vc, "PUBLISHED_ROOT", tmp_path / "published")
+    assert vc.fold_models_manifest(recipe) == md / "manifest.json"          # the local export wins
+    dest = vc.publish(str(recipe))
+    assert dest == tmp_path / "published" / "R1"
+    assert sorted(f.name for f in dest.iterdir()) == ["manifest.json", "summary.json", "voice-cv-fold0-int8.onnx",
+                                                      "voice-cv-fold1-int8.onnx"]
+    man = json.loads((dest / "manifest.json").read_text())["models"]
+    assert sorted(man) == ["voice-cv-fold0-int8", "voice-cv-fold1-int8"]
+    assert man["voice-cv-fold1-int8"]["trained_speakers"] == {"ravdess": [3]}
+    import hashlib
+    assert man["voice-cv-fold0-int8"]["sha256"] == hashlib.sha256(b"0int8" * 10).hexdigest()
+    import shutil
+    shutil.rmtree(md)
+    assert vc.fold_models_manifest(recipe) == dest / "manifest.json"        # then the published copy
+    with pytest.raises(SystemExit, match="export-folds"):                     # nothing to publish: says what to run
+        vc.publish(str(recipe))
+    assert (dest / "voice-cv-fold0-int8.onnx").is_file()                     # and the published copy is kept
