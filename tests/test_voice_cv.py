@@ -193,3 +193,20 @@ def test_publish_copies_one_precision_of_the_fold_models_with_their_manifest(tmp
     with pytest.raises(SystemExit, match="export-folds"):                     # nothing to publish: says what to run
         vc.publish(str(recipe))
     assert (dest / "voice-cv-fold0-int8.onnx").is_file()                     # and the published copy is kept
+
+
+def test_published_fold_models_are_intact_and_each_skips_its_own_speakers(shared_data):
+    import hashlib
+    man_path = REPO / "export" / "results" / "voice_cv" / "A200" / "manifest.json"
+    models = json.loads(man_path.read_text())["models"]
+    assert sorted(models) == [f"voice-cv-fold{k}-int8" for k in range(5)]
+    for k in range(5):
+        e = models[f"voice-cv-fold{k}-int8"]
+        assert hashlib.sha256((man_path.parent / e["file"]).read_bytes()).hexdigest() == e["sha256"]
+        trained = {c: set(v) for c, v in e["trained_speakers"].items()}
+        assert not trained["ravdess"] & set(CV_FOLDS["ravdess"][k])          # its held-out actors
+        assert set(CV_FOLDS["ravdess"][(k + 1) % 5]) <= trained["ravdess"]   # and it did train on the others
+    rep = evaluate_folds(shared_data / "speech" / "emodb_speakers_no15-16_16k.npz", "auto", manifest=man_path,
+                         fold_models="voice-cv-fold{k}-int8", limit=2)
+    assert [f["model"] for f in rep["folds"]] == [f"voice-cv-fold{k}-int8" for k in range(5)]
+    assert rep["n_folds_summarised"] == 5 and all(f["n"] == 2 for f in rep["folds"])
