@@ -153,19 +153,9 @@ def test_grouped_training_network_equals_its_members(vm, pool, mask, monkeypatch
         torch.testing.assert_close(g.forward_normalized(z)[:, k], m(x), rtol=1e-5, atol=1e-5)
 
 
-def _voice_cv_module():
-    import importlib.util
-    import sys
-    sys.path.insert(0, str(REPO / "export"))
-    spec = importlib.util.spec_from_file_location("voice_cv", REPO / "export" / "voice_cv.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-def test_publish_copies_one_precision_of_the_fold_models_with_their_manifest(tmp_path, monkeypatch):
+def test_publish_copies_one_precision_of_the_fold_models_with_their_manifest(tmp_path, monkeypatch, export_module):
     from emoedge.manifest import update_entry
-    vc = _voice_cv_module()
+    vc = export_module("voice_cv")
     recipe = tmp_path / "runs" / "R1"
     (recipe / "fold0").mkdir(parents=True)
     md = recipe / "models"
