@@ -535,7 +535,8 @@ def main(argv=None) -> int:
                  "(love -> happy), report half", "n_report": int(report["text"].sum()),
                  "mean_reliability_report": round(float(trel[report["text"]].mean()), 4)},
         "single_modality": single, "results": results,
-        "commands": {"fit": "python export/fusion_fit.py", "eval": "python export/fusion_eval.py" + (" --hand-set" if args.hand_set else "")},
+        "commands": {"fit": "python export/fusion_fit.py", "eval": "python export/fusion_eval.py" + (" --hand-set" if args.hand_set else "")
+                     + ("" if pathlib.Path(args.out).resolve() == OUT else f" --out {args.out}")},
         "seconds": {"predictions_cached": preds.get("seconds"), "total": time.perf_counter() - t0,
                     "cpu_total": time.process_time() - c0},
     }

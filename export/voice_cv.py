@@ -246,9 +246,12 @@ def publish(recipe: str, precision: str = "int8") -> pathlib.Path:
     for name, e in sorted(entries.items()):
         shutil.copyfile(d / "models" / e["file"], tmp / e["file"])
         update_entry(name, {k: v for k, v in e.items() if k not in ("sha256", "bytes")}, path=tmp / "manifest.json")
-    for f in ("summary.json", "runtime.json", "temperature.json"):
+    for f in ("summary.json", "temperature.json"):
         if (d / f).is_file():
             shutil.copyfile(d / f, tmp / f)
+    if (d / "runtime.json").is_file():      # its commands then name the published manifest (same files, same sha256)
+        (tmp / "runtime.json").write_text((d / "runtime.json").read_text().replace(
+            f"runs/cv/{d.name}/models/manifest.json", f"export/results/voice_cv/{d.name}/manifest.json"))
     shutil.rmtree(dest, ignore_errors=True)
     tmp.rename(dest)
     log(f"published {len(entries)} {precision} fold models of {recipe} to {dest}")

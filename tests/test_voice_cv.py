@@ -166,12 +166,15 @@ def test_publish_copies_one_precision_of_the_fold_models_with_their_manifest(tmp
             update_entry(f"voice-cv-fold{k}-{p}", {"task": "voice", "precision": p, "file": f"voice-cv-fold{k}-{p}.onnx",
                                                    "trained_speakers": {"ravdess": [k + 2]}}, path=md / "manifest.json")
     (recipe / "summary.json").write_text('{"recipe": "R1"}')
+    (recipe / "runtime.json").write_text('{"command": "--manifest runs/cv/R1/models/manifest.json"}')
     monkeypatch.setattr(vc, "PUBLISHED_ROOT", tmp_path / "published")
     assert vc.fold_models_manifest(recipe) == md / "manifest.json"          # the local export wins
     dest = vc.publish(str(recipe))
     assert dest == tmp_path / "published" / "R1"
-    assert sorted(f.name for f in dest.iterdir()) == ["manifest.json", "summary.json", "voice-cv-fold0-int8.onnx",
-                                                      "voice-cv-fold1-int8.onnx"]
+    assert sorted(f.name for f in dest.iterdir()) == ["manifest.json", "runtime.json", "summary.json",
+                                                      "voice-cv-fold0-int8.onnx", "voice-cv-fold1-int8.onnx"]
+    assert json.loads((dest / "runtime.json").read_text())["command"] == \
+        "--manifest export/results/voice_cv/R1/manifest.json"           # the command names the published copy
     man = json.loads((dest / "manifest.json").read_text())["models"]
     assert sorted(man) == ["voice-cv-fold0-int8", "voice-cv-fold1-int8"]
     assert man["voice-cv-fold1-int8"]["trained_speakers"] == {"ravdess": [3]}
